@@ -1,0 +1,102 @@
+"""Command line: `python -m flows <command>` (or `kraftsamling <command>`).
+
+Each command parses its arguments, calls one flow and turns the project's errors into a
+clean message and exit status 1. Prefect is imported only by the commands that run flows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from flows.errors import KraftsamlingError
+
+
+def _quiet_prefect() -> None:
+    """Keep the terminal readable and the run offline unless the operator says otherwise."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _add_storage_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage", help="a folder, file:///path or s3://bucket/prefix (default: .storage)"
+    )
+    parser.add_argument("--public-url", help="public https base URL of the storage's objects")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows",
+        description="Publish the Kraftsamling newsletter and the Digitalsamtal podcast.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="publish the shipped demo episodes and build the demo newsletter, offline"
+    )
+    demo.add_argument("--workdir", default=".demo", help="working folder (default: .demo)")
+
+    news = commands.add_parser("newsletter", help="build the month's newsletter draft")
+    news.add_argument("--month", help="the issue's month, YYYY-MM (default: this month)")
+    news.add_argument("--posts", nargs="+", metavar="SOURCE", help="posts feeds: URLs or paths")
+    news.add_argument("--events", nargs="+", metavar="SOURCE", help=".ics/.yaml: URLs or paths")
+    news.add_argument("--out", help="folder of issues (default: newsletters)")
+    news.add_argument("--force", action="store_true", help="build even with nothing new")
+    _add_storage_args(news)
+
+    podcast = commands.add_parser("podcast", help="publish the episodes dropped in the inbox")
+    podcast.add_argument("--episodes", help="the drop folder (default: episodes)")
+    _add_storage_args(podcast)
+
+    feed = commands.add_parser("feed", help="regenerate and publish the podcast feed")
+    feed.add_argument("--episodes", help="folder with show.yaml (default: episodes)")
+    feed.add_argument(
+        "--remove", nargs="+", metavar="GUID", default=[], help="guids a person removes on purpose"
+    )
+    _add_storage_args(feed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_prefect()
+    try:
+        if args.command == "demo":
+            from flows.demo import run_demo
+
+            result = run_demo(args.workdir)
+        elif args.command == "newsletter":
+            from flows.newsletter import newsletter
+
+            result = newsletter(
+                month=args.month,
+                posts=args.posts,
+                events=args.events,
+                out=args.out,
+                force=args.force,
+                storage=args.storage,
+                public_url=args.public_url,
+            )
+        elif args.command == "podcast":
+            from flows.podcast import publish_episodes
+
+            result = publish_episodes(
+                episodes=args.episodes, storage=args.storage, public_url=args.public_url
+            )
+        elif args.command == "feed":
+            from flows.feed import regenerate_feed
+
+            result = regenerate_feed(
+                episodes=args.episodes,
+                storage=args.storage,
+                public_url=args.public_url,
+                remove_guids=args.remove,
+            )
+    except KraftsamlingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0

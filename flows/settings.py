@@ -1,0 +1,118 @@
+"""Every setting in one place.
+
+Values come from (highest first) explicit overrides (command-line flags, flow parameters),
+environment variables prefixed `KRAFTSAMLING_` (e.g. `KRAFTSAMLING_STORAGE=s3://bucket/p`),
+then the defaults below, which run the shipped demo offline with no credentials.
+The object is validated once and passed down; no module reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flows.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = REPO_ROOT / "demo"
+
+
+class Settings(BaseSettings):
+    """Validated settings for all flows. Build with `Settings.load(...)`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KRAFTSAMLING_", extra="forbid", validate_default=True
+    )
+
+    # --- storage and public links -------------------------------------------------------
+    storage: str = Field(
+        default=".storage",
+        description="Where published things live: a folder, file:///path or s3://bucket/prefix.",
+    )
+    public_url: str = Field(
+        default="https://kraftsamling.example/",
+        description="Public https base URL under which the storage's public objects are served.",
+    )
+    s3_region: str | None = Field(default=None, description="AWS region of the bucket.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint; AWS_ENDPOINT_URL(_S3) is honoured when unset.",
+    )
+    s3_public_acl: bool = Field(
+        default=False,
+        description="Send ACL public-read on public objects (for buckets that use ACLs).",
+    )
+
+    # --- the newsletter -----------------------------------------------------------------
+    newsletters_dir: Path = Field(default=Path("newsletters"))
+    posts: list[str] = Field(
+        default_factory=lambda: [str(DEMO_DIR / "posts.xml")],
+        description="Posts feeds (RSS/Atom): http(s) URLs or local paths.",
+    )
+    events: list[str] = Field(
+        default_factory=lambda: [str(DEMO_DIR / "events.ics"), str(DEMO_DIR / "events.yaml")],
+        description="Events: iCalendar URLs/paths (.ics) and YAML files.",
+    )
+    kind_map: Path | None = Field(
+        default=None, description="YAML file mapping feed categories to post kinds."
+    )
+    events_days: int = Field(default=60, ge=1, le=366)
+    first_issue_days: int = Field(default=31, ge=1, le=366)
+    max_items: int = Field(default=25, ge=1, le=200)
+    newsletter_title: str = "Kraftsamling update"
+    site_url: str = "https://kraftsamling.example/"
+    contact_email: str = "kontakt@kraftsamling.example"
+    unsubscribe_url: str = "https://kraftsamling.example/nyhetsbrev/avregistrera"
+    http_timeout: float = Field(default=10.0, gt=0)
+    http_retries: int = Field(default=3, ge=0, le=10)
+    user_agent: str = "KraftsamlingPublishing/0.1 (+https://kraftsamling.example/)"
+
+    # --- the podcast --------------------------------------------------------------------
+    episodes_dir: Path = Field(default=Path("episodes"))
+    settle_seconds: float = Field(
+        default=10.0, ge=0, description="Files changed this recently are still being copied."
+    )
+    upload_concurrency: int = Field(default=4, ge=1, le=32)
+    analytics_prefix: str | None = Field(
+        default=None, description="Prefix put before enclosure URLs, e.g. a stats redirect."
+    )
+
+    # --- sending ------------------------------------------------------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_from: str = "Kraftsamling <nyhetsbrev@kraftsamling.example>"
+    reply_to: str = "kontakt@kraftsamling.example"
+
+    @field_validator("public_url", "site_url", "unsubscribe_url")
+    @classmethod
+    def _absolute_https(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Build settings from defaults, the environment and non-None overrides."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise SettingsError(
+                f"Invalid settings: {problems}. Fix the flag, parameter or "
+                f"KRAFTSAMLING_* environment variable named."
+            ) from None
