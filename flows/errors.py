@@ -1,17 +1,17 @@
 """The project's exceptions. Every message names the file or item, what is wrong and the fix.
 
-    KraftsamlingError
-    ├── SettingsError          a setting or command-line value is invalid
-    ├── SourceError            a posts feed or events source could not be read
-    ├── InputError             a file a person wrote (YAML, sidecar, intro, show.yaml) is invalid
-    │   └── AudioError         an audio file is not usable as an episode
-    ├── StorageError           object storage failed or refused an operation
-    │   └── ConcurrentWriteError   someone else changed the object since we read it
-    ├── CatalogError           the podcast catalog is inconsistent
-    ├── FeedGateError          a new feed failed the checks that protect subscribers
-    ├── IssueSentError         a newsletter issue was already sent and is immutable
-    ├── DeliveryError          sending the newsletter failed
-    └── PublishIncompleteError some episodes failed (the others were published)
+KraftsamlingError
+├── SettingsError          a setting or command-line value is invalid
+├── SourceError            a posts feed or events source could not be read
+├── InputError             a file a person wrote (YAML, sidecar, intro, show.yaml) is invalid
+│   └── AudioError         an audio file is not usable as an episode
+├── StorageError           object storage failed or refused an operation
+│   └── ConcurrentWriteError   someone else changed the object since we read it
+├── CatalogError           the podcast catalog is inconsistent
+├── FeedGateError          a new feed failed the checks that protect subscribers
+├── IssueSentError         a newsletter issue was already sent and is immutable
+├── DeliveryError          sending the newsletter failed
+└── PublishIncompleteError some episodes failed (the others were published)
 """
 
 from __future__ import annotations

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     unsubscribe_url: str = "https://kraftsamling.example/nyhetsbrev/avregistrera"
     http_timeout: float = Field(default=10.0, gt=0)
     http_retries: int = Field(default=3, ge=0, le=10)
+    http_backoff: float = Field(
+        default=0.5, ge=0, le=60, description="First retry delay in seconds; doubles each retry."
+    )
     user_agent: str = "KraftsamlingPublishing/0.1 (+https://kraftsamling.example/)"
 
     # --- the podcast --------------------------------------------------------------------
