@@ -1,15 +1,40 @@
 """The podcast catalog: `podcast/catalog.json` in storage, the truth about published episodes.
 
-CONTRACT STUB (the podcast helper replaces this with the implementation; keep the names).
+The feed is regenerated from this file, so it is written with care:
+
+- deterministic JSON (sorted keys, indent 2, episodes ordered by `publish_at` then `guid`),
+  so the same episodes always give the same bytes and an unchanged catalog is not rewritten;
+- a private object (`public=False`, `CACHE_PRIVATE`);
+- a compare-and-swap write: `If-Match` the ETag it was read with (or `If-None-Match: *` when it
+  is new), so a concurrent writer is detected instead of overwritten;
+- a dated backup of the previous version under `podcast/catalog-backups/` before each change.
+
+The pure part is `upsert`: it decides whether a freshly built record is new, unchanged, a
+replacement of the audio or a metadata update, and keeps the guid assigned at first publish.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
 
+from pydantic import ValidationError
+
+from flows.errors import CatalogError, ConcurrentWriteError
 from flows.models import Episode
+from flows.storage import CACHE_PRIVATE, Storage
 
 CATALOG_KEY = "podcast/catalog.json"
+BACKUP_PREFIX = "podcast/catalog-backups/"
+CATALOG_VERSION = 1
+
+Change = Literal["new", "unchanged", "replaced", "updated"]
+
+# Fields that are bookkeeping, not content: a difference in these alone is "unchanged".
+_BOOKKEEPING = {"guid", "first_published", "last_updated", "warnings", "loudness"}
 
 
 @dataclass
@@ -19,7 +44,174 @@ class Catalog:
     episodes: list[Episode] = field(default_factory=list)
     etag: str | None = None  # None when the catalog did not exist yet
 
+    def by_slug(self, slug: str) -> Episode | None:
+        """The episode with this slug, or None."""
+        return next((ep for ep in self.episodes if ep.slug == slug), None)
 
-def load_catalog(storage) -> Catalog:  # noqa: ANN001
+
+def new_guid() -> str:
+    """A fresh episode guid (UUID4). Called once per episode, at its first publish."""
+    return str(uuid.uuid4())
+
+
+def sort_episodes(episodes: list[Episode]) -> list[Episode]:
+    """Catalog order: by publish time, then guid (stable for equal times)."""
+    return sorted(episodes, key=lambda ep: (ep.publish_at.astimezone(UTC), ep.guid))
+
+
+def dump_catalog(episodes: list[Episode]) -> bytes:
+    """The catalog's bytes: deterministic JSON, UTF-8, a trailing newline."""
+    document = {
+        "version": CATALOG_VERSION,
+        "episodes": [ep.model_dump(mode="json") for ep in sort_episodes(episodes)],
+    }
+    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
+
+
+def parse_catalog(data: bytes, source: str = CATALOG_KEY) -> list[Episode]:
+    """Episodes from catalog bytes; CatalogError naming the key and the way back."""
+    restore = (
+        f"Restore the newest good copy from {BACKUP_PREFIX} (copy it over {CATALOG_KEY}) "
+        "and run again."
+    )
+    try:
+        document: Any = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{source} is not UTF-8 text ({exc.reason}). {restore}") from None
+    except json.JSONDecodeError as exc:
+        raise CatalogError(
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). "
+            f"{restore}"
+        ) from None
+    if not isinstance(document, dict) or not isinstance(document.get("episodes"), list):
+        raise CatalogError(f"{source} has no 'episodes' list. {restore}")
+    version = document.get("version", CATALOG_VERSION)
+    if version != CATALOG_VERSION:
+        raise CatalogError(
+            f"{source} has version {version!r}, this program reads version {CATALOG_VERSION}. "
+            "Update the program, or restore a backup written by this version."
+        )
+    episodes: list[Episode] = []
+    for index, raw in enumerate(document["episodes"]):
+        try:
+            episodes.append(Episode.model_validate(raw))
+        except ValidationError as exc:
+            name = raw.get("slug", "?") if isinstance(raw, dict) else "?"
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise CatalogError(
+                f"{source}: episode #{index + 1} ({name}) is invalid: {problems}. {restore}"
+            ) from None
+    guids = [ep.guid for ep in episodes]
+    slugs = [ep.slug for ep in episodes]
+    for label, values in (("guid", guids), ("slug", slugs)):
+        twice = sorted({value for value in values if values.count(value) > 1})
+        if twice:
+            raise CatalogError(
+                f"{source}: {label} {', '.join(twice)} appears more than once. {restore}"
+            )
+    return episodes
+
+
+def load_catalog(storage: Storage) -> Catalog:
     """Read the catalog from storage (an empty Catalog if there is none yet)."""
-    raise NotImplementedError
+    found = storage.get_bytes(CATALOG_KEY)
+    if found is None:
+        return Catalog([], None)
+    data, etag = found
+    return Catalog(parse_catalog(data, f"{storage.describe()}/{CATALOG_KEY}"), etag)
+
+
+def backup_key(now: datetime, attempt: int = 1) -> str:
+    """The key of a dated backup, in UTC; `attempt` > 1 adds a number for same-second saves.
+
+    >>> backup_key(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
+    'podcast/catalog-backups/catalog-20260301T080000Z.json'
+    """
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    suffix = "" if attempt == 1 else f"-{attempt}"
+    return f"{BACKUP_PREFIX}catalog-{stamp}{suffix}.json"
+
+
+def save_catalog(storage: Storage, catalog: Catalog, now: datetime) -> Catalog:
+    """Write the catalog if its content changed; returns it with the new ETag.
+
+    The write is conditional on the ETag the catalog was loaded with, so another run's
+    change in the meantime raises CatalogError (nothing is overwritten). The previous
+    version is first copied to a dated, private backup.
+    """
+    data = dump_catalog(catalog.episodes)
+    where = f"{storage.describe()}/{CATALOG_KEY}"
+    again = "Another run changed it meanwhile; nothing was lost. Run again to build on it."
+    current = storage.get_bytes(CATALOG_KEY)
+    if current is None and catalog.etag is not None:
+        raise CatalogError(f"{where} was removed while this run was working. {again}")
+    if current is not None:
+        previous, etag = current
+        if catalog.etag is None or etag != catalog.etag:
+            raise CatalogError(f"{where} changed while this run was working. {again}")
+        if previous == data:
+            return Catalog(list(catalog.episodes), etag)  # nothing to write
+        attempt = 1
+        while storage.head(backup_key(now, attempt)) is not None:
+            attempt += 1
+        storage.put_bytes(
+            backup_key(now, attempt),
+            previous,
+            content_type="application/json",
+            cache_control=CACHE_PRIVATE,
+            public=False,
+        )
+    try:
+        info = storage.put_bytes(
+            CATALOG_KEY,
+            data,
+            content_type="application/json",
+            cache_control=CACHE_PRIVATE,
+            public=False,
+            if_match=catalog.etag,
+            if_none_match=catalog.etag is None,
+        )
+    except ConcurrentWriteError as exc:
+        raise CatalogError(f"{where} changed while this run was working. {again}") from exc
+    return Catalog(sort_episodes(catalog.episodes), info.etag)
+
+
+def _content(episode: Episode) -> dict[str, Any]:
+    return episode.model_dump(mode="json", exclude=_BOOKKEEPING)
+
+
+def upsert(catalog: Catalog, record: Episode, now: datetime) -> tuple[Catalog, Change]:
+    """Put a freshly built record into the catalog (pure: returns a new Catalog).
+
+    The episode's identity is its slug. Compared with the published record:
+    - no record with this slug: "new" (a guid is assigned now, unless the record has one);
+    - same content: "unchanged" (the published record is kept as it is);
+    - different source audio (or final audio without a source hash): "replaced";
+    - same audio, other metadata: "updated".
+    Replaced and updated records keep the guid and `first_published`; `last_updated` = now.
+    """
+    existing = catalog.by_slug(record.slug)
+    others = [ep for ep in catalog.episodes if ep.slug != record.slug]
+    if existing is None:
+        fresh = record.model_copy(
+            update={"guid": record.guid or new_guid(), "first_published": now, "last_updated": now}
+        )
+        return Catalog(sort_episodes([*others, fresh]), catalog.etag), "new"
+    if _content(existing) == _content(record):
+        return catalog, "unchanged"
+    if record.source_sha256 and existing.source_sha256:
+        new_audio = record.source_sha256 != existing.source_sha256
+    else:
+        new_audio = record.sha256 != existing.sha256
+    change: Change = "replaced" if new_audio else "updated"
+    merged = record.model_copy(
+        update={
+            "guid": existing.guid,
+            "first_published": existing.first_published,
+            "last_updated": now,
+        }
+    )
+    return Catalog(sort_episodes([*others, merged]), catalog.etag), change

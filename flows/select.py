@@ -233,7 +233,7 @@ def _trim(
             if (name, index) in kept:
                 trimmed[name].append(item)
             else:
-                link = item.url or item.online_url or "" if name == "events" else item.link
+                link = (item.url or item.online_url or "") if name == "events" else item.link
                 left_out.append(LeftOut(item.id, name, item.title, link))
     return trimmed, left_out
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         default=False,
         description="Send ACL public-read on public objects (for buckets that use ACLs).",
     )
+    s3_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Attempts per S3 request, retrying throttling, 5xx and network errors.",
+    )
 
     # --- the newsletter -----------------------------------------------------------------
     newsletters_dir: Path = Field(default=Path("newsletters"))
@@ -91,6 +97,10 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     mail_from: str = "Kraftsamling <nyhetsbrev@kraftsamling.example>"
     reply_to: str = "kontakt@kraftsamling.example"
+    unsubscribe_email: str | None = Field(
+        default=None,
+        description="Address of the List-Unsubscribe mailto link (default: the Reply-To address).",
+    )
 
     @field_validator("public_url", "site_url", "unsubscribe_url")
     @classmethod

@@ -1,0 +1,786 @@
+"""Inspect, validate and tag episode audio with mutagen (MP3 with ID3v2.3, M4A with MP4 atoms).
+
+Reading, top to bottom:
+
+1. `inspect_audio(path)`: identify the file by its CONTENT (never the extension), check it is
+   a whole MP3 or MP4/AAC stream with a duration, and describe it as an `AudioInfo`.
+   * detection: mutagen's own content scoring, with no file name, names what a file really is
+     (a WAV or FLAC renamed `.mp3` is called a WAV or FLAC);
+   * MP3 validation: mutagen finds the stream; our small MPEG frame walker then demands a run of
+     consistent frames at the start, compares the Xing/Info byte count with the file, and checks
+     that the last frame is whole (mutagen alone accepts a truncated file with its old length);
+   * MP4 validation: an AAC audio track, and top-level boxes that end exactly at the file end.
+2. `build_id3_frames(tags, duration)` and `build_mp4_atoms(tags)`: pure, EpisodeTags -> tags.
+3. `tag_audio(src, dst, tags, info)`: copy the audio without its old tags and write the new ones
+   with fixed padding, so the output bytes depend only on the audio and the tags.
+
+Errors are `AudioError` (flows/errors.py); each message names the file, what is wrong and the fix.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import re
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import mutagen
+from mutagen.aac import AAC
+from mutagen.ac3 import AC3
+from mutagen.aiff import AIFF
+from mutagen.apev2 import APEv2File
+from mutagen.asf import ASF
+from mutagen.dsf import DSF
+from mutagen.flac import FLAC
+from mutagen.id3 import (
+    APIC,
+    CHAP,
+    COMM,
+    CTOC,
+    ID3,
+    TALB,
+    TCON,
+    TDRC,
+    TIT2,
+    TLAN,
+    TPE1,
+    TPOS,
+    TRCK,
+    WOAS,
+    CTOCFlags,
+    Encoding,
+    Frame,
+    ID3FileType,
+    ID3v1SaveOptions,
+    PictureType,
+)
+from mutagen.monkeysaudio import MonkeysAudio
+from mutagen.mp3 import MP3
+from mutagen.mp4 import MP4, MP4Cover
+from mutagen.musepack import Musepack
+from mutagen.oggflac import OggFLAC
+from mutagen.oggopus import OggOpus
+from mutagen.oggspeex import OggSpeex
+from mutagen.oggvorbis import OggVorbis
+from mutagen.wave import WAVE
+from mutagen.wavpack import WavPack
+
+from flows.errors import AudioError
+from flows.models import Chapter
+
+MIME_TYPES = {"mp3": "audio/mpeg", "m4a": "audio/mp4"}
+COVER_MIME_TYPES = ("image/jpeg", "image/png")
+# Apple Podcasts' recommendation; below it a warning is recorded, not an error.
+RECOMMENDED_BITRATE = {1: 64_000, 2: 128_000}
+RECOMMENDED_SAMPLE_RATES = (44_100, 48_000)
+# Fixed tag padding: the output must not depend on how much room the old tags left.
+ID3_PADDING = 1024
+MP4_PADDING = 1024
+MP4_DESC_LIMIT = 255  # iTunes shows at most this much of `desc`; the full text goes in `ldes`
+_FIX_EXPORT = (
+    "Export the episode again as MP3 (44.1 kHz, 64 kbps mono or 128 kbps stereo) "
+    "or M4A (AAC) and drop it in again."
+)
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_COPY_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What `inspect_audio` learned about a usable episode file."""
+
+    path: Path
+    format: str  # "mp3" or "m4a"
+    extension: str  # ".mp3" / ".m4a"
+    mime_type: str  # "audio/mpeg" / "audio/mp4"
+    duration: float  # seconds, > 0
+    sample_rate: int
+    channels: int
+    bitrate: int  # bits per second
+    title: str | None  # from the file's own tags, for episodes without a sidecar
+    description: str | None  # COMM / ldes / desc / ©cmt from the file's own tags
+    warnings: tuple[str, ...]  # recorded with the episode, not fatal
+
+
+@dataclass(frozen=True)
+class EpisodeTags:
+    """The tags `tag_audio` writes; built by the podcast pipeline from show + sidecar."""
+
+    title: str
+    artist: str
+    album: str
+    description: str
+    track: int | None = None
+    disc: int | None = None
+    date: datetime | None = None  # TDRC / ©day, written in UTC
+    genre: str = "Podcast"
+    language: str = "swe"
+    url: str | None = None  # WOAS (MP3) / purl (M4A)
+    chapters: tuple[Chapter, ...] = ()
+    cover: bytes | None = None
+    cover_mime: str | None = None  # image/jpeg or image/png; sniffed from the bytes when None
+
+
+# --------------------------------------------------------------------------------------------
+# Detection: what is this file, by content?
+
+# Every mutagen type but MP3/MP4, to name what a refused file really is.
+_OTHER_KINDS = {
+    WAVE: "a WAV",
+    FLAC: "a FLAC",
+    AIFF: "an AIFF",
+    OggVorbis: "an Ogg Vorbis",
+    OggOpus: "an Opus",
+    OggFLAC: "an Ogg FLAC",
+    OggSpeex: "an Ogg Speex",
+    ASF: "a WMA/ASF",
+    AAC: "a raw AAC (ADTS, not inside an M4A container)",
+    AC3: "an AC-3",
+    WavPack: "a WavPack",
+    MonkeysAudio: "a Monkey's Audio (APE)",
+    Musepack: "a Musepack",
+    DSF: "a DSD (DSF)",
+    APEv2File: "an APEv2-tagged audio",
+}
+
+
+def sniff_kind(fileobj: BinaryIO) -> str | None:
+    """Name the file's type from its first bytes: "mp3", "m4a", another type's name, or None.
+
+    mutagen's `score` is given no file name, so the extension cannot sway it.
+    """
+    fileobj.seek(0)
+    header = fileobj.read(128)
+    kinds: list[tuple[int, str, str]] = [
+        (int(MP3.score("", fileobj, header)), "1", "mp3"),
+        (int(ID3FileType.score("", fileobj, header)), "0", "mp3"),
+        (int(MP4.score("", fileobj, header)), "1", "m4a"),
+    ]
+    kinds += [(int(k.score("", fileobj, header)), "0", name) for k, name in _OTHER_KINDS.items()]
+    fileobj.seek(0)
+    score, _, name = max(kinds)
+    return name if score > 0 else None
+
+
+# --------------------------------------------------------------------------------------------
+# MPEG audio frames: just enough of the header to walk a stream (Layer III only).
+
+_L3_BITRATES = {
+    1: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_SAMPLE_RATES = {1: (44100, 48000, 32000), 2: (22050, 24000, 16000), 25: (11025, 12000, 8000)}
+MIN_HEAD_FRAMES = 8  # consecutive consistent frames demanded at the start of the stream
+MIN_TAIL_FRAMES = 3  # ... and at the end, before trusting where the last frame ends
+_TAIL_WINDOW = 16 * 1024
+_HEAD_WINDOW = 64 * 1024
+
+
+@dataclass(frozen=True)
+class MpegFrame:
+    """One MPEG Layer III frame header."""
+
+    version: int  # 1, 2 or 25 (MPEG 2.5)
+    sample_rate: int
+    channels: int
+    length: int  # bytes, header included
+
+    def same_stream(self, other: MpegFrame) -> bool:
+        return (self.version, self.sample_rate, self.channels) == (
+            other.version,
+            other.sample_rate,
+            other.channels,
+        )
+
+
+def parse_mpeg_header(data: bytes) -> MpegFrame | None:
+    """Parse 4 bytes as an MPEG Layer III frame header; None if they are not one.
+
+    >>> parse_mpeg_header(bytes.fromhex("fffb50c0"))
+    MpegFrame(version=1, sample_rate=44100, channels=1, length=208)
+    >>> parse_mpeg_header(b"RIFF") is None
+    True
+    """
+    if len(data) < 4:
+        return None
+    (h,) = struct.unpack(">I", data[:4])
+    version_bits, layer_bits = (h >> 19) & 3, (h >> 17) & 3
+    bitrate_idx, rate_idx = (h >> 12) & 0xF, (h >> 10) & 3
+    if (h >> 21) != 0x7FF or version_bits == 1 or layer_bits != 1:
+        return None
+    if bitrate_idx in (0, 15) or rate_idx == 3:
+        return None
+    version = {3: 1, 2: 2, 0: 25}[version_bits]
+    bitrate = _L3_BITRATES[1 if version == 1 else 2][bitrate_idx] * 1000
+    sample_rate = _SAMPLE_RATES[version][rate_idx]
+    slots = 144 if version == 1 else 72
+    length = slots * bitrate // sample_rate + ((h >> 9) & 1)
+    channels = 1 if (h >> 6) & 3 == 3 else 2
+    return MpegFrame(version, sample_rate, channels, length)
+
+
+def walk_frames(buf: bytes, pos: int) -> tuple[int, int, MpegFrame | None]:
+    """Follow consistent frames from `pos`: (count, where the chain ends, first frame).
+
+    The end may lie past `len(buf)` when the last frame is cut off.
+    """
+    first = parse_mpeg_header(buf[pos : pos + 4])
+    if first is None:
+        return 0, pos, None
+    count = 0
+    while pos + 4 <= len(buf):
+        frame = parse_mpeg_header(buf[pos : pos + 4])
+        if frame is None or not frame.same_stream(first):
+            break
+        pos += frame.length
+        count += 1
+    return count, pos, first
+
+
+def _sync_positions(buf: bytes) -> Iterator[int]:
+    pos = buf.find(b"\xff")
+    while pos != -1:
+        yield pos
+        pos = buf.find(b"\xff", pos + 1)
+
+
+def find_stream_start(head: bytes, whole: bool) -> tuple[int, MpegFrame] | None:
+    """The first offset in `head` where a run of consistent frames starts.
+
+    `whole` says `head` is the entire stream, so a short file may end its run at the end.
+    """
+    for pos in _sync_positions(head):
+        count, end, first = walk_frames(head, pos)
+        if first is None:
+            continue
+        if count >= MIN_HEAD_FRAMES or (whole and count >= 1 and end == len(head)):
+            return pos, first
+    return None
+
+
+def tail_is_cut(tail: bytes, ref: MpegFrame) -> bool | None:
+    """Does the stream's last frame run past the end? None when no frame run is found."""
+    for pos in _sync_positions(tail):
+        count, end, first = walk_frames(tail, pos)
+        if first is None or not first.same_stream(ref) or count < MIN_TAIL_FRAMES:
+            continue
+        if end > len(tail):
+            return True
+        rest = tail[end:]
+        # A header cut short is truncation; other trailing bytes are junk we leave alone.
+        return 0 < len(rest) < 4 and rest[0] == 0xFF
+    return None
+
+
+def xing_byte_count(frame_bytes: bytes) -> int | None:
+    """The stream size a Xing/Info header (LAME, ffmpeg) records in its first frame, if any."""
+    for marker in (b"Xing", b"Info"):
+        at = frame_bytes.find(marker, 4)
+        if at == -1 or at + 8 > len(frame_bytes):
+            continue
+        (flags,) = struct.unpack(">I", frame_bytes[at + 4 : at + 8])
+        offset = at + 8 + (4 if flags & 1 else 0)
+        if flags & 2 and offset + 4 <= len(frame_bytes):
+            return struct.unpack(">I", frame_bytes[offset : offset + 4])[0]
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Where the audio is, between the tags.
+
+
+def id3v2_span(head: bytes) -> int:
+    """Bytes taken by (possibly stacked) ID3v2 tags at the start of `head`."""
+    pos = 0
+    while head[pos : pos + 3] == b"ID3" and len(head) >= pos + 10:
+        size_bytes = head[pos + 6 : pos + 10]
+        if any(b & 0x80 for b in size_bytes):
+            break  # not a syncsafe size: not a tag
+        size = 0
+        for b in size_bytes:
+            size = (size << 7) | b
+        footer = 10 if head[pos + 5] & 0x10 else 0
+        pos += 10 + size + footer
+    return pos
+
+
+def trailing_tags_span(tail: bytes) -> int:
+    """Bytes taken by an ID3v1 and/or APEv2 tag at the end; `tail` is the file's last bytes.
+
+    160 bytes of tail are enough: the APEv2 size is read from its footer.
+    """
+    end = len(tail)
+    if end >= 128 and tail[end - 128 : end - 125] == b"TAG":
+        end -= 128
+    span = len(tail) - end
+    if end >= 32 and tail[end - 32 : end - 24] == b"APETAGEX":
+        size, _, flags = struct.unpack("<III", tail[end - 20 : end - 8])
+        span += size + (32 if flags & 0x80000000 else 0)  # the size excludes the header
+    return span
+
+
+def mp3_audio_range(path: Path) -> tuple[int, int]:
+    """(start, end) byte offsets of the MPEG stream without leading or trailing tags."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        start = 0
+        while True:  # stacked tags: skip each by its own header
+            f.seek(start)
+            step = id3v2_span(f.read(10))
+            if step == 0:
+                break
+            start += step
+        f.seek(max(0, size - 160))
+        end = size - trailing_tags_span(f.read())
+    start = min(start, size)
+    return start, max(end, start)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _load(kind: type, path: Path, what: str) -> mutagen.FileType:
+    try:
+        return kind(path)
+    except mutagen.MutagenError as exc:
+        raise AudioError(
+            f"{path}: looks like {what} but cannot be read ({exc}); it is probably damaged or "
+            f"cut short. {_FIX_EXPORT}"
+        ) from None
+
+
+def _read_range(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(start)
+        return f.read(length)
+
+
+def _check_mp3_stream(path: Path, start: int, end: int) -> None:
+    """Raise unless [start, end) is a whole, consistent MPEG Layer III stream."""
+    head = _read_range(path, start, min(end - start, _HEAD_WINDOW))
+    found = find_stream_start(head, whole=end - start <= _HEAD_WINDOW)
+    if found is None:
+        raise AudioError(
+            f"{path}: no run of MPEG audio frames at the start of the file: it is not MP3 audio, "
+            f"or it is damaged. {_FIX_EXPORT}"
+        )
+    offset, first = found
+    declared = xing_byte_count(head[offset : offset + first.length])
+    # Encoders differ on whether the count includes a leading ID3 tag: allow for it.
+    available = end - offset
+    if declared is not None and available < declared:
+        raise AudioError(
+            f"{path}: the file is cut short: its MP3 header announces {declared} bytes of audio "
+            f"but only {end - start - offset} are there (an interrupted copy or download?). "
+            "Copy the complete file again."
+        )
+    tail_start = max(start + offset, end - _TAIL_WINDOW)
+    if tail_is_cut(_read_range(path, tail_start, end - tail_start), first):
+        raise AudioError(
+            f"{path}: the file is cut short: its last MP3 frame is incomplete (an interrupted "
+            "copy or download?). Copy the complete file again."
+        )
+
+
+def _check_mp4_boxes(path: Path) -> None:
+    """Raise unless the top-level MP4 boxes end exactly where the file ends."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        pos = 0
+        while pos + 8 <= size:
+            f.seek(pos)
+            box_size, _ = struct.unpack(">I4s", f.read(8))
+            if box_size == 1:
+                (box_size,) = struct.unpack(">Q", f.read(8))
+            elif box_size == 0:
+                box_size = size - pos  # "to the end of the file"
+            if box_size < 8:
+                break
+            pos += box_size
+    if pos != size:
+        raise AudioError(
+            f"{path}: the M4A file is cut short or damaged: its boxes announce {pos} bytes but "
+            f"the file has {size}. Copy the complete file again, or export it again as M4A."
+        )
+
+
+def _first_text(tags: object, keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        values = tags.get(key) if tags is not None else None  # type: ignore[attr-defined]
+        for value in getattr(values, "text", values) or ():
+            text = str(value).strip()
+            if text:
+                return text
+    return None
+
+
+def _id3_description(tags: ID3 | None) -> str | None:
+    if tags is None:
+        return None
+    # COMM frames with a description ("iTunNORM", ...) are machine data, not text for people.
+    plain = [f for f in tags.getall("COMM") if not f.desc]
+    # ffmpeg writes `-metadata comment=...` as TXXX:comment.
+    return _first_text({"COMM": plain[0]} if plain else None, ("COMM",)) or _first_text(
+        tags, ("TDES", "TXXX:comment", "TXXX:description")
+    )
+
+
+def recommendation_warnings(sample_rate: int, channels: int, bitrate: int) -> tuple[str, ...]:
+    """Warnings for audio that works but is below what podcast apps recommend."""
+    warnings: list[str] = []
+    wanted = RECOMMENDED_BITRATE.get(min(channels, 2), 128_000)
+    if bitrate < wanted * 0.95:
+        layout = "mono" if channels == 1 else "stereo"
+        warnings.append(
+            f"bitrate {round(bitrate / 1000)} kbps is below Apple's recommended "
+            f"{wanted // 1000} kbps for {layout}; export at {wanted // 1000} kbps or more"
+        )
+    if sample_rate not in RECOMMENDED_SAMPLE_RATES:
+        warnings.append(
+            f"sample rate {sample_rate} Hz is unusual for podcasts; export at 44100 or 48000 Hz"
+        )
+    if channels > 2:
+        warnings.append(f"{channels} channels; podcasts should be mono or stereo")
+    return tuple(warnings)
+
+
+def _inspect_mp3(path: Path) -> AudioInfo:
+    audio = _load(MP3, path, "MP3 audio")
+    info = audio.info
+    if info.layer != 3:
+        raise AudioError(
+            f"{path}: this is MPEG-{info.version} Layer {info.layer} audio, not MP3 (Layer III). "
+            f"{_FIX_EXPORT}"
+        )
+    if info.sketchy:
+        raise AudioError(
+            f"{path}: too few MPEG frames to be sure this is MP3 audio; it is damaged or not "
+            f"audio. {_FIX_EXPORT}"
+        )
+    _check_duration(path, info.length)
+    start, end = mp3_audio_range(path)
+    _check_mp3_stream(path, start, end)
+    return AudioInfo(
+        path=path,
+        format="mp3",
+        extension=".mp3",
+        mime_type=MIME_TYPES["mp3"],
+        duration=float(info.length),
+        sample_rate=int(info.sample_rate),
+        channels=int(info.channels),
+        bitrate=int(info.bitrate),
+        title=_first_text(audio.tags, ("TIT2",)),
+        description=_id3_description(audio.tags),
+        warnings=recommendation_warnings(info.sample_rate, info.channels, info.bitrate),
+    )
+
+
+def _inspect_m4a(path: Path) -> AudioInfo:
+    audio = _load(MP4, path, "an MP4/M4A file")
+    info = audio.info
+    codec = getattr(info, "codec", "")
+    if not codec.startswith("mp4a"):
+        raise AudioError(
+            f"{path}: the MP4 file has no AAC audio track (found {codec or 'none'}). {_FIX_EXPORT}"
+        )
+    _check_duration(path, info.length)
+    _check_mp4_boxes(path)
+    # Some encoders leave the average bitrate at 0; the file size gives a fair estimate.
+    bitrate = int(info.bitrate) or int(path.stat().st_size * 8 / info.length)
+    return AudioInfo(
+        path=path,
+        format="m4a",
+        extension=".m4a",
+        mime_type=MIME_TYPES["m4a"],
+        duration=float(info.length),
+        sample_rate=int(info.sample_rate),
+        channels=int(info.channels),
+        bitrate=bitrate,
+        title=_first_text(audio.tags, ("©nam",)),
+        description=_first_text(audio.tags, ("ldes", "desc", "©cmt")),
+        warnings=recommendation_warnings(info.sample_rate, info.channels, bitrate),
+    )
+
+
+def _check_duration(path: Path, length: float) -> None:
+    if not length or length <= 0:
+        raise AudioError(
+            f"{path}: the audio has no duration (0 seconds): the export holds no sound. "
+            f"{_FIX_EXPORT}"
+        )
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            first = f.read(1)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: the file does not exist; drop the audio file again.") from None
+    except OSError as exc:
+        raise AudioError(
+            f"{path}: cannot be read ({exc.strerror or exc}). Check that it is a regular file "
+            "with read permission, then drop it in again."
+        ) from None
+    if not first:
+        raise AudioError(
+            f"{path}: the file is empty (0 bytes): the copy failed or is not finished. "
+            "Copy the audio file again."
+        )
+
+
+def inspect_audio(path: Path) -> AudioInfo:
+    """Identify `path` by content, validate it as an episode and describe it.
+
+    Raises AudioError naming the file, what is wrong and the fix.
+    """
+    path = Path(path)
+    _check_readable(path)
+    with path.open("rb") as f:
+        kind = sniff_kind(f)
+    if kind == "m4a":
+        return _inspect_m4a(path)
+    if kind in ("mp3", None):
+        # Unknown content may still be MPEG audio after some junk; the MP3 checks decide.
+        try:
+            return _inspect_mp3(path)
+        except AudioError:
+            if kind is None:
+                raise AudioError(
+                    f"{path}: not an audio file we can publish: no MP3 or M4A audio was found "
+                    f"(random or damaged data?). {_FIX_EXPORT}"
+                ) from None
+            raise
+    raise AudioError(
+        f"{path}: this is {kind} file, not MP3 or M4A, whatever its name says. "
+        "Export it as MP3 (44.1 kHz, 64 kbps mono or 128 kbps stereo) or M4A (AAC) "
+        "and drop it in again."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Tag building: pure
+
+
+def clean_text(text: str, *, multiline: bool = False) -> str:
+    """Remove control characters (tags and apps choke on them); keep newlines if asked."""
+    text = _CONTROL_CHARS.sub("", text)
+    if not multiline:
+        text = " ".join(text.split())
+    return text.strip()
+
+
+def cover_mime(cover: bytes, declared: str | None = None) -> str:
+    """The cover's MIME type: the declared one if allowed, else sniffed from its bytes."""
+    if declared is not None:
+        if declared not in COVER_MIME_TYPES:
+            raise AudioError(f"cover art of type {declared!r}: use a JPEG or PNG image.")
+        return declared
+    if cover.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if cover.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    raise AudioError("cover art is neither JPEG nor PNG: save the cover as JPEG or PNG.")
+
+
+def tag_date(value: datetime) -> str:
+    """A tag timestamp: tags carry no time zone, so it is written in UTC."""
+    if value.tzinfo is None:
+        raise AudioError(f"tag date {value.isoformat()} has no time zone: give an aware time.")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def chapter_times(chapters: tuple[Chapter, ...], duration: float) -> list[tuple[int, int, str]]:
+    """(start ms, end ms, title) per chapter: each ends where the next starts, the last at the end.
+
+    >>> chapter_times((Chapter(start=0, title="A"), Chapter(start=1.5, title="B")), 3.0)
+    [(0, 1500, 'A'), (1500, 3000, 'B')]
+    """
+    starts = [round(c.start * 1000) for c in chapters]
+    end_ms = round(duration * 1000)
+    if any(b <= a for a, b in itertools.pairwise(starts)):
+        raise AudioError(
+            "chapters are not in order: give each chapter a later start than the one before."
+        )
+    if starts and starts[-1] >= end_ms:
+        raise AudioError(
+            f"chapter {chapters[-1].title!r} starts at {chapters[-1].start:g} s, at or after the "
+            f"end of the audio ({duration:.1f} s): fix its start time."
+        )
+    ends = [*starts[1:], end_ms]
+    return [(s, e, clean_text(c.title)) for s, e, c in zip(starts, ends, chapters, strict=True)]
+
+
+def build_id3_frames(tags: EpisodeTags, duration: float) -> list[Frame]:
+    """The ID3v2 frames for an episode (before the v2.3 conversion `tag_audio` does)."""
+    enc = Encoding.UTF16  # ID3v2.3 has no UTF-8
+    frames: list[Frame] = [
+        TIT2(encoding=enc, text=clean_text(tags.title)),
+        TPE1(encoding=enc, text=clean_text(tags.artist)),
+        TALB(encoding=enc, text=clean_text(tags.album)),
+        COMM(encoding=enc, lang="swe", desc="", text=clean_text(tags.description, multiline=True)),
+        TCON(encoding=enc, text=clean_text(tags.genre)),
+        TLAN(encoding=enc, text=clean_text(tags.language)),
+    ]
+    if tags.track is not None:
+        frames.append(TRCK(encoding=enc, text=str(tags.track)))
+    if tags.disc is not None:
+        frames.append(TPOS(encoding=enc, text=str(tags.disc)))
+    if tags.date is not None:
+        # A date only: mutagen's v2.3 conversion keeps TIME only when hour and minute are set.
+        frames.append(TDRC(encoding=enc, text=tag_date(tags.date)[:10]))
+    if tags.url:
+        frames.append(WOAS(url=tags.url))
+    if tags.cover is not None:
+        frames.append(
+            APIC(
+                encoding=Encoding.LATIN1,
+                mime=cover_mime(tags.cover, tags.cover_mime),
+                type=PictureType.COVER_FRONT,
+                desc="",
+                data=tags.cover,
+            )
+        )
+    frames += _chapter_frames(tags.chapters, duration)
+    return frames
+
+
+def _chapter_frames(chapters: tuple[Chapter, ...], duration: float) -> list[Frame]:
+    if not chapters:
+        return []
+    unknown = 0xFFFFFFFF  # byte offsets: "not given", times are what players use
+    ids = [f"chp{i}" for i in range(len(chapters))]
+    frames: list[Frame] = [
+        CHAP(
+            element_id=element_id,
+            start_time=start,
+            end_time=end,
+            start_offset=unknown,
+            end_offset=unknown,
+            sub_frames=[TIT2(encoding=Encoding.UTF16, text=title)],
+        )
+        for element_id, (start, end, title) in zip(
+            ids, chapter_times(chapters, duration), strict=True
+        )
+    ]
+    frames.append(
+        CTOC(
+            element_id="toc",
+            flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+            child_element_ids=ids,
+            sub_frames=[TIT2(encoding=Encoding.UTF16, text="Kapitel")],
+        )
+    )
+    return frames
+
+
+def build_mp4_atoms(tags: EpisodeTags) -> dict[str, list]:
+    """The MP4 (iTunes) atoms for an episode."""
+    description = clean_text(tags.description, multiline=True)
+    atoms: dict[str, list] = {
+        "©nam": [clean_text(tags.title)],
+        "©ART": [clean_text(tags.artist)],
+        "©alb": [clean_text(tags.album)],
+        "desc": [description[:MP4_DESC_LIMIT]],
+        "ldes": [description],
+        "©cmt": [description],
+        "©gen": [clean_text(tags.genre)],
+    }
+    if tags.track is not None:
+        atoms["trkn"] = [(tags.track, 0)]
+    if tags.disc is not None:
+        atoms["disk"] = [(tags.disc, 0)]
+    if tags.date is not None:
+        atoms["©day"] = [tag_date(tags.date) + "Z"]
+    if tags.url:
+        atoms["purl"] = [tags.url]
+    if tags.cover is not None:
+        fmt = {"image/jpeg": MP4Cover.FORMAT_JPEG, "image/png": MP4Cover.FORMAT_PNG}
+        atoms["covr"] = [MP4Cover(tags.cover, fmt[cover_mime(tags.cover, tags.cover_mime)])]
+    return atoms
+
+
+def id3_tag_bytes(frames: list[Frame]) -> bytes:
+    """Serialise frames as one ID3v2.3 tag with fixed padding (mutagen writes to memory)."""
+    tag = ID3()
+    for frame in frames:
+        tag.add(frame)
+    tag.update_to_v23()  # TDRC -> TYER/TDAT/TIME, as v2.3 readers expect
+    buf = io.BytesIO()
+    tag.save(buf, v2_version=3, v1=ID3v1SaveOptions.REMOVE, padding=lambda _info: ID3_PADDING)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
+    src.seek(start)
+    remaining = end - start
+    while remaining > 0:
+        chunk = src.read(min(_COPY_CHUNK, remaining))
+        if not chunk:
+            break
+        dst.write(chunk)
+        remaining -= len(chunk)
+
+
+def _write_mp3(src: Path, tmp: Path, tags: EpisodeTags, info: AudioInfo) -> None:
+    header = id3_tag_bytes(build_id3_frames(tags, info.duration))
+    start, end = mp3_audio_range(src)
+    with src.open("rb") as fin, tmp.open("wb") as fout:
+        fout.write(header)
+        _copy_range(fin, fout, start, end)
+
+
+def _write_m4a(src: Path, tmp: Path, tags: EpisodeTags) -> None:
+    shutil.copyfile(src, tmp)
+    audio = MP4(tmp)
+    if audio.tags is None:
+        audio.add_tags()
+    audio.tags.clear()
+    audio.tags.update(build_mp4_atoms(tags))
+    audio.save(padding=lambda _info: MP4_PADDING)
+
+
+def tag_audio(src: Path, dst: Path, tags: EpisodeTags, info: AudioInfo) -> None:
+    """Write `src`'s audio to `dst` with exactly `tags` (old tags dropped); deterministic.
+
+    `dst` appears whole or not at all (written beside it under a dot-name, then renamed).
+    """
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise AudioError(f"{dst}: tagging in place is not supported; give another destination.")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tagging", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        if info.format == "mp3":
+            _write_mp3(src, tmp, tags, info)
+        elif info.format == "m4a":
+            _write_m4a(src, tmp, tags)
+        else:
+            raise AudioError(f"{src}: unknown audio format {info.format!r}; expected mp3 or m4a.")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the published copy private
+        os.replace(tmp, dst)
+    except AudioError as exc:
+        if str(exc).startswith(str(src)):
+            raise
+        raise AudioError(f"{src}: {exc}") from None
+    except (OSError, mutagen.MutagenError) as exc:
+        raise AudioError(
+            f"{src}: writing the tagged copy {dst} failed ({exc}). Check the disk space and "
+            "permissions, then run again."
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,586 @@
+"""The producers' drop folder: which files are ready, what their sidecars say.
+
+`scan_inbox` only reads the folder (names, sizes, times, sidecar text); it never moves or
+changes a file. It sorts what it sees into:
+
+- candidates: an audio file (`<name>.mp3` / `<name>.m4a`) that has settled, with its parsed
+  sidecar (`<name>.md`) and the transcript and image the sidecar names;
+- refused: a group of files that cannot become an episode, with the reason and the fix
+  (wrong format, empty file, broken sidecar, a clash with another file);
+- waiting: files still being copied (temporary suffixes, or changed in the last
+  `settle_seconds`), left alone for a later run.
+
+Everything else in the folder (notes, stray images, dotfiles) is left alone.
+
+A sidecar is YAML front matter between `---` lines, then a Markdown body (the description):
+
+    ---
+    title: Öppna data i kommunen
+    episode: 3
+    publish_at: 2026-03-01 07:00
+    chapters:
+      - {start: "00:00:00", title: Intro}
+    ---
+    Vi pratar om öppna data.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flows.errors import InputError
+from flows.models import STOCKHOLM, Chapter, Episode
+
+AUDIO_SUFFIXES = (".mp3", ".m4a")
+UNSUPPORTED_AUDIO = (".wav", ".flac", ".aiff", ".aif")
+TRANSCRIPT_TYPES = {".vtt": "text/vtt", ".srt": "application/x-subrip"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".download", ".partial", ".filepart")
+EPISODE_TYPES = ("full", "trailer", "bonus")
+KNOWN_KEYS = (
+    "title",
+    "episode",
+    "season",
+    "episode_type",
+    "publish_at",
+    "explicit",
+    "guests",
+    "chapters",
+    "transcript",
+    "image",
+)
+MAX_TITLE = 255  # ID3 and the feed take more, but apps cut titles far sooner
+DEFAULT_RELEASE_TIME = time(7, 0)  # a publish date without a time means 07:00 Stockholm
+
+
+class _SidecarLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so `parse_publish_at` gives the error message
+    (PyYAML itself raises a bare ValueError for a date like 2026-13-45)."""
+
+
+_SidecarLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+# C0/C1 control characters except tab and newline (kept in descriptions only).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class EpisodeMeta:
+    """What a sidecar says about an episode (all optional except where noted)."""
+
+    title: str | None = None
+    description: str = ""
+    episode: int | None = None
+    season: int | None = None
+    episode_type: str = "full"
+    publish_at: datetime | None = None  # timezone-aware; None: keep the published one / now
+    explicit: bool | None = None  # None: the show's setting
+    guests: tuple[str, ...] = ()
+    chapters: tuple[Chapter, ...] = ()
+    transcript: str | None = None  # a file name next to the audio
+    image: str | None = None  # a file name next to the audio
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An audio file that has settled, ready to be inspected, tagged and published."""
+
+    name: str  # the file name's stem as dropped, e.g. "Avsnitt 3"
+    slug: str
+    audio: Path
+    sidecar: Path | None
+    meta: EpisodeMeta
+    transcript: Path | None = None
+    image: Path | None = None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file of this episode in the inbox (moved together after the run)."""
+        found = [self.audio, self.sidecar, self.transcript, self.image]
+        return tuple(path for path in found if path is not None)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Files that cannot become an episode; the reason names the file and the fix."""
+
+    name: str
+    files: tuple[Path, ...]
+    reason: str
+    slug: str = ""
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What the inbox holds right now."""
+
+    candidates: tuple[Candidate, ...] = ()
+    refused: tuple[Refused, ...] = ()
+    waiting: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def slugify(name: str) -> str:
+    """A URL- and key-safe slug from a file name: lower-case ASCII, digits and dashes.
+
+    >>> slugify("Avsnitt 3 – Öppna data på Åland")
+    'avsnitt-3-oppna-data-pa-aland'
+    >>> slugify("../../etc/passwd")
+    'etc-passwd'
+    """
+    ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:80].strip("-")
+
+
+def clean_text(text: str, *, multiline: bool) -> tuple[str, bool]:
+    """Text without control characters (tab/newline kept when multiline); True if any removed.
+
+    >>> clean_text("A\\x07B", multiline=False)
+    ('AB', True)
+    """
+    cleaned = _CONTROL.sub("", text)
+    if not multiline:
+        cleaned = re.sub(r"[\t\r\n]+", " ", cleaned)
+    else:
+        cleaned = cleaned.replace("\r\n", "\n").replace("\r", "\n")
+    return cleaned.strip(), cleaned.strip() != text.strip()
+
+
+def parse_timecode(value: Any, where: str) -> float:
+    """Seconds from `HH:MM:SS(.mmm)`, `MM:SS` or a number of seconds.
+
+    >>> parse_timecode("01:02:03.5", "x")
+    3723.5
+    >>> parse_timecode(90, "x")
+    90.0
+    """
+    if isinstance(value, bool):
+        raise InputError(f"{where}: start must be a time like 00:12:30, got {value!r}.")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\d+(:\d{1,2}){0,2}(\.\d+)?", value.strip()):
+        seconds = 0.0
+        for part in value.strip().split(":"):
+            seconds = seconds * 60 + float(part)
+    else:
+        raise InputError(
+            f'{where}: start {value!r} is not a time. Write it as HH:MM:SS, e.g. "00:12:30".'
+        )
+    if seconds < 0:
+        raise InputError(f"{where}: start {value!r} is negative. Use a time from 00:00:00.")
+    return seconds
+
+
+def parse_publish_at(value: Any, where: str) -> datetime:
+    """A timezone-aware publish time; naive means Stockholm, a date alone 07:00 Stockholm.
+
+    >>> parse_publish_at("2026-03-01", "x").isoformat()
+    '2026-03-01T07:00:00+01:00'
+    >>> parse_publish_at("2026-07-01 09:30", "x").isoformat()
+    '2026-07-01T09:30:00+02:00'
+    """
+    fix = "Write it as 2026-03-01 or 2026-03-01 07:00 (Stockholm time) or with an offset."
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, DEFAULT_RELEASE_TIME)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                moment = datetime.combine(date.fromisoformat(text), DEFAULT_RELEASE_TIME)
+            else:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"{where}: publish_at {value!r} is not a date. {fix}") from None
+    else:
+        raise InputError(f"{where}: publish_at {value!r} is not a date. {fix}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=STOCKHOLM)
+    return moment
+
+
+def _int_field(data: dict[str, Any], key: str, where: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        else:
+            raise InputError(f"{where}: {key} must be a whole number like 3, got {value!r}.")
+    if value < 0:
+        raise InputError(
+            f"{where}: {key} is {value}; it cannot be negative. Use 1, 2, 3 … (or leave it out)."
+        )
+    return value
+
+
+def _file_name_field(data: dict[str, Any], key: str, where: str, suffixes: tuple[str, ...]):
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: {key} must be a file name, got {value!r}.")
+    name = value.strip()
+    # Only a plain name in the inbox: never a path that could leave the folder.
+    if "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+        raise InputError(
+            f"{where}: {key} {name!r} must be a plain file name in the same folder as the "
+            "audio (no folders, no '..'). Put the file next to the audio and write its name."
+        )
+    if not name.lower().endswith(suffixes):
+        raise InputError(
+            f"{where}: {key} {name!r} must end with {' or '.join(suffixes)}. "
+            "Convert the file or fix the name."
+        )
+    return name
+
+
+def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
+    """Parse a sidecar: YAML front matter between `---` lines, then a Markdown description.
+
+    Unknown keys give a warning; broken YAML and wrong values raise InputError naming the
+    file, the key (or line) and the fix.
+    """
+    text = text.lstrip("\ufeff")
+    lines = text.splitlines()
+    warnings: list[str] = []
+    front: dict[str, Any] = {}
+    body_lines = lines
+    if lines and lines[0].strip() == "---":
+        end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+        if end is None:
+            raise InputError(
+                f"{source}: the front matter starts with '---' on line 1 but is never closed. "
+                "Add a line with only '---' after the last 'key: value' line."
+            )
+        try:
+            loaded = yaml.load("\n".join(lines[1:end]), Loader=_SidecarLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" at line {mark.line + 2}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InputError(
+                f"{source}: broken YAML{line}: {problem}. Check the indentation and put "
+                "quotes around values that contain ':' or '#'."
+            ) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise InputError(
+                f"{source}: the front matter must be 'key: value' lines, got "
+                f"{type(loaded).__name__}. See episodes/README.md for an example."
+            )
+        front = {str(key): value for key, value in loaded.items()}
+        body_lines = lines[end + 1 :]
+    else:
+        warnings.append(
+            f"{source}: no front matter ('---' lines); the whole file is the description."
+        )
+
+    for key in sorted(set(front) - set(KNOWN_KEYS)):
+        warnings.append(
+            f"{source}: unknown key {key!r} was ignored (known keys: {', '.join(KNOWN_KEYS)})."
+        )
+
+    title: str | None = None
+    if front.get("title") is not None:
+        raw_title = front["title"]
+        if not isinstance(raw_title, str | int | float) or isinstance(raw_title, bool):
+            raise InputError(f"{source}: title must be text, got {raw_title!r}.")
+        title, changed = clean_text(str(raw_title), multiline=False)
+        if changed and title:
+            warnings.append(f"{source}: control characters or line breaks removed from title.")
+        if not title:
+            raise InputError(f"{source}: title is empty. Write the episode's title.")
+        if len(title) > MAX_TITLE:
+            raise InputError(
+                f"{source}: title is {len(title)} characters; at most {MAX_TITLE} are allowed "
+                "(apps show about 60). Shorten it and put the rest in the description."
+            )
+
+    episode_type = front.get("episode_type", "full")
+    if episode_type not in EPISODE_TYPES:
+        raise InputError(
+            f"{source}: episode_type {episode_type!r} is not one of {', '.join(EPISODE_TYPES)}."
+        )
+
+    publish_at = None
+    if front.get("publish_at") is not None:
+        publish_at = parse_publish_at(front["publish_at"], source)
+
+    explicit = front.get("explicit")
+    if explicit is not None and not isinstance(explicit, bool):
+        raise InputError(f"{source}: explicit must be true or false, got {explicit!r}.")
+
+    guests_raw = front.get("guests") or []
+    if isinstance(guests_raw, str):
+        guests_raw = [guests_raw]
+    if not isinstance(guests_raw, list) or not all(
+        isinstance(g, str) and g.strip() for g in guests_raw
+    ):
+        raise InputError(
+            f"{source}: guests must be a list of names, e.g. guests: [Anna Exempel, Bo Prov]."
+        )
+    guests = tuple(clean_text(g, multiline=False)[0] for g in guests_raw)
+
+    chapters_raw = front.get("chapters") or []
+    if not isinstance(chapters_raw, list):
+        raise InputError(
+            f"{source}: chapters must be a list of '- start: \"00:00:00\"' / 'title: …' items."
+        )
+    chapters: list[Chapter] = []
+    for number, item in enumerate(chapters_raw, start=1):
+        where = f"{source}: chapter {number}"
+        if not isinstance(item, dict) or "start" not in item or not item.get("title"):
+            raise InputError(
+                f'{where} needs a start and a title, e.g. {{start: "00:05:00", title: Del 2}}.'
+            )
+        chapter_title, _ = clean_text(str(item["title"]), multiline=False)
+        if not chapter_title:
+            raise InputError(f"{where}: the title is empty.")
+        chapters.append(Chapter(start=parse_timecode(item["start"], where), title=chapter_title))
+    starts = [c.start for c in chapters]
+    if starts != sorted(starts) or len(set(starts)) != len(starts):
+        raise InputError(
+            f"{source}: chapters must be in time order with different start times. "
+            "Sort them by start."
+        )
+
+    description, changed = clean_text("\n".join(body_lines), multiline=True)
+    if changed and description:
+        warnings.append(f"{source}: control characters removed from the description.")
+
+    return EpisodeMeta(
+        title=title,
+        description=description,
+        episode=_int_field(front, "episode", source),
+        season=_int_field(front, "season", source),
+        episode_type=episode_type,
+        publish_at=publish_at,
+        explicit=explicit,
+        guests=guests,
+        chapters=tuple(chapters),
+        transcript=_file_name_field(front, "transcript", source, tuple(TRANSCRIPT_TYPES)),
+        image=_file_name_field(front, "image", source, IMAGE_SUFFIXES),
+        warnings=tuple(warnings),
+    )
+
+
+def find_number_clashes(candidates: list[Candidate], published: list[Episode]) -> dict[str, str]:
+    """Candidates that claim an episode number (in the same season) that someone else has.
+
+    Returns {slug: reason}. A number already published for another slug refuses the
+    newcomer; two newcomers claiming the same free number are both refused.
+    """
+    taken = {(ep.season, ep.episode): ep.slug for ep in published if ep.episode is not None}
+    reasons: dict[str, str] = {}
+    claims: dict[tuple[int | None, int], list[Candidate]] = {}
+    for cand in candidates:
+        number = cand.meta.episode
+        if number is None:
+            continue
+        key = (cand.meta.season, number)
+        label = f"episode {number}" + (f" of season {key[0]}" if key[0] is not None else "")
+        owner = taken.get(key)
+        if owner is not None and owner != cand.slug:
+            reasons[cand.slug] = (
+                f"{cand.audio.name}: {label} is already published as {owner!r}. "
+                "Give this file another episode number in its sidecar, or use the same "
+                f"file name as {owner!r} to replace that episode."
+            )
+            continue
+        claims.setdefault(key, []).append(cand)
+    for (season, number), group in claims.items():
+        if len(group) > 1:
+            names = " and ".join(c.audio.name for c in group)
+            label = f"episode {number}" + (f" of season {season}" if season is not None else "")
+            for cand in group:
+                reasons[cand.slug] = (
+                    f"{names} both claim {label}. Give each file its own number in its "
+                    "sidecar and drop them again."
+                )
+    return reasons
+
+
+# --- reading the folder -----------------------------------------------------------------------
+
+
+def is_temporary(path: Path) -> bool:
+    """Dotfiles and partial downloads/copies, which must never be touched."""
+    name = path.name
+    return name.startswith((".", "~")) or name.lower().endswith(TEMP_SUFFIXES)
+
+
+def _settling(path: Path, now: float, settle_seconds: float) -> bool:
+    """True while a file may still be written: changed within the last `settle_seconds`."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return True
+    return now - max(stat.st_mtime, stat.st_ctime) < settle_seconds
+
+
+def _temporary_twin(path: Path, names: set[str]) -> bool:
+    """`x.mp3` while `x.mp3.part` (or similar) exists: the copy is not finished."""
+    return any(path.name + suffix in names for suffix in TEMP_SUFFIXES)
+
+
+def scan_inbox(
+    inbox: Path,
+    now: float,
+    settle_seconds: float,
+    published: list[Episode] | None = None,
+) -> ScanResult:
+    """Sort the inbox into candidates, refused groups and files still being written.
+
+    `now` is a POSIX timestamp (passed in, never read here); `published` is the catalog's
+    episodes, used to refuse an episode number that another slug already has.
+    """
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        raise InputError(
+            f"{inbox}: the drop folder does not exist. Create it or pass --episodes DIR "
+            "(the folder that holds inbox/ and show.yaml)."
+        )
+    entries = sorted((p for p in inbox.iterdir() if p.is_file()), key=lambda p: p.name)
+    names = {p.name for p in entries}
+    by_lower = {p.name.lower(): p for p in entries}
+    waiting: list[Path] = []
+    refused: list[Refused] = []
+    candidates: list[Candidate] = []
+
+    for path in entries:
+        suffix = path.suffix.lower()
+        if path.name.startswith((".", "~")):
+            continue  # hidden files (e.g. macOS "._x.mp3") are never ours to touch
+        if is_temporary(path):
+            waiting.append(path)
+            continue
+        if suffix not in AUDIO_SUFFIXES + UNSUPPORTED_AUDIO:
+            continue
+        sidecar = by_lower.get(path.stem.lower() + ".md")
+        group = [path] + ([sidecar] if sidecar else [])
+        if _temporary_twin(path, names) or any(_settling(p, now, settle_seconds) for p in group):
+            waiting.extend(group)
+            continue
+        name, slug = path.stem, slugify(path.stem)
+        if suffix in UNSUPPORTED_AUDIO:
+            refused.append(
+                Refused(
+                    name,
+                    tuple(group),
+                    f"{path.name}: {suffix[1:].upper()} files are not published as they are. "
+                    "Export the episode as MP3 or M4A (AAC) and drop that file instead.",
+                    slug,
+                )
+            )
+            continue
+        if path.stat().st_size == 0:
+            refused.append(
+                Refused(name, tuple(group), f"{path.name} is empty (0 bytes). Copy it again.", slug)
+            )
+            continue
+        if not slug:
+            refused.append(
+                Refused(
+                    name,
+                    tuple(group),
+                    f"{path.name}: the file name has no letters or digits to name the episode "
+                    "by. Rename it, e.g. avsnitt-3.mp3.",
+                )
+            )
+            continue
+        try:
+            if sidecar is not None:
+                text = sidecar.read_text(encoding="utf-8")
+                meta = parse_sidecar(text, sidecar.name)
+            else:
+                meta = EpisodeMeta()
+        except UnicodeDecodeError:
+            refused.append(
+                Refused(
+                    name,
+                    tuple(group),
+                    f"{sidecar.name} is not UTF-8 text. Save it as UTF-8 and drop it again.",
+                    slug,
+                )
+            )
+            continue
+        except InputError as exc:
+            refused.append(Refused(name, tuple(group), str(exc), slug))
+            continue
+        try:
+            transcript = _attached(inbox, by_lower, meta.transcript, "transcript", sidecar)
+            if transcript is None:  # <name>.vtt / <name>.srt next to the audio is picked up too
+                transcript = next(
+                    (
+                        by_lower[n]
+                        for s in TRANSCRIPT_TYPES
+                        if (n := path.stem.lower() + s) in by_lower
+                    ),
+                    None,
+                )
+            image = _attached(inbox, by_lower, meta.image, "image", sidecar)
+        except InputError as exc:
+            refused.append(Refused(name, tuple(group), str(exc), slug))
+            continue
+        extras = [p for p in (transcript, image) if p is not None]
+        if any(_settling(p, now, settle_seconds) for p in extras):
+            waiting.extend(group + extras)
+            continue
+        candidates.append(Candidate(name, slug, path, sidecar, meta, transcript, image))
+
+    # Two files that would publish under one slug: neither can win.
+    by_slug: dict[str, list[Candidate]] = {}
+    for cand in candidates:
+        by_slug.setdefault(cand.slug, []).append(cand)
+    clashes = find_number_clashes(
+        [c for c in candidates if len(by_slug[c.slug]) == 1], published or []
+    )
+    kept: list[Candidate] = []
+    for cand in candidates:
+        group = by_slug[cand.slug]
+        if len(group) > 1:
+            names_text = " and ".join(c.audio.name for c in group)
+            reason = (
+                f"{names_text} would both be published as {cand.slug!r}. Rename one of them "
+                "(letters, digits and dashes decide the episode's address) and drop it again."
+            )
+            refused.append(Refused(cand.name, cand.files, reason, cand.slug))
+        elif cand.slug in clashes:
+            refused.append(Refused(cand.name, cand.files, clashes[cand.slug], cand.slug))
+        else:
+            kept.append(cand)
+    return ScanResult(tuple(kept), tuple(refused), tuple(waiting))
+
+
+def _attached(
+    inbox: Path, by_lower: dict[str, Path], name: str | None, key: str, sidecar: Path | None
+) -> Path | None:
+    """The file a sidecar names, found next to the audio (case-insensitively)."""
+    if name is None:
+        return None
+    found = by_lower.get(name.lower())
+    if found is None or found.parent != inbox:
+        where = sidecar.name if sidecar is not None else "sidecar"
+        raise InputError(
+            f"{where}: {key} {name!r} is not in the inbox. Drop that file next to the audio "
+            f"or remove the {key} line."
+        )
+    return found

@@ -1,0 +1,216 @@
+"""Storage benchmark: peak memory of put_file by file size, and S3 upload throughput.
+
+    python tests/bench/bench_storage.py [--files 5] [--mb 50] [--rounds 2]
+
+1. Memory: each upload runs in a fresh subprocess that reports its peak RSS (ru_maxrss) and
+   the peak of Python allocations (tracemalloc) for a 10 MB and a 100 MB file, for
+   LocalStorage, S3Storage and plain boto3. Target: the peak does not grow with file size.
+2. Throughput: S3Storage.put_file versus plain `boto3 upload_file` (boto3's default transfer
+   settings) of the same files to the same moto server, alternating, best of `--rounds`.
+   Target: S3Storage reaches at least 90% of boto3's MB/s.
+
+The moto server runs in its own process on 127.0.0.1 so its memory and CPU are not counted
+as ours. Not a test: figures vary with the machine; read them, do not assert them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+MB = 1_000_000
+BUCKET = "bench"
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    os.environ.pop(_name, None)
+
+
+def _make_file(path: Path, size: int) -> Path:
+    """Incompressible content written in chunks (the bench itself must not hold it)."""
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 4 * MB))
+            handle.write(chunk)
+            left -= len(chunk)
+    return path
+
+
+def _plain_client(endpoint: str):
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def _upload(kind: str, endpoint: str, path: Path, key: str, local_root: Path | None) -> None:
+    from flows.storage import CACHE_LONG, LocalStorage, S3Storage
+
+    if kind == "boto3":
+        _plain_client(endpoint).upload_file(
+            str(path), BUCKET, key, ExtraArgs={"ContentType": "audio/mpeg"}
+        )
+        return
+    store = (
+        LocalStorage(local_root)
+        if kind == "local"
+        else S3Storage(BUCKET, "", endpoint_url=endpoint, region="us-east-1")
+    )
+    store.put_file(key, path, content_type="audio/mpeg", cache_control=CACHE_LONG, public=True)
+
+
+# --- child processes ----------------------------------------------------------------------
+
+
+def child_server() -> None:
+    """Run moto on a free loopback port, print its URL, stop when stdin closes."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"http://{host}:{port}", flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+def child_upload(kind: str, endpoint: str, path: str, local_root: str) -> None:
+    """One upload in a fresh process; prints peak RSS and peak traced allocations (bytes)."""
+    import boto3  # noqa: F401 - imported before measuring, as in a real run
+
+    import flows.storage  # noqa: F401
+
+    tracemalloc.start()
+    if kind != "baseline":
+        _upload(kind, endpoint, Path(path), f"mem/{kind}/{Path(path).name}", Path(local_root))
+    _, traced_peak = tracemalloc.get_traced_memory()
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"rss": rss_peak, "traced": traced_peak}))
+
+
+# --- the bench ---------------------------------------------------------------------------
+
+
+def _run_child(*args: str) -> dict[str, int]:
+    out = subprocess.run(
+        [sys.executable, __file__, "child", *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _reset(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+    _plain_client(endpoint).create_bucket(Bucket=BUCKET)
+
+
+def bench_memory(endpoint: str, work: Path) -> None:
+    print("\nPeak memory of one put_file, fresh process per row (MiB)")
+    print(f"{'store':<10} {'file':>7} {'peak RSS':>9} {'over baseline':>14} {'traced peak':>12}")
+    base = _run_child("baseline", endpoint, "-", str(work / "local"))
+    print(f"{'baseline':<10} {'-':>7} {base['rss'] / 2**20:>9.1f} {'':>14} {'':>12}")
+    files = {size: _make_file(work / f"mem-{size}.mp3", size * MB) for size in (10, 100)}
+    for kind in ("local", "s3", "boto3"):
+        for size, path in files.items():
+            _reset(endpoint)
+            got = _run_child(kind, endpoint, str(path), str(work / "local"))
+            print(
+                f"{kind:<10} {size:>4} MB {got['rss'] / 2**20:>9.1f} "
+                f"{(got['rss'] - base['rss']) / 2**20:>14.1f} {got['traced'] / 2**20:>12.2f}"
+            )
+    for path in files.values():
+        path.unlink()
+
+
+def bench_throughput(endpoint: str, work: Path, files: int, mb: int, rounds: int) -> None:
+    from flows.storage import CACHE_LONG, S3Storage
+
+    paths = [_make_file(work / f"episode-{n:02d}.mp3", mb * MB) for n in range(files)]
+    total = files * mb
+    store = S3Storage(BUCKET, "ours", endpoint_url=endpoint, region="us-east-1")
+    client = _plain_client(endpoint)
+
+    def ours() -> None:
+        for path in paths:
+            store.put_file(
+                f"audio/{path.name}",
+                path,
+                content_type="audio/mpeg",
+                cache_control=CACHE_LONG,
+                public=True,
+            )
+
+    def plain() -> None:
+        for path in paths:
+            client.upload_file(
+                str(path),
+                BUCKET,
+                f"plain/audio/{path.name}",
+                ExtraArgs={"ContentType": "audio/mpeg"},
+            )
+
+    best = {"S3Storage.put_file": 0.0, "boto3 upload_file": 0.0}
+    for _ in range(rounds):
+        for name, run in (("boto3 upload_file", plain), ("S3Storage.put_file", ours)):
+            _reset(endpoint)
+            started = time.perf_counter()
+            run()
+            best[name] = max(best[name], total / (time.perf_counter() - started))
+    print(f"\nThroughput to moto over HTTP: {files} files x {mb} MB, best of {rounds} (MB/s)")
+    print(f"{'uploader':<20} {'MB/s':>7} {'vs boto3':>9}")
+    for name, rate in best.items():
+        print(f"{name:<20} {rate:>7.1f} {rate / best['boto3 upload_file']:>9.0%}")
+    for path in paths:
+        path.unlink()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        if sys.argv[2] == "server":
+            child_server()
+        else:
+            child_upload(*sys.argv[2:6])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=5, help="files per throughput round")
+    parser.add_argument("--mb", type=int, default=50, help="size of each file in MB")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["memory", "throughput"], help="run one part")
+    args = parser.parse_args()
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "child", "server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoint = server.stdout.readline().strip()
+        with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
+            if args.only != "throughput":
+                bench_memory(endpoint, Path(tmp))
+            if args.only != "memory":
+                bench_throughput(endpoint, Path(tmp), args.files, args.mb, args.rounds)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

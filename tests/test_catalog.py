@@ -1,0 +1,231 @@
+"""The podcast catalog: guids that never change, deterministic bytes, safe concurrent writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from flows.catalog import (
+    BACKUP_PREFIX,
+    CATALOG_KEY,
+    Catalog,
+    dump_catalog,
+    load_catalog,
+    new_guid,
+    parse_catalog,
+    save_catalog,
+    upsert,
+)
+from flows.errors import CatalogError
+from flows.models import STOCKHOLM, Episode
+from flows.storage import CACHE_PRIVATE, LocalStorage
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+T1 = T0 + timedelta(days=1)
+
+
+def record(slug: str = "avsnitt-1", **changes) -> Episode:
+    """A record as the pipeline builds it before upsert (no guid yet)."""
+    values = {
+        "guid": "",
+        "slug": slug,
+        "title": "Öppna data & AI",
+        "description": "Om öppna data.",
+        "publish_at": datetime(2026, 3, 1, 7, 0, tzinfo=STOCKHOLM),
+        "duration": 1800,
+        "size": 28_800_000,
+        "mime_type": "audio/mpeg",
+        "sha256": "a" * 64,
+        "audio_key": f"podcast/audio/{slug}-aaaaaaaa.mp3",
+        "episode": 1,
+        "first_published": T0,
+        "last_updated": T0,
+        "source_sha256": "1" * 64,
+    }
+    values.update(changes)
+    return Episode(**values)
+
+
+def test_new_guid_is_a_uuid4():
+    import uuid
+
+    guid = new_guid()
+    assert uuid.UUID(guid).version == 4
+    assert guid != new_guid()
+
+
+def test_upsert_new_assigns_guid_and_dates():
+    catalog, change = upsert(Catalog(), record(), T1)
+    assert change == "new"
+    [ep] = catalog.episodes
+    assert len(ep.guid) == 36
+    assert ep.first_published == T1 and ep.last_updated == T1
+
+
+def test_upsert_same_audio_is_unchanged_and_keeps_the_published_record():
+    catalog, _ = upsert(Catalog(etag="e1"), record(), T0)
+    again, change = upsert(catalog, record(), T1)
+    assert change == "unchanged"
+    assert again is catalog  # nothing changes, not even last_updated
+    assert again.episodes[0].last_updated == T0
+
+
+def test_upsert_new_audio_is_a_replacement_with_the_same_guid():
+    catalog, _ = upsert(Catalog(), record(), T0)
+    guid = catalog.episodes[0].guid
+    new = record(
+        sha256="b" * 64,
+        source_sha256="2" * 64,
+        audio_key="podcast/audio/avsnitt-1-bbbbbbbb.mp3",
+        size=30_000_000,
+        duration=1900,
+    )
+    replaced, change = upsert(catalog, new, T1)
+    assert change == "replaced"
+    [ep] = replaced.episodes
+    assert ep.guid == guid
+    assert ep.audio_key.endswith("bbbbbbbb.mp3")
+    assert (ep.size, ep.duration) == (30_000_000, 1900)
+    assert ep.first_published == T0 and ep.last_updated == T1
+
+
+def test_upsert_metadata_only_is_an_update_with_the_same_guid():
+    catalog, _ = upsert(Catalog(), record(), T0)
+    guid = catalog.episodes[0].guid
+    # A new title re-tags the same source audio: new final bytes, same source hash.
+    updated, change = upsert(catalog, record(title="Ny titel", sha256="c" * 64), T1)
+    assert change == "updated"
+    assert updated.episodes[0].guid == guid
+    assert updated.episodes[0].title == "Ny titel"
+
+
+def test_upsert_keeps_other_episodes():
+    catalog, _ = upsert(Catalog(), record("a"), T0)
+    catalog, _ = upsert(catalog, record("b", episode=2), T0)
+    guids = {ep.slug: ep.guid for ep in catalog.episodes}
+    catalog, change = upsert(catalog, record("a", sha256="d" * 64, source_sha256="9" * 64), T1)
+    assert change == "replaced"
+    assert {ep.slug: ep.guid for ep in catalog.episodes} == guids
+
+
+def test_dump_is_deterministic_sorted_and_ordered_by_publish_time():
+    late = record("late", publish_at=datetime(2026, 5, 1, tzinfo=UTC), guid="2")
+    early = record("early", publish_at=datetime(2026, 1, 1, tzinfo=UTC), guid="1")
+    data = dump_catalog([late, early])
+    assert data == dump_catalog([early, late])
+    document = json.loads(data)
+    assert [ep["slug"] for ep in document["episodes"]] == ["early", "late"]
+    assert data.decode().startswith('{\n  "episodes": [')
+    assert list(document["episodes"][0]) == sorted(document["episodes"][0])
+    assert [ep.slug for ep in parse_catalog(data)] == ["early", "late"]
+
+
+def test_load_of_a_missing_catalog_is_empty(tmp_path):
+    assert load_catalog(LocalStorage(tmp_path)) == Catalog([], None)
+
+
+def test_save_then_load_round_trip_private(tmp_path):
+    storage = LocalStorage(tmp_path)
+    catalog, _ = upsert(Catalog(), record(), T0)
+    saved = save_catalog(storage, catalog, T0)
+    assert saved.etag
+    loaded = load_catalog(storage)
+    assert loaded.episodes == catalog.episodes
+    assert loaded.etag == saved.etag
+    meta = storage.metadata(CATALOG_KEY)
+    assert meta["public"] is False and meta["cache_control"] == CACHE_PRIVATE
+    assert storage.list_keys(BACKUP_PREFIX) == []  # nothing to back up the first time
+
+
+def test_save_keeps_a_dated_backup_of_the_previous_version(tmp_path):
+    storage = LocalStorage(tmp_path)
+    first = save_catalog(storage, upsert(Catalog(), record("a"), T0)[0], T0)
+    before = storage.get_bytes(CATALOG_KEY)[0]
+    second = save_catalog(storage, upsert(first, record("b", episode=2), T1)[0], T1)
+    assert storage.list_keys(BACKUP_PREFIX) == [
+        "podcast/catalog-backups/catalog-20260302T080000Z.json"
+    ]
+    assert storage.get_bytes(BACKUP_PREFIX + "catalog-20260302T080000Z.json")[0] == before
+    assert storage.metadata(BACKUP_PREFIX + "catalog-20260302T080000Z.json")["public"] is False
+    # A second save in the same second gets its own backup, never overwriting one.
+    save_catalog(storage, upsert(second, record("c", episode=3), T1)[0], T1)
+    assert len(storage.list_keys(BACKUP_PREFIX)) == 2
+
+
+def test_save_of_unchanged_content_writes_nothing(tmp_path):
+    storage = LocalStorage(tmp_path)
+    saved = save_catalog(storage, upsert(Catalog(), record(), T0)[0], T0)
+    mtime = storage.path_of(CATALOG_KEY).stat().st_mtime_ns
+    again = save_catalog(storage, load_catalog(storage), T1)
+    assert again.etag == saved.etag
+    assert storage.path_of(CATALOG_KEY).stat().st_mtime_ns == mtime
+    assert storage.list_keys(BACKUP_PREFIX) == []
+
+
+def test_concurrent_writer_is_detected_and_nothing_is_lost(tmp_path):
+    storage = LocalStorage(tmp_path)
+    save_catalog(storage, upsert(Catalog(), record("a"), T0)[0], T0)
+    mine = load_catalog(storage)
+    theirs = load_catalog(storage)
+    save_catalog(storage, upsert(theirs, record("theirs", episode=2), T1)[0], T1)
+    with pytest.raises(CatalogError, match=r"changed while this run was working.*Run again"):
+        save_catalog(storage, upsert(mine, record("mine", episode=3), T1)[0], T1)
+    slugs = {ep.slug for ep in load_catalog(storage).episodes}
+    assert slugs == {"a", "theirs"}  # the other run's episode is kept
+
+
+def test_two_first_writers_do_not_overwrite_each_other(tmp_path):
+    storage = LocalStorage(tmp_path)
+    mine, theirs = load_catalog(storage), load_catalog(storage)
+    save_catalog(storage, upsert(theirs, record("theirs"), T0)[0], T0)
+    with pytest.raises(CatalogError, match="Run again"):
+        save_catalog(storage, upsert(mine, record("mine", episode=2), T0)[0], T0)
+    assert [ep.slug for ep in load_catalog(storage).episodes] == ["theirs"]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b'{"episodes": [', "not valid JSON \\(line 1"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b'{"version": 1}', "no 'episodes' list"),
+        (b'{"version": 1, "episodes": [{"slug": "x"}]}', "episode #1 \\(x\\) is invalid"),
+        (b'{"version": 99, "episodes": []}', "version 99"),
+    ],
+)
+def test_malformed_catalog_names_the_key_and_the_backups(tmp_path, data, problem):
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes(
+        CATALOG_KEY, data, content_type="application/json", cache_control="x", public=False
+    )
+    with pytest.raises(CatalogError, match=problem) as info:
+        load_catalog(storage)
+    assert CATALOG_KEY in str(info.value)
+    if "version 99" not in problem:
+        assert BACKUP_PREFIX in str(info.value)
+
+
+def test_duplicate_guid_in_catalog_is_refused():
+    a = record("a", guid="same")
+    b = record("b", guid="same")
+    with pytest.raises(CatalogError, match="guid same appears more than once"):
+        parse_catalog(dump_catalog([a, b]))
+
+
+@pytest.mark.parametrize("fixture", ["s3_inprocess", "s3_http"])
+def test_save_and_conflict_on_s3(request, fixture):
+    place = request.getfixturevalue(fixture)
+    storage = place.storage()
+    first = save_catalog(storage, upsert(Catalog(), record("a"), T0)[0], T0)
+    loaded = load_catalog(storage)
+    assert loaded.episodes == first.episodes and loaded.etag == first.etag
+    head = place.client.head_object(Bucket=place.bucket, Key="kraft/" + CATALOG_KEY)
+    assert head["CacheControl"] == CACHE_PRIVATE
+    stale = load_catalog(storage)
+    save_catalog(storage, upsert(loaded, record("b", episode=2), T1)[0], T1)
+    with pytest.raises(CatalogError, match="Run again"):
+        save_catalog(storage, upsert(stale, record("c", episode=3), T1)[0], T1)
+    assert {ep.slug for ep in load_catalog(storage).episodes} == {"a", "b"}
+    assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260302T080000Z.json"]

@@ -1,0 +1,380 @@
+"""The drop folder: which files are ready, what their sidecars say, what is refused and why."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flows.errors import InputError
+from flows.inbox import (
+    Candidate,
+    EpisodeMeta,
+    clean_text,
+    find_number_clashes,
+    parse_publish_at,
+    parse_sidecar,
+    parse_timecode,
+    scan_inbox,
+    slugify,
+)
+from flows.models import STOCKHOLM, Episode
+
+NOW = time.time()
+
+
+def drop(inbox: Path, name: str, data: bytes | str = b"ID3 not inspected here", age: float = 60):
+    """A file in the inbox whose last change was `age` seconds before NOW."""
+    path = inbox / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.utime(path, (NOW - age, NOW - age))
+    return path
+
+
+@pytest.fixture
+def inbox(tmp_path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+def scan(inbox: Path, published=(), settle: float = 10, now: float | None = None):
+    # ctime cannot be set back, so "settled" files are seen from a later moment.
+    return scan_inbox(inbox, (now or NOW) + 30, settle, list(published))
+
+
+# --- sidecars -------------------------------------------------------------------------------
+
+FULL = """---
+title: "Öppna data & <AI> i \\"kommunen\\" 🎙"
+episode: 3
+season: 1
+episode_type: bonus
+publish_at: 2026-03-01 09:30
+explicit: false
+guests: [Cecilia Påhittad, David Låtsas]
+chapters:
+  - {start: "00:00:00", title: Intro}
+  - {start: "01:30", title: Del två}
+  - {start: 1:02:03, title: Slut}
+transcript: avsnitt-3.vtt
+image: bild.jpg
+---
+Vi pratar om **öppna data**.
+
+Andra stycket.
+"""
+
+
+def test_full_sidecar():
+    meta = parse_sidecar(FULL, "avsnitt-3.md")
+    assert meta.title == 'Öppna data & <AI> i "kommunen" 🎙'
+    assert (meta.episode, meta.season, meta.episode_type, meta.explicit) == (3, 1, "bonus", False)
+    assert meta.publish_at == datetime(2026, 3, 1, 9, 30, tzinfo=STOCKHOLM)
+    assert meta.guests == ("Cecilia Påhittad", "David Låtsas")
+    assert [(c.start, c.title) for c in meta.chapters] == [
+        (0, "Intro"),
+        (90, "Del två"),
+        (3723, "Slut"),
+    ]
+    assert (meta.transcript, meta.image) == ("avsnitt-3.vtt", "bild.jpg")
+    assert meta.description == "Vi pratar om **öppna data**.\n\nAndra stycket."
+    assert meta.warnings == ()
+
+
+def test_broken_yaml_names_file_and_line():
+    text = "---\ntitle: Hej\nepisode: [3\nseason: 1\n---\n"
+    with pytest.raises(InputError, match=r"avsnitt\.md: broken YAML at line \d") as info:
+        parse_sidecar(text, "avsnitt.md")
+    assert "indentation" in str(info.value)
+
+
+def test_unclosed_front_matter():
+    with pytest.raises(InputError, match="never closed"):
+        parse_sidecar("---\ntitle: x\n", "a.md")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("publish_at: 2026-13-45", "publish_at '2026-13-45' is not a date.*2026-03-01"),
+        ("publish_at: nästa tisdag", "publish_at 'nästa tisdag' is not a date"),
+        ("episode: -3", "episode is -3; it cannot be negative"),
+        ("season: -1", "season is -1; it cannot be negative"),
+        ("episode: tre", "episode must be a whole number"),
+        ("episode: true", "episode must be a whole number"),
+        ("explicit: kanske", "explicit must be true or false"),
+        ("episode_type: special", "episode_type 'special' is not one of full, trailer, bonus"),
+        ("guests: {a: 1}", "guests must be a list of names"),
+        ("chapters: [{title: Intro}]", "chapter 1 needs a start and a title"),
+        ("chapters: [{start: x, title: Intro}]", "chapter 1: start 'x' is not a time"),
+        ("chapters: [{start: 5, title: B}, {start: 1, title: A}]", "in time order"),
+        ("transcript: ../../etc/passwd.vtt", "plain file name.*no folders"),
+        ("image: /etc/cover.jpg", "plain file name"),
+        ("transcript: text.docx", "must end with .vtt or .srt"),
+        ("title: ''", "title is empty"),
+    ],
+)
+def test_bad_values_name_file_key_and_fix(line, message):
+    with pytest.raises(InputError, match=message) as info:
+        parse_sidecar(f"---\n{line}\n---\nText\n", "avsnitt-3.md")
+    assert str(info.value).startswith("avsnitt-3.md: ")
+
+
+def test_unknown_key_is_a_warning_not_an_error():
+    meta = parse_sidecar("---\ntitle: Hej\nhost: Anna\n---\n", "a.md")
+    assert meta.title == "Hej"
+    assert len(meta.warnings) == 1 and "unknown key 'host'" in meta.warnings[0]
+
+
+def test_title_of_300_characters_is_refused_clearly():
+    with pytest.raises(InputError, match=r"title is 300 characters; at most 255.*Shorten"):
+        parse_sidecar(f"---\ntitle: {'å' * 300}\n---\n", "a.md")
+
+
+def test_control_characters_are_removed_with_a_warning():
+    meta = parse_sidecar('---\ntitle: "Hej\\x07 & <du>\\u0000"\n---\nRad\x01 ett\n', "a.md")
+    assert meta.title == "Hej & <du>"
+    assert meta.description == "Rad ett"
+    assert any("control characters" in w for w in meta.warnings)
+
+
+def test_sidecar_without_front_matter_is_all_description():
+    meta = parse_sidecar("Bara en beskrivning.\n", "a.md")
+    assert meta.title is None and meta.description == "Bara en beskrivning."
+    assert meta.warnings  # told that no front matter was found
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-03-01", datetime(2026, 3, 1, 7, 0, tzinfo=STOCKHOLM)),
+        ("2026-07-01 09:30", datetime(2026, 7, 1, 9, 30, tzinfo=STOCKHOLM)),
+        ("2026-03-01T08:00:00Z", datetime(2026, 3, 1, 8, 0, tzinfo=UTC)),
+        (datetime(2026, 3, 1, 8, 0), datetime(2026, 3, 1, 8, 0, tzinfo=STOCKHOLM)),
+    ],
+)
+def test_publish_at(value, expected):
+    moment = parse_publish_at(value, "x.md")
+    assert moment == expected and moment.utcoffset() is not None
+
+
+def test_publish_at_from_yaml_date_is_seven_in_stockholm():
+    meta = parse_sidecar("---\npublish_at: 2026-06-01\n---\n", "a.md")
+    assert meta.publish_at.isoformat() == "2026-06-01T07:00:00+02:00"
+
+
+def test_timecodes():
+    assert parse_timecode("00:12:30", "x") == 750
+    assert parse_timecode("12:30", "x") == 750
+    assert parse_timecode(12.5, "x") == 12.5
+    with pytest.raises(InputError, match="negative"):
+        parse_timecode(-1, "x")
+
+
+@given(st.text(max_size=200))
+def test_slug_is_always_safe(name):
+    slug = slugify(name)
+    assert all(ch in "abcdefghijklmnopqrstuvwxyz0123456789-" for ch in slug)
+    assert not slug.startswith("-") and not slug.endswith("-") and ".." not in slug
+
+
+def test_slugs():
+    assert slugify("Avsnitt 3 – Öppna data på Åland") == "avsnitt-3-oppna-data-pa-aland"
+    assert slugify("../../etc/passwd") == "etc-passwd"
+    assert slugify("ÄÖÅ äöå") == "aoa-aoa"
+
+
+@given(st.text(max_size=100))
+def test_clean_title_has_no_control_characters(text):
+    cleaned, _ = clean_text(text, multiline=False)
+    assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in cleaned)
+
+
+# --- scanning the folder ----------------------------------------------------------------------
+
+
+def test_audio_with_sidecar_transcript_and_image(inbox):
+    drop(inbox, "Avsnitt 3.mp3")
+    drop(inbox, "Avsnitt 3.md", FULL.replace("avsnitt-3.vtt", "Avsnitt 3.vtt"))
+    drop(inbox, "Avsnitt 3.vtt", "WEBVTT\n")
+    drop(inbox, "bild.jpg", b"\xff\xd8")
+    drop(inbox, "anteckningar.txt", "left alone")
+    result = scan(inbox)
+    [cand] = result.candidates
+    assert cand.slug == "avsnitt-3" and cand.name == "Avsnitt 3"
+    assert [p.name for p in cand.files] == [
+        "Avsnitt 3.mp3",
+        "Avsnitt 3.md",
+        "Avsnitt 3.vtt",
+        "bild.jpg",
+    ]
+    assert result.refused == () and result.waiting == ()
+
+
+def test_transcript_with_the_audio_name_is_picked_up_without_sidecar(inbox):
+    drop(inbox, "ep.m4a")
+    drop(inbox, "ep.srt", "1\n00:00:00,000 --> 00:00:01,000\nHej\n")
+    [cand] = scan(inbox).candidates
+    assert cand.sidecar is None and cand.transcript.name == "ep.srt"
+    assert cand.meta == EpisodeMeta()
+
+
+@pytest.mark.parametrize("name", ["ep.mp3.part", "ep.mp3.crdownload", "ep.mp3.download", "ep.tmp"])
+def test_temporary_files_are_left_alone(inbox, name):
+    drop(inbox, name)
+    result = scan(inbox)
+    assert result.candidates == () and result.refused == ()
+    assert [p.name for p in result.waiting] == [name]
+
+
+def test_hidden_files_are_ignored(inbox):
+    drop(inbox, ".ep.mp3")
+    drop(inbox, "._ep.mp3")
+    assert scan(inbox) == scan_inbox(inbox, NOW, 0, []) == type(scan(inbox))()
+
+
+def test_file_still_being_copied_waits(inbox):
+    drop(inbox, "ep.mp3", age=0)
+    drop(inbox, "ep.md", "---\ntitle: x\n---\n")
+    result = scan_inbox(inbox, time.time(), 10, [])
+    assert result.candidates == () and result.refused == ()
+    assert {p.name for p in result.waiting} == {"ep.mp3", "ep.md"}
+    # The same files, seen once the settle time has passed, are ready.
+    assert [c.slug for c in scan_inbox(inbox, time.time() + 11, 10, []).candidates] == ["ep"]
+
+
+def test_audio_with_a_partial_twin_waits(inbox):
+    drop(inbox, "ep.mp3")
+    drop(inbox, "ep.mp3.part")
+    result = scan(inbox)
+    assert result.candidates == () and {p.name for p in result.waiting} == {
+        "ep.mp3",
+        "ep.mp3.part",
+    }
+
+
+def test_sidecar_still_being_written_holds_the_episode(inbox):
+    drop(inbox, "ep.mp3")
+    drop(inbox, "ep.md", "---\ntitle: x\n---\n", age=0)
+    result = scan_inbox(inbox, time.time(), 10, [])
+    assert result.candidates == () and len(result.waiting) == 2
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".aiff"])
+def test_uncompressed_audio_is_refused_with_the_fix(inbox, suffix):
+    drop(inbox, "ep" + suffix)
+    drop(inbox, "ep.md", "---\ntitle: x\n---\n")
+    [refused] = scan(inbox).refused
+    assert "Export the episode as MP3 or M4A" in refused.reason
+    assert refused.reason.startswith("ep" + suffix)
+    assert {p.name for p in refused.files} == {"ep" + suffix, "ep.md"}
+
+
+def test_zero_length_file_is_refused_once_settled(inbox):
+    drop(inbox, "tom.mp3", b"")
+    [refused] = scan(inbox).refused
+    assert refused.reason == "tom.mp3 is empty (0 bytes). Copy it again."
+
+
+def test_broken_sidecar_refuses_the_episode(inbox):
+    drop(inbox, "ep.mp3")
+    drop(inbox, "ep.md", "---\ntitle: [\n---\n")
+    [refused] = scan(inbox).refused
+    assert refused.reason.startswith("ep.md: broken YAML at line 2")
+
+
+def test_missing_attachment_is_refused(inbox):
+    drop(inbox, "ep.mp3")
+    drop(inbox, "ep.md", "---\ntranscript: ep.vtt\n---\n")
+    [refused] = scan(inbox).refused
+    assert "transcript 'ep.vtt' is not in the inbox" in refused.reason
+
+
+def test_name_with_path_tricks_stays_in_the_folder(inbox):
+    drop(inbox, "ep\\..\\..\\hack.mp3")  # a backslash is an ordinary character on POSIX
+    drop(inbox, "..\\..\\x.mp3")  # starts with a dot: a hidden file, never touched
+    drop(inbox, "...mp3")
+    result = scan(inbox)
+    [cand] = result.candidates
+    assert cand.slug == "ep-hack"
+    assert cand.audio.parent == inbox
+    assert result.waiting == () and result.refused == ()
+
+
+def test_name_without_letters_is_refused(inbox):
+    drop(inbox, "---.mp3")
+    [refused] = scan(inbox).refused
+    assert "Rename it" in refused.reason
+
+
+def test_two_files_with_the_same_slug_are_both_refused(inbox):
+    drop(inbox, "Avsnitt 1.mp3")
+    drop(inbox, "avsnitt-1.m4a")
+    result = scan(inbox)
+    assert result.candidates == ()
+    assert len(result.refused) == 2
+    for refused in result.refused:
+        assert "Avsnitt 1.mp3 and avsnitt-1.m4a" in refused.reason
+
+
+def test_two_files_with_the_same_episode_number_are_both_refused(inbox):
+    drop(inbox, "a.mp3")
+    drop(inbox, "a.md", "---\nepisode: 4\nseason: 1\n---\n")
+    drop(inbox, "b.mp3")
+    drop(inbox, "b.md", "---\nepisode: 4\nseason: 1\n---\n")
+    drop(inbox, "c.mp3")
+    drop(inbox, "c.md", "---\nepisode: 4\nseason: 2\n---\n")  # another season: fine
+    result = scan(inbox)
+    assert [c.slug for c in result.candidates] == ["c"]
+    reasons = {r.slug: r.reason for r in result.refused}
+    assert set(reasons) == {"a", "b"}
+    assert all("a.mp3 and b.mp3 both claim episode 4 of season 1" in r for r in reasons.values())
+
+
+def _published(slug: str, episode: int) -> Episode:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    return Episode(
+        guid="g-" + slug,
+        slug=slug,
+        title="t",
+        publish_at=moment,
+        duration=1,
+        size=1,
+        mime_type="audio/mpeg",
+        sha256="0" * 64,
+        audio_key=f"podcast/audio/{slug}-00000000.mp3",
+        episode=episode,
+        first_published=moment,
+        last_updated=moment,
+    )
+
+
+def test_number_already_published_refuses_only_the_newcomer(inbox):
+    drop(inbox, "old.mp3")
+    drop(inbox, "old.md", "---\nepisode: 2\n---\n")  # a re-drop of the published one
+    drop(inbox, "new.mp3")
+    drop(inbox, "new.md", "---\nepisode: 2\n---\n")
+    result = scan(inbox, published=[_published("old", 2)])
+    assert [c.slug for c in result.candidates] == ["old"]
+    [refused] = result.refused
+    assert refused.slug == "new"
+    assert "episode 2 is already published as 'old'" in refused.reason
+
+
+def test_find_number_clashes_is_pure():
+    def cand(slug, number):
+        return Candidate(slug, slug, Path(f"/in/{slug}.mp3"), None, EpisodeMeta(episode=number))
+
+    reasons = find_number_clashes([cand("x", 1), cand("y", 1), cand("z", 2)], [])
+    assert set(reasons) == {"x", "y"}
+
+
+def test_missing_inbox_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match=r"drop folder does not exist.*--episodes"):
+        scan_inbox(tmp_path / "nope", NOW, 0)

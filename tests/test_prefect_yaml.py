@@ -1,0 +1,66 @@
+"""prefect.yaml: every deployment imports, validates its parameters and schedules in Stockholm time."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
+from prefect.server.schemas.schedules import CronSchedule
+
+from conftest import REPO_ROOT
+
+DEPLOYMENTS = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+EXPECTED = {"monthly-newsletter", "publish-episodes", "regenerate-feed"}
+
+
+def load_entrypoint(entrypoint: str):
+    path, _, name = entrypoint.partition(":")
+    spec = importlib.util.spec_from_file_location(f"entry_{name}", REPO_ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def test_one_deployment_per_job():
+    assert {d["name"] for d in DEPLOYMENTS} == EXPECTED
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_entrypoint_imports_and_parameters_validate(deployment):
+    flow = load_entrypoint(deployment["entrypoint"])
+    assert hasattr(flow, "validate_parameters"), f"{deployment['entrypoint']} is not a flow"
+    validated = flow.validate_parameters(deployment.get("parameters", {}))
+    assert set(validated) == set(deployment.get("parameters", {}))
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_wrong_parameter_type_is_refused(deployment):
+    flow = load_entrypoint(deployment["entrypoint"])
+    with pytest.raises(Exception, match="storage"):
+        flow.validate_parameters({"storage": {"not": "a string"}})
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_one_run_at_a_time_and_stockholm_schedules(deployment):
+    limit = ConcurrencyLimitConfig.model_validate(deployment["concurrency_limit"])
+    assert limit.limit == 1
+    assert deployment["schedules"], "every job runs on a schedule"
+    for entry in deployment["schedules"]:
+        assert entry["timezone"] == "Europe/Stockholm"
+        schedule = CronSchedule(cron=entry["cron"], timezone=entry["timezone"])
+        start = datetime(2026, 3, 20, tzinfo=UTC)
+        dates = asyncio.run(schedule.get_dates(n=2, start=start, end=start + timedelta(days=62)))
+        assert dates, f"{deployment['name']}: schedule {entry['cron']!r} never fires"
+
+
+def test_newsletter_keeps_eight_oclock_across_daylight_saving():
+    entry = next(d for d in DEPLOYMENTS if d["name"] == "monthly-newsletter")["schedules"][0]
+    schedule = CronSchedule(cron=entry["cron"], timezone=entry["timezone"])
+    dates = asyncio.run(schedule.get_dates(n=2, start=datetime(2026, 2, 15, tzinfo=UTC)))
+    # March 1st is winter time (UTC+1), April 1st summer time (UTC+2): both 08:00 locally.
+    assert [d.astimezone(UTC).hour for d in dates] == [7, 6]
+    assert [d.hour for d in dates] == [8, 8]
