@@ -36,7 +36,6 @@ import mutagen
 from mutagen.aac import AAC
 from mutagen.ac3 import AC3
 from mutagen.aiff import AIFF
-from mutagen.apev2 import APEv2File
 from mutagen.asf import ASF
 from mutagen.dsf import DSF
 from mutagen.flac import FLAC
@@ -148,25 +147,25 @@ _OTHER_KINDS = {
     MonkeysAudio: "a Monkey's Audio (APE)",
     Musepack: "a Musepack",
     DSF: "a DSD (DSF)",
-    APEv2File: "an APEv2-tagged audio",
 }
 
 
 def sniff_kind(fileobj: BinaryIO) -> str | None:
     """Name the file's type from its first bytes: "mp3", "m4a", another type's name, or None.
 
-    mutagen's `score` is given no file name, so the extension cannot sway it.
+    mutagen's own `score` decides, given no file name so the extension cannot sway it.
     """
     fileobj.seek(0)
     header = fileobj.read(128)
-    kinds: list[tuple[int, str, str]] = [
-        (int(MP3.score("", fileobj, header)), "1", "mp3"),
-        (int(ID3FileType.score("", fileobj, header)), "0", "mp3"),
-        (int(MP4.score("", fileobj, header)), "1", "m4a"),
+    # (score, preference on a tie, name): our two formats win ties
+    kinds = [
+        (MP3.score("", fileobj, header), 1, "mp3"),
+        (ID3FileType.score("", fileobj, header), 0, "mp3"),  # an ID3 tag in front
+        (MP4.score("", fileobj, header), 1, "m4a"),
     ]
-    kinds += [(int(k.score("", fileobj, header)), "0", name) for k, name in _OTHER_KINDS.items()]
+    kinds += [(kind.score("", fileobj, header), 0, name) for kind, name in _OTHER_KINDS.items()]
     fileobj.seek(0)
-    score, _, name = max(kinds)
+    score, _, name = max((int(score), pref, name) for score, pref, name in kinds)
     return name if score > 0 else None
 
 
@@ -427,11 +426,12 @@ def _id3_description(tags: ID3 | None) -> str | None:
     if tags is None:
         return None
     # COMM frames with a description ("iTunNORM", ...) are machine data, not text for people.
-    plain = [f for f in tags.getall("COMM") if not f.desc]
+    for frame in tags.getall("COMM"):
+        text = "\n".join(str(t) for t in frame.text).strip()
+        if not frame.desc and text:
+            return text
     # ffmpeg writes `-metadata comment=...` as TXXX:comment.
-    return _first_text({"COMM": plain[0]} if plain else None, ("COMM",)) or _first_text(
-        tags, ("TDES", "TXXX:comment", "TXXX:description")
-    )
+    return _first_text(tags, ("TDES", "TXXX:comment", "TXXX:description"))
 
 
 def recommendation_warnings(sample_rate: int, channels: int, bitrate: int) -> tuple[str, ...]:

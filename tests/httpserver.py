@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import format_datetime, parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit

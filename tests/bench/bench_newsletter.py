@@ -1,0 +1,185 @@
+"""Benchmark: build the demo newsletter issue, phase by phase, and the cost of Prefect around it.
+
+    python tests/bench/bench_newsletter.py [--runs 20] [--no-prefect]
+
+Phases of `flows.newsletter.build_issue` on the shipped demo content (local files, so no
+network), each the median wall time of `--runs` runs after one warm-up run:
+
+- read:    posts feed + events (.ics, YAML) through `flows.sources`, earlier manifests, intro
+- select:  `flows.select.select_issue`
+- render:  the Jinja2 templates (MJML source and plain text), context included
+- mjml:    `mjml2html` (mjml-python) compiling the MJML to HTML
+- write:   planning the manifest and writing the four files
+- build:   `build_issue` end to end (should be about the sum). Target: under 50 ms.
+
+Then, unless `--no-prefect`: the `newsletter` flow called once in a fresh process with a
+fresh PREFECT_HOME (cold: the temporary API server and its database are created) and once
+more with the same PREFECT_HOME (warm), split into Python/Prefect import, the flow call, and
+the pipeline's own work inside it (the median build above).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from flows import sources  # noqa: E402
+from flows.models import STOCKHOLM  # noqa: E402
+from flows.newsletter import (  # noqa: E402
+    build_issue,
+    earlier_manifests,
+    plan_files,
+    read_intro,
+    write_files,
+)
+from flows.render import (  # noqa: E402
+    RenderedIssue,
+    build_context,
+    compile_mjml,
+    render_template,
+)
+from flows.select import select_issue  # noqa: E402
+from flows.settings import Settings  # noqa: E402
+
+MONTH = "2026-12"
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
+INTRO = ROOT / "newsletters" / MONTH / "intro.md"
+TARGET_MS = 50.0
+
+
+def one_run(out: Path) -> dict[str, float]:
+    """One build, timed phase by phase (the same steps build_issue takes)."""
+    settings = Settings.load(newsletters_dir=out)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    previous = earlier_manifests(out, MONTH)
+    intro_md = read_intro(out / MONTH)
+    posts, post_status = sources.read_posts(list(settings.posts), settings)
+    events, event_status = sources.read_events(
+        list(settings.events), settings, NOW, NOW + timedelta(days=settings.events_days)
+    )
+    t1 = time.perf_counter()
+    selection = select_issue(
+        posts, events, month=MONTH, now=NOW, previous=previous, settings=settings
+    )
+    t2 = time.perf_counter()
+    context = build_context(selection, settings, intro_md=intro_md)
+    mjml_source = render_template("newsletter.mjml.j2", context)
+    text = render_template("newsletter.txt.j2", context)
+    t3 = time.perf_counter()
+    html = compile_mjml(mjml_source)
+    t4 = time.perf_counter()
+    statuses = [("posts", s) for s in post_status] + [("events", s) for s in event_status]
+    planned = plan_files(
+        selection, RenderedIssue(mjml_source, html, text), statuses, now=NOW, intro_used=True
+    )
+    write_files(out / MONTH, planned)
+    t5 = time.perf_counter()
+    build_issue(settings, MONTH, NOW)
+    t6 = time.perf_counter()
+    times.update(
+        read=t1 - t0, select=t2 - t1, render=t3 - t2, mjml=t4 - t3, write=t5 - t4, build=t6 - t5
+    )
+    times["html_kb"] = len(html.encode()) / 1024
+    return times
+
+
+def bench_pipeline(runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / MONTH).mkdir()
+        (out / MONTH / "intro.md").write_bytes(INTRO.read_bytes())
+        cold = one_run(out)
+        samples = [one_run(out) for _ in range(runs)]
+    medians = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+    medians["cold_build"] = cold["build"]
+    return medians
+
+
+FLOW_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+from datetime import datetime
+from flows.models import STOCKHOLM
+from flows.newsletter import newsletter
+t1 = time.perf_counter()
+result = newsletter(month="2026-12", out=sys.argv[1], storage=sys.argv[2],
+                    now=datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM), force=True)
+t2 = time.perf_counter()
+assert result.written
+print(json.dumps({"import": t1 - t0, "flow": t2 - t1}))
+"""
+
+
+def bench_prefect(home: Path, work: Path) -> dict[str, float]:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", FLOW_SCRIPT, str(work / "newsletters"), str(work / "storage")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    total = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"flow run failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["process"] = total
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--no-prefect", action="store_true")
+    args = parser.parse_args()
+
+    m = bench_pipeline(args.runs)
+    print(f"Newsletter build on the demo content, median of {args.runs} runs (ms)")
+    print(f"{'phase':<10}{'ms':>9}")
+    for key in ("read", "select", "render", "mjml", "write"):
+        print(f"{key:<10}{m[key] * 1000:>9.2f}")
+    print(f"{'sum':<10}{sum(m[k] for k in ('read', 'select', 'render', 'mjml', 'write')) * 1000:>9.2f}")
+    verdict = "ok" if m["build"] * 1000 < TARGET_MS else "OVER TARGET"
+    print(f"{'build':<10}{m['build'] * 1000:>9.2f}   target < {TARGET_MS:.0f} ms: {verdict}")
+    print(f"{'cold':<10}{m['cold_build'] * 1000:>9.2f}   (first build in the process)")
+    print(f"HTML size: {m['html_kb']:.1f} KiB (Gmail clips at 100 KiB)")
+
+    if args.no_prefect:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "prefect-home"
+        cold = bench_prefect(home, Path(tmp) / "cold")
+        warm = bench_prefect(home, Path(tmp) / "warm")
+    print()
+    print("The newsletter flow in Prefect's ephemeral mode, one call per process (s)")
+    print(f"{'':<8}{'process':>9}{'import':>9}{'flow':>9}{'pipeline':>10}{'prefect':>9}")
+    for name, f in (("cold", cold), ("warm", warm)):
+        print(
+            f"{name:<8}{f['process']:>9.2f}{f['import']:>9.2f}{f['flow']:>9.2f}"
+            f"{m['build']:>10.3f}{f['flow'] - m['build']:>9.2f}"
+        )
+    print("cold: new PREFECT_HOME (database created); prefect = flow call minus the pipeline")
+
+
+if __name__ == "__main__":
+    main()
