@@ -196,19 +196,24 @@ def cover_art_key(data: bytes, extension: str) -> str:
 def description_html(episode: Episode) -> str:
     """The item's description as HTML that is safe to put in CDATA.
 
-    >>> description_html(_example_episode(description="A & B\\n\\nrad två ]]> slut"))
+    >>> description_html(_example_episode(description="A & B\\n\\nrad\\x00 två ]]> slut"))
     '<p>A &amp; B</p><p>rad två ]]&gt; slut</p>'
     """
-    if episode.description_html.strip():
-        body = episode.description_html.strip()
-    else:
+    return clean_text(_description_body(episode))
+
+
+def _description_body(episode: Episode) -> str:
+    """`description_html` before forbidden characters are removed (`_add_item` lets lxml's
+    C check find them, which is much faster than a regex over every description)."""
+    body = episode.description_html.strip()
+    if not body:
         text = episode.description.strip() or episode.title
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
         body = "".join(
             "<p>" + html.escape(p, quote=False).replace("\n", "<br>") + "</p>" for p in paragraphs
         )
     # "]]&gt;" reads as "]]>" in HTML text and attributes; CDATA can then never end early.
-    return clean_text(body).replace("]]>", "]]&gt;")
+    return body.replace("]]>", "]]&gt;")
 
 
 def transcript_type(episode: Episode) -> str:
@@ -378,16 +383,20 @@ def _add_item(
     item = template.__deepcopy__(None)
     children = list(item)
     children[_TITLE].text = one_line(episode.title)
-    body = etree.CDATA(description_html(episode))
-    children[_DESC].text = body
-    children[_CONTENT].text = body
+    body = _description_body(episode)
+    try:
+        cdata = etree.CDATA(body)
+    except ValueError:  # lxml refuses exactly the characters XML 1.0 forbids: remove them
+        cdata = etree.CDATA(clean_text(body))
+    children[_DESC].text = cdata
+    children[_CONTENT].text = cdata
     children[_GUID].text = c(episode.guid)
     children[_PUBDATE].text = rfc2822(episode.publish_at)
     enclosure = children[_ENCLOSURE]
     enclosure.set("url", c(enclosure_url(base, episode.audio_key, analytics_prefix)))
     enclosure.set("length", str(episode.size))
     enclosure.set("type", c(episode.mime_type))
-    children[_DURATION].text = str(int(episode.duration))
+    children[_DURATION].text = str(episode.duration)
     if episode.season is None:
         item.remove(children[_SEASON])
     else:

@@ -101,7 +101,9 @@ def _fetch_url(
             sleep(_delay(settings.http_backoff, attempt, failed))
         failed = None
         try:
-            response = client.get(url, headers=headers, timeout=settings.http_timeout)
+            response = client.get(
+                url, headers=headers, timeout=settings.http_timeout, follow_redirects=True
+            )
         except httpx.TimeoutException:
             problem = f"timed out after {settings.http_timeout:g} s"
             continue

@@ -51,10 +51,12 @@ DEFAULT_INTRO = (
 )
 
 _INTRO_TAGS = {"p", "br", "strong", "em", "b", "i", "a", "ul", "ol", "li", "h2", "h3", "blockquote"}
+SERIF = "Georgia,'Times New Roman',serif"
+_HEADING = f"font-family:{SERIF};line-height:1.3;margin:16px 0 8px;color:{ACCENT};"
 _INTRO_STYLES = {
     "a": {"style": f"color:{LINK};text-decoration:underline;"},
-    "h2": {"style": f"font-size:20px;line-height:1.3;margin:16px 0 8px;color:{ACCENT};"},
-    "h3": {"style": f"font-size:17px;line-height:1.3;margin:16px 0 8px;color:{ACCENT};"},
+    "h2": {"style": f"font-size:20px;{_HEADING}"},
+    "h3": {"style": f"font-size:17px;{_HEADING}"},
     "p": {"style": "margin:0 0 12px;"},
 }
 

@@ -179,9 +179,9 @@ def shorten(text: str, limit: int = SUMMARY_CHARS) -> str:
     return cut.rstrip(" ,;:–-([{\"'") + "…"
 
 
-def _summary_text(value: str) -> str:
-    """Plain text of a summary, with WordPress's "[…]" and "appeared first on" tails removed."""
-    text = _WP_APPEARED.sub("", html_to_text(value))
+def _summary_text(text: str) -> str:
+    """A summary's plain text without WordPress's "[…]" and "appeared first on" tails."""
+    text = _WP_APPEARED.sub("", text)
     more = _WP_MORE.search(text)
     if more:
         text = text[: more.start()].rstrip()
@@ -380,8 +380,10 @@ def parse_posts(
         else:
             posts.append(post)
 
-    version = parsed.get("version", "")
-    if posts or (version and not parsed.entries and not reason):
+    # A well-formed feed with no entries is fine (nothing new); anything else that yields no
+    # post is a failure the manifest should show.
+    empty_but_valid = bool(parsed.get("version")) and not parsed.entries and not reason
+    if posts or empty_but_valid:
         return posts, SourceStatus(
             source=source, ok=True, items=len(posts), skipped=skipped, warnings=tuple(warnings)
         )
@@ -390,22 +392,15 @@ def parse_posts(
             f"none of the {len(parsed.entries)} entries could be used (each lacks a date or "
             f"a link). Check the feed in a feed validator."
         )
-    elif reason or not version:
-        why = reason or "no RSS or Atom feed found"
-        message = (
-            f"not a usable RSS/Atom feed ({why}). Check that the URL or path points at the "
-            f"feed itself, not a web page."
-        )
     else:
-        message = "the feed has no entries."
-    return [], SourceStatus(
-        source=source,
-        ok=False,
-        items=0,
-        skipped=skipped,
-        message=message,
-        warnings=tuple(warnings),
+        message = (
+            f"not a usable RSS/Atom feed ({reason or 'no RSS or Atom feed found'}). Check that "
+            f"the URL or path points at the feed itself, not a web page."
+        )
+    status = SourceStatus(
+        source=source, ok=False, skipped=skipped, message=message, warnings=tuple(warnings)
     )
+    return [], status
 
 
 def _bozo_reason(exc: BaseException | None) -> str:
@@ -431,23 +426,20 @@ def _entry_to_post(
 
     content = " ".join(c.get("value", "") for c in entry.get("content", []) or [])
     summary_html = entry.get("summary", "") or content
-    summary = shorten(_summary_text(summary_html))
+    summary_text = html_to_text(summary_html)
+    summary = shorten(_summary_text(summary_text))
     title = html_to_text(entry.get("title", "")) or shorten(summary, 80) or link
 
-    categories = tuple(
-        dict.fromkeys(
-            html_to_text(tag.get("term") or tag.get("label") or "")
-            for tag in entry.get("tags", []) or []
-        )
-    )
-    categories = tuple(c for c in categories if c)
+    terms = (html_to_text(t.get("term") or t.get("label") or "") for t in entry.get("tags") or [])
+    categories = tuple(dict.fromkeys(term for term in terms if term))  # unique, in feed order
     enclosures = entry.get("enclosures", []) or []
     kind = _infer_kind(categories, [e.get("type", "") for e in enclosures], kind_map)
 
     image, image_alt = _find_image(entry, enclosures, content, summary_html, base)
     day = published.date()
+    content_text = html_to_text(content) if content != summary_html else ""
     deadline = _element_deadline(entry, day) or find_deadline(
-        f"{title}\n{html_to_text(summary_html)}\n{html_to_text(content)}", day
+        f"{title}\n{summary_text}\n{content_text}", day
     )
     return Post(
         id=str(entry.get("id") or link).strip(),
@@ -559,20 +551,27 @@ def parse_ics(
     warnings: list[str] = []
     for component in occurrences:
         title = html_to_text(str(component.get("SUMMARY", "")))
-        status = str(component.get("STATUS", "")).upper()
-        klass = str(component.get("CLASS", "")).upper()
-        if not title or status == "CANCELLED" or klass in _HIDDEN_CLASSES:
+        why = _not_for_newsletter(component, title)
+        if why:
             skipped += 1
-            why = (
-                "no title" if not title else status.lower() if status == "CANCELLED" else "private"
-            )
-            warnings.append(f"skipped {title or component.get('UID', '?')!r}: {why}")
+            warnings.append(f"skipped {title or str(component.get('UID', '?'))!r}: {why}")
             continue
         events.append(_component_to_event(component, title, source))
     events.sort(key=_event_order)
     return events, SourceStatus(
         source=source, ok=True, items=len(events), skipped=skipped, warnings=tuple(warnings)
     )
+
+
+def _not_for_newsletter(component: Any, title: str) -> str:
+    """Why an occurrence must not be announced (empty when it may)."""
+    if not title:
+        return "no title (SUMMARY)"
+    if str(component.get("STATUS", "")).upper() == "CANCELLED":
+        return "cancelled"
+    if str(component.get("CLASS", "")).upper() in _HIDDEN_CLASSES:
+        return "private"
+    return ""
 
 
 def _component_to_event(component: Any, title: str, source: str) -> Event:
@@ -649,9 +648,7 @@ def _check_components(calendar: Any, source: str, lines: list[str]) -> None:
         for prop, problem in getattr(component, "errors", []) or []:
             raise SourceError(_ics_message(source, problem, lines, component, prop))
         if component.name == "VEVENT" and "DTSTART" not in component:
-            raise SourceError(
-                _ics_message(source, "the event has no DTSTART", lines, component, "BEGIN")
-            )
+            raise SourceError(_ics_message(source, "the event has no DTSTART", lines, component))
 
 
 def _ics_message(
@@ -688,7 +685,7 @@ def _ics_line(
         for number, text in enumerate(lines, start=1):
             if quoted.group(1) in text:
                 return number
-    if component is None or not prop:
+    if component is None:
         return None
     first, last = 0, len(lines)
     uid = str(component.get("UID", ""))
@@ -698,7 +695,7 @@ def _ics_line(
             if any(ln.strip() == f"UID:{uid}" for ln in lines[begin:finish]):
                 first, last = begin, finish
                 break
-    wanted = prop.upper()
+    wanted = (prop or "BEGIN").upper()  # without a property: where the component begins
     for number in range(first, last):
         head = re.split(r"[:;]", lines[number], maxsplit=1)[0].strip().upper()
         if head == wanted:

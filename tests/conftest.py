@@ -27,7 +27,7 @@ os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 for _name in [n for n in os.environ if n.startswith("KRAFTSAMLING_")]:
     os.environ.pop(_name)
 
-pytest_plugins = ["s3fixtures"]
+pytest_plugins = ["s3fixtures", "httpserver"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -171,7 +171,9 @@ def feed_server_session() -> Iterator[FeedServer]:
     httpd.daemon_threads = True
     server = FeedServer(httpd)
     handler.feed_server = server
-    thread = threading.Thread(target=httpd.serve_forever, name="feed-server", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="feed-server", daemon=True
+    )
     thread.start()
     try:
         yield server

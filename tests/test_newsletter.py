@@ -155,7 +155,7 @@ def test_a_failing_source_is_recorded_and_the_others_used(tmp_path):
     assert f"Source failed: {missing}" in result.summary()
 
 
-# --- month after month ------------------------------------------------------------------------------
+# --- month after month --------------------------------------------------------------------
 
 
 def test_consecutive_months_never_repeat_a_post(tmp_path):
@@ -230,7 +230,7 @@ def test_intro_md_is_used_and_sanitised(tmp_path):
     assert "Välkommen till decembernumret!" in text
 
 
-# --- the Prefect flow (one whole-flow test: it starts a temporary Prefect server) ---------------------
+# --- the Prefect flow (one whole-flow test: it starts a temporary Prefect server) ----------
 
 
 @pytest.mark.prefect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -231,12 +232,20 @@ def test_a_repeating_event_is_one_entry_with_more_dates():
     first = datetime(2026, 12, 3, 9, tzinfo=STOCKHOLM)
     series = [
         event("fika/1", first, first + timedelta(minutes=45), online_url="https://m.example/f"),
-        event("fika/2", first + timedelta(days=14), first + timedelta(days=14, minutes=45),
-              online_url="https://m.example/f"),
-        event("fika/3", first + timedelta(days=42), first + timedelta(days=42, minutes=90),
-              online_url="https://m.example/f"),
+        event(
+            "fika/2",
+            first + timedelta(days=14),
+            first + timedelta(days=14, minutes=45),
+            online_url="https://m.example/f",
+        ),
+        event(
+            "fika/3",
+            first + timedelta(days=42),
+            first + timedelta(days=42, minutes=90),
+            online_url="https://m.example/f",
+        ),
     ]
-    series = [Event(**{**e.__dict__, "title": "AI-fika"}) for e in series]
+    series = [replace(e, title="AI-fika") for e in series]
     selection = select_issue([], series, month="2026-12", now=NOW, previous=[], settings=settings)
     context = build_context(selection, settings)
     assert len(context["events"]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -166,7 +167,7 @@ def test_listen_merges_posts_and_catalog_episodes_without_duplicates(settings):
 def test_event_posts_that_the_calendar_lists_are_not_repeated_as_news(settings):
     listed = event("cal", NOW + timedelta(days=3), url="https://kraftsamling.example/ev")
     announced = post("ev-post", NOW - timedelta(days=1), PostKind.EVENT)
-    announced = Post(**{**announced.__dict__, "link": "https://kraftsamling.example/ev"})
+    announced = replace(announced, link="https://kraftsamling.example/ev")
     other = post("ev-other", NOW - timedelta(days=1), PostKind.EVENT)
     selection = select([announced, other], [listed], settings=settings)
     assert [p.id for p in selection.news] == ["ev-other"]
@@ -198,7 +199,9 @@ def test_max_items_keeps_every_section_deadlines_and_events_then_the_newest():
 def test_nothing_new_is_empty_but_new_events_count():
     assert select().is_empty
     assert not select(events=[event("e", NOW + timedelta(days=2))]).is_empty
-    seen = [{"month": "2026-11", "cutoff": "2026-11-01T08:00:00+01:00", "sections": {"events": ["e"]}}]
+    seen = [
+        {"month": "2026-11", "cutoff": "2026-11-01T08:00:00+01:00", "sections": {"events": ["e"]}}
+    ]
     assert select(events=[event("e", NOW + timedelta(days=2))], previous=seen).is_empty
 
 

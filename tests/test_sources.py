@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +68,13 @@ def item(title: str = "Post", extra: str = "", link: str = "https://t.example/p"
 @pytest.fixture
 def fast_settings() -> Settings:
     return Settings.load(http_timeout=0.3, http_retries=2, http_backoff=0.01)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    """One client for the module: each new client costs ~0.1 s of TLS set-up."""
+    with httpx.Client() as shared:
+        yield shared
 
 
 # --------------------------------------------------------------------------------------
@@ -390,6 +398,11 @@ def test_something_that_is_not_a_feed_is_not_ok(data):
     assert not status.ok and "not a usable RSS/Atom feed" in status.message
 
 
+def test_valid_feed_without_entries_is_ok():
+    posts, status = parse_posts(rss(""), "t", DEFAULT_KIND_MAP)
+    assert posts == [] and status.ok and status.items == 0
+
+
 def test_feed_whose_entries_are_all_unusable_is_not_ok():
     posts, status = parse_posts(rss(item(link="")), "t", DEFAULT_KIND_MAP)
     assert posts == [] and not status.ok and status.skipped == 1
@@ -485,7 +498,24 @@ def test_broken_ics_names_source_and_line(name, words):
         assert word in message
 
 
-@pytest.mark.parametrize("data", [b"", b"<html><body>Kalender</body></html>"])
+def test_ics_event_without_start_names_its_line():
+    data = (
+        b"BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:u1\nSUMMARY:Utan start\n"
+        b"END:VEVENT\nEND:VCALENDAR\n"
+    )
+    with pytest.raises(SourceError) as raised:
+        parse_ics(data, "k.ics", *WINDOW)
+    assert "k.ics, line 3" in str(raised.value) and "no DTSTART" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"<html><body>Kalender</body></html>",
+        b"BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:u\n",  # cut off
+    ],
+)
 def test_not_a_calendar_is_a_source_error(data):
     with pytest.raises(SourceError, match="not an iCalendar file"):
         parse_ics(data, "x.ics", *WINDOW)
@@ -606,11 +636,13 @@ def test_fetch_uses_a_given_client(feed_server: FeedServer, fast_settings):
     assert body == (FEEDS / "atom.xml").read_bytes()
 
 
-def test_server_error_is_retried_with_backoff_then_named(feed_server: FeedServer, fast_settings):
+def test_server_error_is_retried_with_backoff_then_named(
+    feed_server: FeedServer, fast_settings, client
+):
     url = feed_server.url("status/500")
     delays: list[float] = []
     with pytest.raises(SourceError) as raised:
-        fetch_source(url, fast_settings, sleep=delays.append)
+        fetch_source(url, fast_settings, client, sleep=delays.append)
 
     assert len(feed_server.seen("status/500")) == 3  # one try and two retries
     assert delays == [0.01, 0.02]
@@ -618,37 +650,37 @@ def test_server_error_is_retried_with_backoff_then_named(feed_server: FeedServer
     assert url in message and "HTTP 500" in message and "3 attempts" in message
 
 
-def test_flaky_server_succeeds_after_retries(feed_server: FeedServer, fast_settings):
-    body = fetch_source(feed_server.url("flaky/2/feeds/rss2.xml"), fast_settings)
+def test_flaky_server_succeeds_after_retries(feed_server: FeedServer, fast_settings, client):
+    body = fetch_source(feed_server.url("flaky/2/feeds/rss2.xml"), fast_settings, client)
     assert body == (FEEDS / "rss2.xml").read_bytes()
     assert len(feed_server.seen("flaky/2/feeds/rss2.xml")) == 3
 
 
-def test_not_found_is_not_retried(feed_server: FeedServer, fast_settings):
+def test_not_found_is_not_retried(feed_server: FeedServer, fast_settings, client):
     with pytest.raises(SourceError, match="HTTP 404") as raised:
-        fetch_source(feed_server.url("files/feeds/nope.xml"), fast_settings)
+        fetch_source(feed_server.url("files/feeds/nope.xml"), fast_settings, client)
     assert feed_server.url("files/feeds/nope.xml") in str(raised.value)
     assert len(feed_server.seen("files/feeds/nope.xml")) == 1
 
 
-def test_slow_source_times_out(feed_server: FeedServer):
+def test_slow_source_times_out(feed_server: FeedServer, client):
     settings = Settings.load(http_timeout=0.1, http_retries=1, http_backoff=0)
     url = feed_server.url("slow/feeds/rss2.xml?delay=1.0")
     with pytest.raises(SourceError) as raised:
-        fetch_source(url, settings)
+        fetch_source(url, settings, client)
     assert url in str(raised.value) and "timed out after 0.1 s (2 attempts)" in str(raised.value)
 
 
 def test_conditional_get_with_etag_returns_the_cached_body(
-    feed_server: FeedServer, fast_settings, tmp_path
+    feed_server: FeedServer, fast_settings, tmp_path, client
 ):
     url = feed_server.url("etag/feeds/rss2.xml")
-    first = fetch_source(url, fast_settings, cache_dir=tmp_path)
+    first = fetch_source(url, fast_settings, client, cache_dir=tmp_path)
     assert first == (FEEDS / "rss2.xml").read_bytes()
     (body_file,) = tmp_path.glob("*.body")
     body_file.write_bytes(b"from the cache")  # so the answer shows where the bytes came from
 
-    second = fetch_source(url, fast_settings, cache_dir=tmp_path)
+    second = fetch_source(url, fast_settings, client, cache_dir=tmp_path)
 
     assert second == b"from the cache"
     plain, conditional = feed_server.seen("etag/feeds/rss2.xml")
@@ -657,10 +689,15 @@ def test_conditional_get_with_etag_returns_the_cached_body(
     assert conditional.headers["if-modified-since"] == "Mon, 30 Nov 2026 09:00:00 GMT"
 
 
-def test_conditional_get_with_last_modified_only(feed_server: FeedServer, fast_settings, tmp_path):
+def test_conditional_get_with_last_modified_only(
+    feed_server: FeedServer, fast_settings, tmp_path, client
+):
     url = feed_server.url("lastmod/feeds/atom.xml")
-    fetch_source(url, fast_settings, cache_dir=tmp_path)
-    assert fetch_source(url, fast_settings, cache_dir=tmp_path) == (FEEDS / "atom.xml").read_bytes()
+    fetch_source(url, fast_settings, client, cache_dir=tmp_path)
+    assert (
+        fetch_source(url, fast_settings, client, cache_dir=tmp_path)
+        == (FEEDS / "atom.xml").read_bytes()
+    )
     _, conditional = feed_server.seen("lastmod/feeds/atom.xml")
     assert "if-none-match" not in conditional.headers
     assert conditional.headers["if-modified-since"] == "Mon, 30 Nov 2026 09:00:00 GMT"
@@ -690,9 +727,11 @@ def test_read_posts_records_a_failing_source_and_keeps_the_others(
     assert posts[0].title == "AI & etik i föreningen"
 
 
-def test_read_posts_removes_duplicates_across_sources(feed_server: FeedServer, fast_settings):
+def test_read_posts_removes_duplicates_across_sources(
+    feed_server: FeedServer, fast_settings, client
+):
     sources = [str(FEEDS / "rss2.xml"), feed_server.url("files/feeds/rss2.xml")]
-    posts, statuses = read_posts(sources, fast_settings)
+    posts, statuses = read_posts(sources, fast_settings, client=client)
 
     assert len(posts) == 3 and len({p.id for p in posts}) == 3
     assert {p.source for p in posts} == {sources[0]}
@@ -706,7 +745,7 @@ def test_read_posts_reports_a_page_that_is_not_a_feed(fast_settings):
 
 
 def test_read_events_mixes_sources_and_records_remote_failures(
-    feed_server: FeedServer, fast_settings
+    feed_server: FeedServer, fast_settings, client
 ):
     sources = [
         feed_server.url("files/events/calendar.ics"),
@@ -714,7 +753,7 @@ def test_read_events_mixes_sources_and_records_remote_failures(
         feed_server.url("files/events/broken.ics"),
         str(EVENTS / "events.yaml"),
     ]
-    events, statuses = read_events(sources, fast_settings, *WINDOW)
+    events, statuses = read_events(sources, fast_settings, *WINDOW, client=client)
 
     assert [s.ok for s in statuses] == [True, False, False, True]
     assert "HTTP 503" in statuses[1].message and "line 13" in statuses[2].message

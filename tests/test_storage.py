@@ -572,3 +572,19 @@ def test_throttling_is_retried_then_reported(slow_down_endpoint) -> None:
     with pytest.raises(StorageError, match=r"s3://media-bucket/kraft/podcast/feed\.xml.*SlowDown"):
         _put(store, "podcast/feed.xml", b"<rss/>")
     assert slow_down_endpoint.hits == 2
+
+
+def test_server_log_sees_clients_that_flows_build_from_settings(s3_http) -> None:
+    # The recipe other tests use: Settings point at the moto server; the code under test
+    # builds its own client; the server-side log still counts its requests.
+    store = open_storage(s3_http.settings("kraft"))
+    assert store.client is not s3_http.client
+    _put(store, "podcast/catalog.json", b"{}")
+    assert s3_http.request_log.puts == 1
+
+    s3_http.request_log.clear()
+    assert store.head("podcast/catalog.json") is not None
+    assert store.get_bytes("podcast/catalog.json")[0] == b"{}"
+    assert s3_http.request_log.puts == 0
+    assert s3_http.request_log.count("HEAD", key="kraft/podcast/catalog.json") == 1
+    assert s3_http.request_log.count("GET", prefix="kraft/") == 1

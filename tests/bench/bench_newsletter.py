@@ -12,6 +12,9 @@ network), each the median wall time of `--runs` runs after one warm-up run:
 - write:   planning the manifest and writing the four files
 - build:   `build_issue` end to end (should be about the sum). Target: under 50 ms.
 
+Phase times are CPU time of the process (`time.process_time`), because the machine is
+shared; the whole build is also shown in wall-clock time.
+
 Then, unless `--no-prefect`: the `newsletter` flow called once in a fresh process with a
 fresh PREFECT_HOME (cold: the temporary API server and its database are created) and once
 more with the same PREFECT_HOME (warm), split into Python/Prefect import, the flow call, and
@@ -56,41 +59,46 @@ MONTH = "2026-12"
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 INTRO = ROOT / "newsletters" / MONTH / "intro.md"
 TARGET_MS = 50.0
+# CPU time of this process: the machine is shared, and wall time would mostly measure the
+# neighbours. The build is also timed by the wall clock ("build wall") for comparison.
+clock = time.process_time
 
 
 def one_run(out: Path) -> dict[str, float]:
     """One build, timed phase by phase (the same steps build_issue takes)."""
     settings = Settings.load(newsletters_dir=out)
     times: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0 = clock()
     previous = earlier_manifests(out, MONTH)
     intro_md = read_intro(out / MONTH)
     posts, post_status = sources.read_posts(list(settings.posts), settings)
     events, event_status = sources.read_events(
         list(settings.events), settings, NOW, NOW + timedelta(days=settings.events_days)
     )
-    t1 = time.perf_counter()
+    t1 = clock()
     selection = select_issue(
         posts, events, month=MONTH, now=NOW, previous=previous, settings=settings
     )
-    t2 = time.perf_counter()
+    t2 = clock()
     context = build_context(selection, settings, intro_md=intro_md)
     mjml_source = render_template("newsletter.mjml.j2", context)
     text = render_template("newsletter.txt.j2", context)
-    t3 = time.perf_counter()
+    t3 = clock()
     html = compile_mjml(mjml_source)
-    t4 = time.perf_counter()
+    t4 = clock()
     statuses = [("posts", s) for s in post_status] + [("events", s) for s in event_status]
     planned = plan_files(
         selection, RenderedIssue(mjml_source, html, text), statuses, now=NOW, intro_used=True
     )
     write_files(out / MONTH, planned)
-    t5 = time.perf_counter()
+    t5 = clock()
+    wall = time.perf_counter()
     build_issue(settings, MONTH, NOW)
-    t6 = time.perf_counter()
+    t6 = clock()
     times.update(
         read=t1 - t0, select=t2 - t1, render=t3 - t2, mjml=t4 - t3, write=t5 - t4, build=t6 - t5
     )
+    times["build_wall"] = time.perf_counter() - wall
     times["html_kb"] = len(html.encode()) / 1024
     return times
 
@@ -128,6 +136,8 @@ def bench_prefect(home: Path, work: Path) -> dict[str, float]:
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # The default 20 s is too short for a cold start on a busy 2-core machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PYTHONPATH": str(ROOT),
     }
     start = time.perf_counter()
@@ -154,14 +164,16 @@ def main() -> None:
     args = parser.parse_args()
 
     m = bench_pipeline(args.runs)
-    print(f"Newsletter build on the demo content, median of {args.runs} runs (ms)")
+    print(f"Newsletter build on the demo content, median CPU ms of {args.runs} runs")
     print(f"{'phase':<10}{'ms':>9}")
-    for key in ("read", "select", "render", "mjml", "write"):
+    phases = ("read", "select", "render", "mjml", "write")
+    for key in phases:
         print(f"{key:<10}{m[key] * 1000:>9.2f}")
-    print(f"{'sum':<10}{sum(m[k] for k in ('read', 'select', 'render', 'mjml', 'write')) * 1000:>9.2f}")
+    print(f"{'sum':<10}{sum(m[k] for k in phases) * 1000:>9.2f}")
     verdict = "ok" if m["build"] * 1000 < TARGET_MS else "OVER TARGET"
     print(f"{'build':<10}{m['build'] * 1000:>9.2f}   target < {TARGET_MS:.0f} ms: {verdict}")
-    print(f"{'cold':<10}{m['cold_build'] * 1000:>9.2f}   (first build in the process)")
+    print(f"{'wall':<10}{m['build_wall'] * 1000:>9.2f}   (build, wall clock)")
+    print(f"{'cold':<10}{m['cold_build'] * 1000:>9.2f}   (first build in the process, CPU)")
     print(f"HTML size: {m['html_kb']:.1f} KiB (Gmail clips at 100 KiB)")
 
     if args.no_prefect:

@@ -1,10 +1,13 @@
 """Storage benchmark: peak memory of put_file by file size, and S3 upload throughput.
 
-    python tests/bench/bench_storage.py [--files 10] [--mb 50] [--rounds 3] [--only memory|throughput]
+    python tests/bench/bench_storage.py [--files 10] [--mb 50] [--rounds 3]
+                                        [--only memory|throughput]
 
 1. Memory: each upload runs in a fresh subprocess that reports its peak RSS (VmHWM) and
-   the peak of Python allocations (tracemalloc) for a 10 MB and a 100 MB file, for
-   LocalStorage, S3Storage and plain boto3. Target: the peak does not grow with file size.
+   the peak of Python allocations (tracemalloc) for 10, 100 and 300 MB files, for
+   LocalStorage, S3Storage and plain boto3. Target: the peak does not grow with file size
+   (S3 uploads hold at most `max_concurrency` parts in flight, so the peak levels off once
+   a file has that many parts).
 2. Throughput: S3Storage.put_file versus plain `boto3 upload_file` (boto3's default transfer
    settings) of the same files to the same moto server, alternating, median of `--rounds`.
    Target: S3Storage reaches at least 90% of boto3's MB/s.
