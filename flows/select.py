@@ -173,7 +173,7 @@ def _shorten(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    return text[:limit].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+    return text[: limit + 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
 def _item_date(section: Section, item: Any) -> datetime | date:

@@ -201,7 +201,7 @@ class LocalStorage:
         return f"{self.root}/{key}"
 
     def metadata(self, key: str) -> dict[str, Any]:
-        """The stored Content-Type, Cache-Control and public flag of an object ({} if none)."""
+        """Stored content_type, cache_control, public, etag, size, mtime_ns ({} if none)."""
         try:
             return json.loads(self._meta_path(key).read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):

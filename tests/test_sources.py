@@ -32,9 +32,6 @@ from flows.sources import (
 if TYPE_CHECKING:
     from httpserver import FeedServer
 
-# The real HTTP server fixtures (feed_server). Harmless once tests/conftest.py lists it too.
-pytest_plugins = ["httpserver"]
-
 DATA = Path(__file__).resolve().parent / "data"
 FEEDS = DATA / "feeds"
 EVENTS = DATA / "events"

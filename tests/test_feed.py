@@ -1,0 +1,695 @@
+"""The podcast feed: built from show + catalog, read back by real client parsers, gated.
+
+The golden feed (tests/golden/feed/demo-feed.xml) is regenerated with ONE command:
+
+    REGEN_GOLDENS=1 python -m pytest tests/test_feed.py -k golden
+
+then review its diff like code.
+"""
+
+from __future__ import annotations
+
+import calendar
+import html
+import io
+import os
+import re
+import uuid
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import podcastparser
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+from PIL import Image
+
+from flows.catalog import Catalog, save_catalog
+from flows.errors import FeedGateError, InputError, StorageError
+from flows.feed import (
+    EMPTY_FEED_DATE,
+    FEED_CONTENT_TYPE,
+    FEED_KEY,
+    build_feed,
+    check_cover_art,
+    check_feed,
+    clean_text,
+    description_html,
+    one_line,
+    podcast_guid,
+    publish_feed,
+    resolve_public_url,
+    rfc2822,
+)
+from flows.models import STOCKHOLM, Episode, Show
+from flows.settings import Settings
+from flows.show import parse_show
+from flows.storage import CACHE_LONG, CACHE_SHORT, LocalStorage, ObjectInfo
+
+GOLDEN = Path(__file__).parent / "golden" / "feed" / "demo-feed.xml"
+BASE = "https://cdn.kraftsamling.example/"
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=STOCKHOLM)
+NS = {
+    "itunes": "http://www.itunes.com/dtds/podcast-1.0.dtd",
+    "podcast": "https://podcastindex.org/namespace/1.0",
+    "atom": "http://www.w3.org/2005/Atom",
+    "content": "http://purl.org/rss/1.0/modules/content/",
+}
+
+SHOW_YAML = """\
+title: Digitalsamtal
+description: Samtal om digitalisering i offentlig sektor – från Kraftsamling.
+author: Kraftsamling
+owner_name: Redaktionen Exempel
+owner_email: podd@kraftsamling.example
+category: Government
+website: https://kraftsamling.example/
+image: cover.jpg
+copyright: © 2026 Kraftsamling (fiktiv demo)
+hosts: [Alva Exempelsson, Bo Påhittad]
+funding_url: https://kraftsamling.example/stod
+funding_text: Stöd Digitalsamtal
+"""
+
+TITLES = [
+    "Öppna data & kommunerna",
+    "Ålänningar, ärenden och öar",
+    "Digitalt först – eller sist?",
+]
+
+
+def make_show(**changes: Any) -> Show:
+    return parse_show(SHOW_YAML).model_copy(update=changes)
+
+
+def make_episode(n: int, **changes: Any) -> Episode:
+    """Episode n (1-based), published n weeks after a fixed start, 1000+n bytes."""
+    moment = datetime(2026, 3, 5, 7, 0, tzinfo=STOCKHOLM) + timedelta(weeks=n - 1)
+    values: dict[str, Any] = {
+        "guid": str(uuid.UUID(int=n)),
+        "slug": f"avsnitt-{n}",
+        "title": TITLES[(n - 1) % len(TITLES)],
+        "description": f"Avsnitt {n} av Digitalsamtal.\n\nMed gäster från en påhittad kommun.",
+        "publish_at": moment,
+        "duration": 1800 + n,
+        "size": 1000 + n,
+        "mime_type": "audio/mpeg",
+        "sha256": f"{n:064x}",
+        "audio_key": f"podcast/audio/avsnitt-{n}-{n:08x}.mp3",
+        "episode": n,
+        "season": 1,
+        "first_published": moment,
+        "last_updated": moment,
+    }
+    values.update(changes)
+    return Episode(**values)
+
+
+@cache
+def image_bytes(
+    width: int = 1400, height: int = 1400, mode: str = "RGB", fmt: str = "JPEG"
+) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, (width, height)).save(out, format=fmt)
+    return out.getvalue()
+
+
+def build(episodes: list[Episode], **kwargs: Any) -> bytes:
+    kwargs.setdefault("public_url", BASE)
+    kwargs.setdefault("now", NOW)
+    return build_feed(kwargs.pop("show", make_show()), episodes, **kwargs)
+
+
+def parse(xml: bytes) -> etree._Element:
+    return etree.fromstring(xml)
+
+
+class Recorder:
+    """A real LocalStorage that records writes and can fail the feed's upload (an outage)."""
+
+    def __init__(self, inner: LocalStorage, *, fail_feed_upload: bool = False) -> None:
+        self.inner = inner
+        self.fail_feed_upload = fail_feed_upload
+        self.puts: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put_bytes(self, key: str, data: bytes, **kwargs: Any) -> ObjectInfo:
+        if self.fail_feed_upload and key == FEED_KEY:
+            raise StorageError(f"Could not write {key}: connection reset (simulated outage).")
+        self.puts.append(key)
+        return self.inner.put_bytes(key, data, **kwargs)
+
+
+@pytest.fixture
+def place(tmp_path: Path) -> dict[str, Any]:
+    """A show folder with show.yaml + cover art, local storage, settings."""
+    show_dir = tmp_path / "episodes"
+    show_dir.mkdir()
+    (show_dir / "show.yaml").write_text(SHOW_YAML, encoding="utf-8")
+    (show_dir / "cover.jpg").write_bytes(image_bytes())
+    storage = LocalStorage(tmp_path / "storage")
+    config = Settings.load(storage=str(tmp_path / "storage"), public_url=BASE)
+    return {"show_dir": show_dir, "storage": storage, "settings": config, "show": make_show()}
+
+
+def upload_audio(storage: LocalStorage, episodes: list[Episode]) -> None:
+    for episode in episodes:
+        storage.put_bytes(
+            episode.audio_key,
+            b"\xff" * episode.size,
+            content_type=episode.mime_type,
+            cache_control=CACHE_LONG,
+            public=True,
+        )
+
+
+def publish(place: dict[str, Any], episodes: list[Episode], storage: Any = None, **kw: Any):
+    return publish_feed(
+        storage or place["storage"],
+        place["show"],
+        place["show_dir"],
+        Catalog(list(episodes), "etag"),
+        place["settings"],
+        kw.pop("now", NOW),
+        **kw,
+    )
+
+
+def live_feed(place: dict[str, Any]) -> bytes | None:
+    found = place["storage"].get_bytes(FEED_KEY)
+    return found[0] if found else None
+
+
+# --- round trip through real clients ----------------------------------------------------
+
+
+def test_feedparser_and_podcastparser_read_back_the_catalog():
+    episodes = [make_episode(n) for n in (1, 2, 3)]
+    xml = build(episodes)
+    newest_first = sorted(episodes, key=lambda e: e.publish_at, reverse=True)
+
+    fp = feedparser.parse(io.BytesIO(xml))
+    assert not fp.bozo, fp.get("bozo_exception")
+    assert fp.feed.title == "Digitalsamtal"
+    assert [e.title for e in fp.entries] == [e.title for e in newest_first]
+    for entry, episode in zip(fp.entries, newest_first, strict=True):
+        assert entry.id == episode.guid
+        assert entry.enclosures[0].href == BASE + episode.audio_key
+        assert int(entry.enclosures[0].length) == episode.size
+        assert entry.enclosures[0].type == "audio/mpeg"
+        assert entry.itunes_duration == str(episode.duration)
+        assert calendar.timegm(entry.published_parsed) == episode.publish_at.timestamp()
+
+    gp = podcastparser.parse(BASE + FEED_KEY, io.BytesIO(xml))
+    assert gp["title"] == "Digitalsamtal"
+    assert gp["itunes_owner"] == {
+        "name": "Redaktionen Exempel",
+        "email": "podd@kraftsamling.example",
+    }
+    assert gp["itunes_categories"] == [["Government"]]
+    assert [e["title"] for e in gp["episodes"]] == [e.title for e in newest_first]
+    for item, episode in zip(gp["episodes"], newest_first, strict=True):
+        assert item["guid"] == episode.guid
+        assert item["enclosures"] == [
+            {"url": BASE + episode.audio_key, "file_size": episode.size, "mime_type": "audio/mpeg"}
+        ]
+        assert item["total_time"] == episode.duration
+        assert item["published"] == episode.publish_at.timestamp()
+        assert item["number"] == episode.episode
+    assert check_feed(xml, live_xml=None, episodes=episodes) == []
+
+
+def test_every_apple_tag_is_present_and_well_formed():
+    episode = make_episode(
+        1,
+        explicit=True,
+        image_key="podcast/art/avsnitt-1.jpg",
+        transcript_key="podcast/transcripts/avsnitt-1.vtt",
+        chapters_key="podcast/chapters/avsnitt-1.json",
+        guests=["Gäst Gästsson"],
+    )
+    root = parse(build([episode], show=make_show(subcategory=None)))
+    assert root.tag == "rss" and root.get("version") == "2.0"
+    channel = root.find("channel")
+    for path in (
+        "title",
+        "link",
+        "description",
+        "language",
+        "copyright",
+        "lastBuildDate",
+        "generator",
+        "itunes:author",
+        "itunes:owner/itunes:name",
+        "itunes:owner/itunes:email",
+        "itunes:type",
+        "podcast:guid",
+        "podcast:medium",
+    ):
+        assert (channel.findtext(path, namespaces=NS) or "").strip(), path
+    assert channel.findtext("language") == "sv"
+    assert channel.findtext("itunes:explicit", namespaces=NS) == "false"
+    assert channel.find("itunes:image", NS).get("href").startswith(BASE + "podcast/art/")
+    assert channel.find("itunes:category", NS).get("text") == "Government"
+    self_link = channel.find("atom:link", NS)
+    assert (self_link.get("rel"), self_link.get("href")) == ("self", BASE + FEED_KEY)
+    locked = channel.find("podcast:locked", NS)
+    assert (locked.text, locked.get("owner")) == ("yes", "podd@kraftsamling.example")
+    funding = channel.find("podcast:funding", NS)
+    assert (funding.text, funding.get("url")) == (
+        "Stöd Digitalsamtal",
+        "https://kraftsamling.example/stod",
+    )
+
+    item = channel.find("item")
+    assert item.find("guid").get("isPermaLink") == "false"
+    enclosure = item.find("enclosure")
+    assert enclosure.attrib == {
+        "url": BASE + episode.audio_key,
+        "length": str(episode.size),
+        "type": "audio/mpeg",
+    }
+    assert item.findtext("itunes:duration", namespaces=NS) == "1801"
+    assert item.findtext("itunes:episode", namespaces=NS) == "1"
+    assert item.findtext("itunes:season", namespaces=NS) == "1"
+    assert item.findtext("itunes:episodeType", namespaces=NS) == "full"
+    assert item.findtext("itunes:explicit", namespaces=NS) == "true"
+    assert item.find("itunes:image", NS).get("href") == BASE + "podcast/art/avsnitt-1.jpg"
+    assert item.find("podcast:transcript", NS).attrib == {
+        "url": BASE + "podcast/transcripts/avsnitt-1.vtt",
+        "type": "text/vtt",
+        "language": "sv",
+    }
+    assert item.find("podcast:chapters", NS).attrib == {
+        "url": BASE + "podcast/chapters/avsnitt-1.json",
+        "type": "application/json+chapters",
+    }
+    people = [(p.get("role"), p.text) for p in item.findall("podcast:person", NS)]
+    assert people == [
+        ("host", "Alva Exempelsson"),
+        ("host", "Bo Påhittad"),
+        ("guest", "Gäst Gästsson"),
+    ]
+    assert item.findtext("content:encoded", namespaces=NS) == item.findtext("description")
+
+
+def test_optional_channel_tags_for_a_move_block_and_completion():
+    show = make_show(
+        new_feed_url="https://new.example/feed.xml", block=True, complete=True, subcategory="Local"
+    )
+    channel = parse(build([make_episode(1)], show=show)).find("channel")
+    assert channel.findtext("itunes:new-feed-url", namespaces=NS) == "https://new.example/feed.xml"
+    assert channel.findtext("itunes:block", namespaces=NS) == "Yes"
+    assert channel.findtext("itunes:complete", namespaces=NS) == "Yes"
+    sub = channel.find("itunes:category/itunes:category", NS)
+    assert sub.get("text") == "Local"
+
+
+def test_podcast_guid_is_the_uuid5_of_the_feed_url():
+    namespace = uuid.UUID("ead4c236-bf58-58c6-a2c6-a6b28d128cb6")
+    expected = str(uuid.uuid5(namespace, "cdn.kraftsamling.example/podcast/feed.xml"))
+    channel = parse(build([make_episode(1)])).find("channel")
+    assert channel.findtext("podcast:guid", namespaces=NS) == expected
+    # The example in the Podcasting 2.0 specification.
+    assert podcast_guid("https://mp3s.nashownotes.com/pc20rss.xml") == (
+        "917393e3-1b1e-5cef-ace4-edaa54e1f810"
+    )
+    assert podcast_guid("http://mp3s.nashownotes.com/pc20rss.xml/") == podcast_guid(
+        "https://mp3s.nashownotes.com/pc20rss.xml"
+    )
+
+
+# --- guids, schedule, determinism --------------------------------------------------------
+
+
+def item_guids(xml: bytes) -> list[str]:
+    return [item.findtext("guid") for item in parse(xml).iterfind("channel/item")]
+
+
+def test_guids_survive_regeneration_replacement_and_a_new_public_url():
+    episodes = [make_episode(n) for n in (1, 2)]
+    first = build(episodes)
+    assert item_guids(build(episodes)) == item_guids(first) == [episodes[1].guid, episodes[0].guid]
+
+    replaced = episodes[0].model_copy(
+        update={
+            "audio_key": "podcast/audio/avsnitt-1-ffffffff.mp3",
+            "size": 5555,
+            "sha256": "f" * 64,
+            "last_updated": NOW - timedelta(days=1),
+        }
+    )
+    after = build([replaced, episodes[1]])
+    assert item_guids(after) == item_guids(first)
+    enclosure = parse(after).find(f"channel/item[guid='{replaced.guid}']/enclosure")
+    assert enclosure.get("url") == BASE + "podcast/audio/avsnitt-1-ffffffff.mp3"
+    assert enclosure.get("length") == "5555"
+
+    moved = build(episodes, public_url="https://media.kraftsamling.example/")
+    assert item_guids(moved) == item_guids(first)
+    urls = [e.get("url") for e in parse(moved).iterfind("channel/item/enclosure")]
+    assert all(url.startswith("https://media.kraftsamling.example/podcast/audio/") for url in urls)
+
+
+def test_a_scheduled_episode_appears_when_its_time_has_come(place):
+    episodes = [make_episode(1), make_episode(2, publish_at=NOW + timedelta(hours=1))]
+    upload_audio(place["storage"], episodes)  # scheduled audio is uploaded ahead of time
+
+    before = publish(place, episodes, now=NOW + timedelta(minutes=59))
+    assert (before.items, before.scheduled, before.uploaded) == (1, 1, True)
+    assert item_guids(live_feed(place)) == [episodes[0].guid]
+    assert "1 scheduled, not yet published" in before.summary()
+
+    on_time = publish(place, episodes, now=NOW + timedelta(hours=1))
+    assert (on_time.items, on_time.scheduled, on_time.uploaded) == (2, 0, True)
+    assert item_guids(live_feed(place)) == [episodes[1].guid, episodes[0].guid]
+
+
+def test_same_catalog_same_bytes_and_no_clock_in_them():
+    episodes = [make_episode(n) for n in (1, 2, 3)]
+    episodes[0] = episodes[0].model_copy(update={"last_updated": NOW - timedelta(days=2)})
+    first = build(episodes)
+    assert build(list(reversed(episodes))) == first
+    assert build(episodes, now=NOW + timedelta(days=400)) == first
+    assert parse(first).findtext("channel/lastBuildDate") == rfc2822(NOW - timedelta(days=2))
+    assert parse(build([])).findtext("channel/lastBuildDate") == rfc2822(EMPTY_FEED_DATE)
+
+
+def test_publishing_twice_uploads_nothing_the_second_time(place):
+    episodes = [make_episode(n) for n in (1, 2)]
+    upload_audio(place["storage"], episodes)
+    recorder = Recorder(place["storage"])
+
+    first = publish(place, episodes, storage=recorder)
+    assert first.uploaded and first.cover_uploaded
+    assert sorted(recorder.puts) == sorted([FEED_KEY, first.cover_url.removeprefix(BASE)])
+    assert re.fullmatch(r"podcast/art/cover-[0-9a-f]{8}\.jpg", first.cover_url.removeprefix(BASE))
+    meta = place["storage"].metadata(FEED_KEY)
+    assert (meta["content_type"], meta["cache_control"], meta["public"]) == (
+        FEED_CONTENT_TYPE,
+        CACHE_SHORT,
+        True,
+    )
+    assert place["storage"].metadata(first.cover_url.removeprefix(BASE))["cache_control"] == (
+        CACHE_LONG
+    )
+    cover_href = parse(live_feed(place)).find("channel/itunes:image", NS).get("href")
+    assert cover_href == first.cover_url
+
+    recorder.puts.clear()
+    second = publish(place, episodes, storage=recorder, now=NOW + timedelta(hours=1))
+    assert (second.uploaded, second.cover_uploaded, recorder.puts) == (False, False, [])
+    assert "unchanged, nothing uploaded" in second.summary()
+
+
+def test_publish_feed_on_s3_twice_puts_nothing_the_second_time(place, s3_inprocess):
+    storage = s3_inprocess.storage("kraft")
+    episodes = [make_episode(1)]
+    for episode in episodes:
+        storage.put_bytes(
+            episode.audio_key,
+            b"\xff" * episode.size,
+            content_type="audio/mpeg",
+            cache_control=CACHE_LONG,
+            public=True,
+        )
+    assert publish(place, episodes, storage=storage).uploaded
+    head = storage.head(FEED_KEY)
+    assert head is not None and head.content_type == FEED_CONTENT_TYPE
+    s3_inprocess.request_log.clear()
+    assert not publish(place, episodes, storage=storage).uploaded
+    assert s3_inprocess.request_log.count("PUT") == 0
+
+
+# --- the gate ---------------------------------------------------------------------------
+
+
+def test_shrinking_the_feed_is_refused_unless_the_guid_is_named(place):
+    episodes = [make_episode(n) for n in (1, 2, 3)]
+    upload_audio(place["storage"], episodes)
+    publish(place, episodes)
+    live = live_feed(place)
+
+    without_two = [episodes[0], episodes[2]]
+    with pytest.raises(FeedGateError) as refused:
+        publish(place, without_two)
+    message = str(refused.value)
+    assert episodes[1].guid in message and "--remove" in message
+    assert "live feed is unchanged" in message
+    assert live_feed(place) == live
+
+    allowed = publish(place, without_two, remove_guids=[episodes[1].guid])
+    assert allowed.uploaded and allowed.items == 2
+    assert item_guids(live_feed(place)) == [episodes[2].guid, episodes[0].guid]
+
+
+def test_naming_a_guid_leaves_it_out_even_if_the_catalog_has_it(place):
+    episodes = [make_episode(n) for n in (1, 2)]
+    upload_audio(place["storage"], episodes)
+    publish(place, episodes)
+    result = publish(place, episodes, remove_guids=[episodes[0].guid])
+    assert (result.items, result.removed) == (1, (episodes[0].guid,))
+    assert item_guids(live_feed(place)) == [episodes[1].guid]
+
+
+def test_check_feed_finds_duplicates_and_missing_parts():
+    one, two = make_episode(1), make_episode(2)
+    twin = make_episode(2, guid=one.guid)
+    problems = check_feed(build([one, twin]), live_xml=None, episodes=[one, twin])
+    assert any("repeats the guid of item 1" in p for p in problems)
+
+    same_audio = make_episode(2, audio_key=one.audio_key)
+    problems = check_feed(build([one, same_audio]), live_xml=None, episodes=[one, same_audio])
+    assert any("repeats the enclosure URL" in p for p in problems)
+
+    root = parse(build([one, two]))
+    for item in root.iterfind("channel/item"):
+        item.remove(item.find("itunes:duration", NS))
+    root.find("channel").remove(root.find("channel/itunes:category", NS))
+    problems = check_feed(etree.tostring(root), live_xml=None, episodes=[one, two])
+    assert any("has no <itunes:duration>" in p for p in problems)
+    assert any("the channel has no <itunes:category>" in p for p in problems)
+
+    broken = check_feed(b"<rss><channel><title>x</channel></rss>", live_xml=None, episodes=[])
+    assert broken and "not well-formed XML" in broken[0]
+
+
+def test_a_missing_audio_object_refuses_the_feed_and_keeps_the_live_one(place):
+    episodes = [make_episode(n) for n in (1, 2)]
+    upload_audio(place["storage"], episodes)
+    publish(place, episodes)
+    live = live_feed(place)
+
+    ghost = make_episode(3)  # in the catalog, but its audio never reached storage
+    with pytest.raises(FeedGateError) as refused:
+        publish(place, [*episodes, ghost])
+    message = str(refused.value)
+    assert "avsnitt-3" in message and ghost.audio_key in message and "404" in message
+    assert live_feed(place) == live
+
+    wrong_size = make_episode(3)
+    place["storage"].put_bytes(
+        wrong_size.audio_key, b"\xff" * 10, content_type="audio/mpeg", cache_control=CACHE_LONG,
+        public=True,
+    )  # fmt: skip
+    with pytest.raises(FeedGateError, match="is 10 bytes in storage but 1003 in the catalog"):
+        publish(place, [*episodes, wrong_size])
+    assert live_feed(place) == live
+
+
+def test_a_storage_outage_during_upload_leaves_the_live_feed_as_it_was(place):
+    episodes = [make_episode(n) for n in (1, 2)]
+    upload_audio(place["storage"], episodes)
+    publish(place, episodes[:1])
+    live = live_feed(place)
+
+    with pytest.raises(StorageError, match="simulated outage"):
+        publish(place, episodes, storage=Recorder(place["storage"], fail_feed_upload=True))
+    assert live_feed(place) == live
+    assert publish(place, episodes).uploaded  # the next run succeeds
+
+
+def test_an_empty_catalog_gives_a_valid_feed_without_items(place):
+    xml = build([])
+    assert parse(xml).findall("channel/item") == []
+    assert not feedparser.parse(io.BytesIO(xml)).bozo
+    assert podcastparser.parse(BASE + FEED_KEY, io.BytesIO(xml))["episodes"] == []
+    assert check_feed(xml, live_xml=None, episodes=[]) == []
+    result = publish(place, [])
+    assert (result.uploaded, result.items) == (True, 0)
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (("1000", 1000, "RGB", "JPEG"), ["1000x1000 px", "1400-3000 px"]),
+        (("1400", 1600, "RGB", "PNG"), ["1400x1600 px, not square", "crop it"]),
+        (("3200", 3200, "RGB", "JPEG"), ["3200x3200 px", "1400-3000 px"]),
+        (("1400", 1400, "CMYK", "JPEG"), ["colour mode is CMYK", "RGB"]),
+        (("1400", 1400, "RGBA", "PNG"), ["colour mode is RGBA"]),
+        (("1400", 1400, "P", "GIF"), ["format is GIF", "JPEG or PNG"]),
+    ],
+)
+def test_bad_cover_art_is_refused_with_what_and_how(image, expected):
+    width, height, mode, fmt = int(image[0]), image[1], image[2], image[3]
+    with pytest.raises(InputError) as refused:
+        check_cover_art(image_bytes(width, height, mode, fmt), "episodes/cover.jpg")
+    message = str(refused.value)
+    assert message.startswith("episodes/cover.jpg: ")
+    assert "3000x3000 px RGB JPEG or PNG" in message  # the fix
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_good_cover_art_passes_and_a_non_image_does_not():
+    check_cover_art(image_bytes(1400, 1400, "RGB", "PNG"), "cover.png")
+    check_cover_art(image_bytes(3000, 3000, "RGB", "JPEG"), "cover.jpg")
+    with pytest.raises(InputError, match=r"cover\.jpg: the cover art is not a readable image"):
+        check_cover_art(b"<svg/>", "cover.jpg")
+
+
+def test_publish_refuses_bad_cover_art_before_touching_storage(place):
+    (place["show_dir"] / "cover.jpg").write_bytes(image_bytes(1400, 1400, "CMYK", "JPEG"))
+    recorder = Recorder(place["storage"])
+    with pytest.raises(InputError, match=r"cover\.jpg: the cover art is refused"):
+        publish(place, [], storage=recorder)
+    assert recorder.puts == []
+
+
+@pytest.mark.parametrize("field", ["owner_email", "category"])
+def test_show_yaml_without_owner_email_or_category_is_refused(field):
+    text = "\n".join(line for line in SHOW_YAML.splitlines() if not line.startswith(field))
+    with pytest.raises(InputError) as refused:
+        parse_show(text, "episodes/show.yaml")
+    assert str(refused.value) == (
+        f"episodes/show.yaml: {field}: Field required. Fix these fields and run again."
+    )
+
+
+NASTY = [
+    "Gäst & värd <b>\"citat\"</b> 'enkla' ]]> slut",
+    "Emoji 🎙️🇸🇪 och kontroll\x00tecken\x07\x1b här\ufffe",
+    "Radbrytning\r\n och\ttabb",
+]
+
+
+def test_nasty_titles_and_descriptions_stay_valid_and_round_trip():
+    long_text = ("Lång beskrivning med & och < och ]]> och 🎧. " * 120).strip()
+    assert len(long_text) > 4000
+    episodes = [
+        make_episode(1, title=NASTY[0], description=long_text),
+        make_episode(2, title=NASTY[1], description=NASTY[1], guests=["Nils \x01Åkesson"]),
+        make_episode(
+            3,
+            title=NASTY[2] + "x" * 4100,
+            description_html='<p>HTML med ]]> och <a href="https://x.example/?a=1&amp;b=2">länk</a></p>',
+        ),
+    ]
+    xml = build(episodes)
+    assert check_feed(xml, live_xml=None, episodes=episodes) == []
+    expected = {e.guid: one_line(e.title) for e in episodes}
+    assert expected[episodes[1].guid] == "Emoji 🎙️🇸🇪 och kontrolltecken här"
+
+    for item in feedparser.parse(io.BytesIO(xml)).entries:
+        assert item.title == expected[item.id]
+    by_guid = {e["guid"]: e for e in podcastparser.parse(BASE, io.BytesIO(xml))["episodes"]}
+    for guid, title in expected.items():
+        assert by_guid[guid]["title"] == title
+
+    items = {i.findtext("guid"): i for i in parse(xml).iterfind("channel/item")}
+    first = items[episodes[0].guid].findtext("description")
+    assert first == description_html(episodes[0])
+    assert html.unescape(re.sub("<[^>]+>", "", first)) == long_text  # every character back
+    third = items[episodes[2].guid].findtext("description")
+    assert "]]&gt;" in third and by_guid[episodes[2].guid]["description_html"] == third
+    guest = items[episodes[1].guid].find("podcast:person[@role='guest']", NS)
+    assert guest.text == "Nils Åkesson"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(title=st.text(min_size=1, max_size=80), text=st.text(max_size=300))
+def test_any_text_gives_well_formed_xml(title, text):
+    episode = make_episode(1, title=title, description=text, guests=[title])
+    item = parse(build([episode])).find("channel/item")
+    assert item.findtext("title") == one_line(title)
+    assert item.findtext("description") == description_html(episode)
+    assert clean_text(item.findtext("description")) == item.findtext("description")
+
+
+# --- settings and the golden feed ---------------------------------------------------------
+
+
+def test_public_url_explicit_setting_wins_over_show_yaml():
+    show = make_show(public_base_url="https://show.example/media")
+    assert resolve_public_url(show, Settings.load()) == "https://show.example/media/"
+    explicit = Settings.load(public_url="https://flag.example")
+    assert resolve_public_url(show, explicit) == "https://flag.example/"
+    assert resolve_public_url(make_show(), Settings.load()) == Settings.load().public_url
+
+
+def test_analytics_prefix_goes_before_the_enclosure_url():
+    xml = build([make_episode(1)], analytics_prefix="https://op3.example/e/")
+    url = parse(xml).find("channel/item/enclosure").get("url")
+    assert (
+        url == "https://op3.example/e/cdn.kraftsamling.example/podcast/audio/avsnitt-1-00000001.mp3"
+    )
+
+
+def demo_episodes() -> list[Episode]:
+    """Two published demo episodes and one scheduled after NOW (left out of the feed)."""
+    return [
+        make_episode(1, guests=["Kim Påhittad"], explicit=False),
+        make_episode(
+            2,
+            description_html="<p>Om <strong>öppna data</strong> &amp; kommunerna.</p>",
+            transcript_key="podcast/transcripts/avsnitt-2.vtt",
+            chapters_key="podcast/chapters/avsnitt-2.json",
+            image_key="podcast/art/avsnitt-2-1a2b3c4d.jpg",
+            episode_type="bonus",
+            last_updated=NOW - timedelta(days=3),
+        ),
+        make_episode(3, publish_at=NOW + timedelta(days=7)),
+    ]
+
+
+def test_golden_demo_feed():
+    xml = build(demo_episodes(), cover_key="podcast/art/cover-0123abcd.jpg")
+    if os.environ.get("REGEN_GOLDENS"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_bytes(xml)
+    assert xml == GOLDEN.read_bytes(), (
+        "The demo feed changed. If intended: REGEN_GOLDENS=1 python -m pytest "
+        "tests/test_feed.py -k golden, and review the diff."
+    )
+
+
+# --- the whole flow ------------------------------------------------------------------------
+
+
+@pytest.mark.prefect
+def test_regenerate_feed_flow_publishes_once(prefect_harness, place):
+    from flows.feed import regenerate_feed
+
+    episodes = [make_episode(1), make_episode(2)]
+    upload_audio(place["storage"], episodes)
+    save_catalog(place["storage"], Catalog(episodes, None), NOW)
+    args = {
+        "episodes": str(place["show_dir"]),
+        "storage": str(place["storage"].root),
+        "public_url": BASE,
+        "now": NOW,
+    }
+    first = regenerate_feed(**args)
+    assert (first.uploaded, first.items, first.feed_url) == (True, 2, BASE + FEED_KEY)
+    assert item_guids(live_feed(place)) == [episodes[1].guid, episodes[0].guid]
+    second = regenerate_feed(**args)
+    assert second.uploaded is False
