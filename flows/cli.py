@@ -18,6 +18,8 @@ def _quiet_prefect() -> None:
     """Keep the terminal readable and the run offline unless the operator says otherwise."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server can take over 20 s (Prefect's default wait) on a busy 2-core box.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def _add_storage_args(parser: argparse.ArgumentParser) -> None:

@@ -213,7 +213,9 @@ def _description_body(episode: Episode) -> str:
             "<p>" + html.escape(p, quote=False).replace("\n", "<br>") + "</p>" for p in paragraphs
         )
     # "]]&gt;" reads as "]]>" in HTML text and attributes; CDATA can then never end early.
-    return body.replace("]]>", "]]&gt;")
+    # A parser turns CR into LF inside CDATA (which cannot escape it): do it here, so the
+    # feed reads back exactly as written.
+    return body.replace("]]>", "]]&gt;").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def transcript_type(episode: Episode) -> str:

@@ -38,6 +38,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
 
 from flows.catalog import Catalog, load_catalog, save_catalog, upsert
 from flows.errors import (
@@ -845,7 +846,10 @@ def publish_episodes(
         candidates = list(plan.scan.candidates)
         step = settings.upload_concurrency
         for start in range(0, len(candidates), step):  # at most `step` episodes at a time
-            batch = [prepare_task.submit(c, plan.context) for c in candidates[start : start + step]]
+            batch = [
+                prepare_task.submit(c, quote(plan.context))
+                for c in candidates[start : start + step]
+            ]
             ready = []
             for future in batch:
                 result = future.result()
@@ -866,7 +870,7 @@ def publish_episodes(
             prepared,
             failures,
             uploads,
-            lambda base, records: catalog_task(store, base, records, now),
+            lambda base, records: catalog_task(store, quote(base), records, now),
         )
     create_table_artifact(
         table=_artifact_rows(report),

@@ -615,7 +615,7 @@ def test_nasty_titles_and_descriptions_stay_valid_and_round_trip():
     assert guest.text == "Nils Åkesson"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(title=st.text(min_size=1, max_size=80), text=st.text(max_size=300))
 def test_any_text_gives_well_formed_xml(title, text):
     episode = make_episode(1, title=title, description=text, guests=[title])
