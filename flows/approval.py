@@ -78,9 +78,7 @@ def find_waiting_run(month: str) -> UUID:
             )
         )
     waiting = [
-        run
-        for run in runs
-        if run.state and run.state.state_details.pause_key == pause_key(month)
+        run for run in runs if run.state and run.state.state_details.pause_key == pause_key(month)
     ]
     if not waiting:
         raise NoWaitingRunError(

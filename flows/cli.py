@@ -29,6 +29,16 @@ def _add_storage_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-url", help="public https base URL of the storage's objects")
 
 
+class _Said:
+    """A plain message for commands that return no result object."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def summary(self) -> str:
+        return self.text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows",
@@ -47,7 +57,29 @@ def build_parser() -> argparse.ArgumentParser:
     news.add_argument("--events", nargs="+", metavar="SOURCE", help=".ics/.yaml: URLs or paths")
     news.add_argument("--out", help="folder of issues (default: newsletters)")
     news.add_argument("--force", action="store_true", help="build even with nothing new")
+    news.add_argument(
+        "--send", action="store_true", help="after the draft: review, wait for approval, send"
+    )
+    news.add_argument("--to", nargs="+", metavar="ADDRESS", help="recipients (a list address)")
+    news.add_argument("--reviewers", nargs="+", metavar="ADDRESS", help="get a test copy first")
+    news.add_argument(
+        "--approve", action="store_true", help="approve up front instead of waiting (demo, tests)"
+    )
+    news.add_argument(
+        "--timeout",
+        type=int,
+        default=3 * 24 * 3600,
+        metavar="SECONDS",
+        help="how long to wait for a decision (default: 3 days)",
+    )
     _add_storage_args(news)
+
+    approve = commands.add_parser(
+        "approve", help="approve (or reject) the newsletter issue that waits for a decision"
+    )
+    approve.add_argument("month", help="the issue's month, YYYY-MM")
+    approve.add_argument("--reject", action="store_true", help="reject: nothing is sent")
+    approve.add_argument("--comment", default="", help="a comment for the run's record")
 
     podcast = commands.add_parser("podcast", help="publish the episodes dropped in the inbox")
     podcast.add_argument("--episodes", help="the drop folder (default: episodes)")
@@ -81,7 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 force=args.force,
                 storage=args.storage,
                 public_url=args.public_url,
+                send=args.send,
+                to=args.to,
+                reviewers=args.reviewers,
+                approve=True if args.approve else None,
+                approval_timeout_seconds=args.timeout,
             )
+        elif args.command == "approve":
+            from flows.approval import resume_with_decision
+
+            run_id = resume_with_decision(args.month, approve=not args.reject, comment=args.comment)
+            verdict = "rejected" if args.reject else "approved"
+            result = _Said(f"Issue {args.month} {verdict}; flow run {run_id} resumes.")
         elif args.command == "podcast":
             from flows.podcast import publish_episodes
 

@@ -65,10 +65,12 @@ RETRY_TP_STEP = 1.0  # more headroom per retry when the MP3 still peaks above th
 MAX_ENCODE_ATTEMPTS = 3
 DEFAULT_LRA = 11.0  # loudnorm's loudness-range target; raised to the source's own LRA
 MAX_LRA = 50.0  # loudnorm's upper limit for LRA
+QUIET_GAIN_WARNING = 24.0  # dB of gain above which the source's noise floor becomes audible
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: at or below it there is nothing to measure
 TAIL_LINES = 40  # how much of ffmpeg's stderr is kept
 ERROR_LINES = 12  # how much of it an error message quotes
 REPORT_LINES = 40  # lines kept after a filter's report marker
+MAX_LINE_CHARS = 500  # a longer stderr line is cut when kept
 _MAX_PARTIAL_LINE = 64 * 1024  # a line longer than this (no newline) is cut, not buffered
 TIMEOUT_BASE_SECONDS = 60.0
 TIMEOUT_PER_AUDIO_SECOND = 0.5  # ffmpeg must manage 2x real time; it does 20-100x
@@ -228,7 +230,7 @@ class _StderrKeeper:
         self._capturing = False
 
     def feed_line(self, line: str) -> None:
-        line = line.rstrip()
+        line = line.rstrip()[:MAX_LINE_CHARS]
         if not line:
             return
         self.tail.append(line)
@@ -240,11 +242,14 @@ class _StderrKeeper:
 
     def consume(self, stream: BinaryIO) -> None:
         partial = b""
-        while chunk := stream.read(65536):
-            parts = re.split(rb"[\r\n]", partial + chunk)
-            partial = parts.pop()[-_MAX_PARTIAL_LINE:]
-            for part in parts:
-                self.feed_line(part.decode("utf-8", "replace"))
+        try:
+            while chunk := stream.read(65536):
+                parts = re.split(rb"[\r\n]", partial + chunk)
+                partial = parts.pop()[-_MAX_PARTIAL_LINE:]
+                for part in parts:
+                    self.feed_line(part.decode("utf-8", "replace"))
+        except (OSError, ValueError):  # the pipe was closed under us after a timeout
+            pass
         self.feed_line(partial.decode("utf-8", "replace"))
 
 
@@ -291,7 +296,7 @@ def run_ffmpeg(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        reader.join()
+        reader.join(timeout=5)  # a grandchild could hold stderr open; do not wait for it
         raise AudioError(
             f"{subject}: ffmpeg did not finish {doing} within {timeout:.0f} s and was stopped. "
             f"Its last lines:\n{_quote_tail(keeper.tail)}\n"
@@ -301,7 +306,7 @@ def run_ffmpeg(
         if proc.poll() is None:  # interrupted (KeyboardInterrupt): never leave it running
             proc.kill()
             proc.wait()
-    reader.join()
+    reader.join(timeout=5)
     proc.stderr.close()
     if proc.returncode != 0:
         raise AudioError(
@@ -355,7 +360,7 @@ def parse_ebur128_summary(lines: Sequence[str]) -> dict[str, float]:
 def parse_loudnorm_json(lines: Sequence[str]) -> dict[str, str]:
     """loudnorm's `print_format=json` block (the first {...} after its marker line).
 
-    >>> parse_loudnorm_json(["[Parsed_loudnorm_0 @ 0x1]", "{", '"input_i" : "-inf",', "}"])
+    >>> parse_loudnorm_json(["[Parsed_loudnorm_0 @ 0x1]", "{", '"input_i" : "-inf"', "}"])
     {'input_i': '-inf'}
     """
     text = "\n".join(lines)
@@ -445,7 +450,7 @@ def loudness_from_report(path: Path, run: FfmpegRun) -> Loudness:
 
 
 def master_format(path: Path) -> str | None:
-    """"wav", "flac" or "aiff" when `path` holds a lossless master (by content), else None."""
+    """ "wav", "flac" or "aiff" when `path` holds a lossless master (by content), else None."""
     with Path(path).open("rb") as f:
         header = f.read(128)
         if header[:4] in (b"RF64", b"BW64"):
@@ -506,9 +511,9 @@ def probe_master(path: Path) -> MasterInfo:
         )
     if kind in ("wav", "aiff") and bits:
         # PCM: the header promises duration x rate x frame size bytes; a cut copy holds fewer.
-        promised = duration * sample_rate * channels * (int(bits) + 7) // 8
-        if size < promised * 0.99:
-            held = size / (sample_rate * channels * ((int(bits) + 7) // 8))
+        bytes_per_second = sample_rate * channels * ((int(bits) + 7) // 8)
+        if size < duration * bytes_per_second * 0.99:
+            held = size / bytes_per_second
             raise AudioError(
                 f"{path}: the {kind.upper()} file is cut short: its header promises "
                 f"{duration:.1f} s of audio but the file holds about {held:.1f} s (the copy "
@@ -637,8 +642,10 @@ def normalise_to_mp3(
     os.close(fd)
     tmp = Path(name)
     aim, tp_aim = goal, target.true_peak - ENCODE_TP_HEADROOM
+    attempts = 0
     try:
-        for attempt in range(1, MAX_ENCODE_ATTEMPTS + 1):
+        while True:
+            attempts += 1
             command = encode_command(
                 exe,
                 src,
@@ -647,37 +654,39 @@ def normalise_to_mp3(
                 channels=out_channels,
                 bitrate_kbps=bitrate_kbps,
             )
-            commands.append(tuple(command))
+            check = measure_command(exe, tmp)
+            commands += [tuple(command), tuple(check)]
             run = run_ffmpeg(
                 command, subject=src, doing="encoding MP3", timeout=timeout, report="loudnorm"
             )
             mode = parse_loudnorm_json(run.report).get("normalization_type", "unknown")
-            check = measure_command(exe, tmp)
-            commands.append(tuple(check))
-            out = loudness_from_report(
-                src,
-                run_ffmpeg(
-                    check, subject=src, doing="measuring the MP3", timeout=timeout,
-                    report="ebur128",
-                ),
-            )  # fmt: skip
+            check_run = run_ffmpeg(
+                check, subject=src, doing="measuring the MP3", timeout=timeout, report="ebur128"
+            )
+            out = loudness_from_report(src, check_run)
             misses = _describe_miss(out, goal, target.true_peak, target.tolerance_lu)
-            if not misses:
+            if not misses or attempts == MAX_ENCODE_ATTEMPTS:
                 break
             # Why it missed decides the next aim: peaks need headroom, loudness a correction.
             if out.true_peak_dbtp > target.true_peak:
                 tp_aim -= RETRY_TP_STEP
             if abs(out.integrated_lufs - goal) > target.tolerance_lu:
                 aim += goal - out.integrated_lufs
-        warnings = tuple(
-            f"{src.name}: the encoded MP3 {miss} after {attempt} attempts; "
-            "check the master for clipping or extreme dynamics."
-            for miss in misses
-        )
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the published copy private
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+    warnings = [
+        f"{src.name}: the encoded MP3 {miss} after {attempts} attempts; "
+        "check the master for clipping or extreme dynamics."
+        for miss in misses
+    ]
+    gain = goal - source.integrated_lufs
+    if gain > QUIET_GAIN_WARNING:
+        warnings.append(
+            f"{src.name}: the source is very quiet ({source.integrated_lufs:.1f} LUFS) and was "
+            f"raised {gain:.0f} dB, which makes its noise audible; record or export it louder."
+        )
     return EncodeResult(
         source=src,
         output=dst,
@@ -690,9 +699,9 @@ def normalise_to_mp3(
         sample_rate=OUTPUT_SAMPLE_RATE,
         bitrate_kbps=bitrate_kbps,
         mode=mode,
-        attempts=attempt,
+        attempts=attempts,
         commands=tuple(commands),
-        warnings=warnings,
+        warnings=tuple(warnings),
     )
 
 

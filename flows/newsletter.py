@@ -17,6 +17,7 @@ a Markdown artifact. It is the only place that reads the clock.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -69,6 +70,7 @@ class IssueResult:
     sources: tuple[SourceStatus, ...] = ()
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
     selection: Selection | None = None
+    release: Any = None  # flows.release.ReleaseResult when the run went on to review/send
 
     @property
     def html_path(self) -> Path:
@@ -79,6 +81,8 @@ class IssueResult:
         if not self.written:
             return self.message
         lines = [f"Draft of {self.month}: {self.html_path}"]
+        if self.release is not None:
+            lines.append(self.release.summary())
         for name in SECTIONS:
             lines.append(f"  {SECTION_NAMES[name]}: {self.counts.get(name, 0)}")
         lines.append(f"  Left out (over the limit): {len(self.left_out)}")
@@ -414,28 +418,66 @@ def newsletter(
     storage: str | None = None,
     public_url: str | None = None,
     now: datetime | None = None,
+    send: bool = False,
+    to: list[str] | None = None,
+    reviewers: list[str] | None = None,
+    approve: bool | None = None,
+    approval_timeout_seconds: int = 3 * 24 * 3600,
 ) -> IssueResult:
-    """Build the month's newsletter draft and report it as a Markdown artifact."""
+    """Build the month's newsletter draft and report it as a Markdown artifact.
+
+    With `send`, the draft goes to review: a test copy to `reviewers`, then the run waits
+    for a person's decision (or takes `approve` given up front) and sends it to `to`.
+    """
+    from flows.release import awaiting_review, check_release_request, release_issue
+
     settings = Settings.load(
         posts=posts, events=events, newsletters_dir=out, storage=storage, public_url=public_url
     )
     # The only place that reads the clock.
     now = (now or datetime.now(STOCKHOLM)).astimezone(STOCKHOLM)
     month = month or now.strftime("%Y-%m")
-    episodes = read_catalog_episodes(settings)
-    result = build_issue(
-        settings,
-        month,
-        now,
-        force=force,
-        read_posts=fetch_posts,
-        read_events=fetch_events,
-        episodes=episodes,
-        render=render_task,
-    )
-    create_markdown_artifact(
-        markdown=result.markdown(),
-        key=f"newsletter-{month}",
-        description=f"Newsletter {month}",
-    )
+    month_start(month)
+    if send:
+        check_release_request(to, approve)
+    folder = issue_dir(settings, month)
+    if send and awaiting_review(folder):
+        # A run resumed after suspension starts from the top: reuse the draft under review
+        # instead of rendering a different one.
+        manifest = read_manifest(folder / MANIFEST) or {}
+        result = IssueResult(
+            month=month,
+            issue_dir=folder,
+            written=True,
+            message=f"Draft of {month} under review reused from {folder}.",
+            files=dict(manifest.get("files", {})),
+        )
+    else:
+        episodes = read_catalog_episodes(settings)
+        result = build_issue(
+            settings,
+            month,
+            now,
+            force=force,
+            read_posts=fetch_posts,
+            read_events=fetch_events,
+            episodes=episodes,
+            render=render_task,
+        )
+        create_markdown_artifact(
+            markdown=result.markdown(),
+            key=f"newsletter-{month}",
+            description=f"Newsletter {month}",
+        )
+    if send and result.written:
+        release = release_issue(
+            settings,
+            month,
+            now,
+            recipients=list(to or []),
+            reviewers=list(reviewers or []),
+            approve=approve,
+            timeout_seconds=approval_timeout_seconds,
+        )
+        result = dataclasses.replace(result, release=release)
     return result

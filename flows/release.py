@@ -118,7 +118,7 @@ def review_markdown(month: str, issue_dir: Path, settings: Settings, test_copy: 
             f"- {test_copy}",
             "",
             f"Approve: `python -m flows approve {month}`; reject: "
-            f"`python -m flows approve {month} --reject --comment \"...\"`; "
+            f'`python -m flows approve {month} --reject --comment "..."`; '
             "or use the Resume form of this run in the Prefect UI.",
         ]
     )
@@ -163,7 +163,9 @@ def release_issue(
     if approve is not None:
         decision: Decision | None = Decision(approve=approve, comment="decided when the run began")
     else:
-        decision = await_decision(month, timeout_seconds)
+        decision = await_decision(
+            month, timeout_seconds, poll_seconds=settings.approval_poll_seconds
+        )
 
     if decision is None:
         review.update(status="timed-out", decided_at=now.isoformat())

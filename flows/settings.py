@@ -88,6 +88,23 @@ class Settings(BaseSettings):
     analytics_prefix: str | None = Field(
         default=None, description="Prefix put before enclosure URLs, e.g. a stats redirect."
     )
+    mp3_bitrate_kbps: int = Field(
+        default=128, ge=32, le=320, description="Bitrate of MP3s encoded from WAV/FLAC/AIFF."
+    )
+    force_channels: int | None = Field(
+        default=None, ge=1, le=2, description="1 or 2 forces mono/stereo; unset keeps the source."
+    )
+    loudness_target_lufs: float = Field(default=-16.0, ge=-70, le=-5)
+    loudness_true_peak_dbtp: float = Field(default=-1.0, ge=-9, le=0)
+    loudness_mono_lufs: float | None = Field(
+        default=None, ge=-70, le=-5, description="Target for mono episodes (-19); unset: as stereo."
+    )
+    loudness_margin_lu: float = Field(
+        default=2.0, ge=0, description="MP3/M4A further than this off target get a warning."
+    )
+    normalise_lossy: bool = Field(
+        default=False, description="Re-encode MP3/M4A that are off target instead of warning."
+    )
 
     # --- sending ------------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"
@@ -97,6 +114,9 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     mail_from: str = "Kraftsamling <nyhetsbrev@kraftsamling.example>"
     reply_to: str = "kontakt@kraftsamling.example"
+    approval_poll_seconds: int = Field(
+        default=10, ge=1, le=3600, description="How often a paused run checks for a decision."
+    )
     unsubscribe_email: str | None = Field(
         default=None,
         description="Address of the List-Unsubscribe mailto link (default: the Reply-To address).",

@@ -410,7 +410,7 @@ def test_publishing_twice_uploads_nothing_the_second_time(place):
 
 def test_publish_feed_on_s3_twice_puts_nothing_the_second_time(place, s3_inprocess):
     storage = s3_inprocess.storage("kraft")
-    episodes = [make_episode(1)]
+    episodes = [make_episode(1), make_episode(2)]
     for episode in episodes:
         storage.put_bytes(
             episode.audio_key,
@@ -419,7 +419,8 @@ def test_publish_feed_on_s3_twice_puts_nothing_the_second_time(place, s3_inproce
             cache_control=CACHE_LONG,
             public=True,
         )
-    assert publish(place, episodes, storage=storage).uploaded
+    assert publish(place, episodes[:1], storage=storage).uploaded  # a new object: If-None-Match
+    assert publish(place, episodes, storage=storage).uploaded  # a change: If-Match the live ETag
     head = storage.head(FEED_KEY)
     assert head is not None and head.content_type == FEED_CONTENT_TYPE
     s3_inprocess.request_log.clear()

@@ -25,14 +25,13 @@ from flows.inbox import (
 )
 from flows.models import STOCKHOLM, Episode
 
-NOW = time.time()
-
 
 def drop(inbox: Path, name: str, data: bytes | str = b"ID3 not inspected here", age: float = 60):
-    """A file in the inbox whose last change was `age` seconds before NOW."""
+    """A file in the inbox whose last change was `age` seconds ago."""
     path = inbox / name
     path.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.utime(path, (NOW - age, NOW - age))
+    moment = time.time() - age
+    os.utime(path, (moment, moment))
     return path
 
 
@@ -45,7 +44,7 @@ def inbox(tmp_path) -> Path:
 
 def scan(inbox: Path, published=(), settle: float = 10, now: float | None = None):
     # ctime cannot be set back, so "settled" files are seen from a later moment.
-    return scan_inbox(inbox, (now or NOW) + 30, settle, list(published))
+    return scan_inbox(inbox, (now or time.time()) + 30, settle, list(published))
 
 
 # --- sidecars -------------------------------------------------------------------------------
@@ -236,7 +235,7 @@ def test_temporary_files_are_left_alone(inbox, name):
 def test_hidden_files_are_ignored(inbox):
     drop(inbox, ".ep.mp3")
     drop(inbox, "._ep.mp3")
-    assert scan(inbox) == scan_inbox(inbox, NOW, 0, []) == type(scan(inbox))()
+    assert scan(inbox) == scan_inbox(inbox, time.time(), 0, []) == type(scan(inbox))()
 
 
 def test_file_still_being_copied_waits(inbox):
@@ -377,4 +376,4 @@ def test_find_number_clashes_is_pure():
 
 def test_missing_inbox_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"drop folder does not exist.*--episodes"):
-        scan_inbox(tmp_path / "nope", NOW, 0)
+        scan_inbox(tmp_path / "nope", time.time(), 0)

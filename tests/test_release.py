@@ -1,0 +1,178 @@
+"""Review, approval and sending, through the real newsletter flow and a real SMTP server.
+
+The flow runs under the session's Prefect test server; a reviewer's decision arrives the way
+it does in production: `python -m flows approve` finds the paused run and resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from flows.approval import NoWaitingRunError, find_waiting_run
+from flows.cli import main
+from flows.demo import DEMO_MONTH, DEMO_NOW
+from flows.errors import IssueSentError
+from flows.newsletter import newsletter
+from flows.release import read_review, release_issue
+from flows.settings import Settings
+
+LIST_ADDRESS = "nyhetsbrev-lista@lists.kraftsamling.example"
+REVIEWER = "granskare@kraftsamling.example"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.envelopes: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+    def count(self) -> Counter[str]:
+        return Counter(rcpt for rcpts, _ in self.envelopes for rcpt in rcpts)
+
+    def subjects(self) -> list[str]:
+        import email
+
+        return [str(email.message_from_bytes(raw)["Subject"]) for _, raw in self.envelopes]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    recorder = Recorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_PORT", str(port))
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_SECURITY", "none")
+    monkeypatch.setenv("KRAFTSAMLING_APPROVAL_POLL_SECONDS", "1")
+    yield recorder
+    controller.stop()
+
+
+def run_flow(tmp_path: Path, **kwargs):
+    return newsletter(
+        month=DEMO_MONTH,
+        now=DEMO_NOW,
+        out=str(tmp_path / "newsletters"),
+        storage=str(tmp_path / "storage"),
+        send=True,
+        to=[LIST_ADDRESS],
+        reviewers=[REVIEWER],
+        **kwargs,
+    )
+
+
+def in_background(tmp_path: Path, **kwargs):
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = run_flow(tmp_path, **kwargs)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def wait_for_pause(month: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            find_waiting_run(month)
+            return
+        except NoWaitingRunError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_approved_up_front_sends_once_and_publishes_the_web_copy(prefect_harness, tmp_path, smtp):
+    result = run_flow(tmp_path, approve=True)
+
+    assert result.release.decision == "approved"
+    assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
+    assert smtp.subjects()[0].startswith("[Test] ")
+    issue_dir = tmp_path / "newsletters" / DEMO_MONTH
+    manifest = json.loads((issue_dir / "manifest.json").read_text())
+    assert manifest["status"] == "sent"
+    assert read_review(issue_dir)["status"] == "sent"
+    web_copy = tmp_path / "storage" / "newsletters" / DEMO_MONTH / "index.html"
+    assert web_copy.read_bytes() == (issue_dir / "index.html").read_bytes()
+    # No address is written to the issue folder.
+    for path in issue_dir.iterdir():
+        assert LIST_ADDRESS not in path.read_text(errors="replace")
+    # Approving a sent issue again is refused before anything is sent.
+    with pytest.raises(IssueSentError):
+        release_issue(
+            Settings.load(newsletters_dir=str(tmp_path / "newsletters")),
+            DEMO_MONTH,
+            DEMO_NOW,
+            recipients=[LIST_ADDRESS],
+            approve=True,
+        )
+    assert sum(smtp.count().values()) == 2
+
+
+def test_reviewer_approves_with_the_command_while_the_run_waits(prefect_harness, tmp_path, smtp):
+    thread, box = in_background(tmp_path, approval_timeout_seconds=120)
+    wait_for_pause(DEMO_MONTH)
+    assert smtp.count() == Counter({REVIEWER: 1})  # only the test copy before the decision
+
+    assert main(["approve", DEMO_MONTH, "--comment", "Ser bra ut"]) == 0
+    thread.join(90)
+
+    assert "error" not in box, box.get("error")
+    assert box["result"].release.decision == "approved"
+    assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
+    assert read_review(tmp_path / "newsletters" / DEMO_MONTH)["comment"] == "Ser bra ut"
+
+
+def test_rejection_sends_nothing_and_keeps_the_comment(prefect_harness, tmp_path, smtp):
+    thread, box = in_background(tmp_path, approval_timeout_seconds=120)
+    wait_for_pause(DEMO_MONTH)
+    assert main(["approve", DEMO_MONTH, "--reject", "--comment", "Fel datum i ingressen"]) == 0
+    thread.join(90)
+
+    release = box["result"].release
+    assert (release.decision, release.comment) == ("rejected", "Fel datum i ingressen")
+    assert "Fel datum i ingressen" in box["result"].summary()
+    assert LIST_ADDRESS not in smtp.count()
+    issue_dir = tmp_path / "newsletters" / DEMO_MONTH
+    assert json.loads((issue_dir / "manifest.json").read_text())["status"] == "draft"
+    assert (issue_dir / "index.html").exists()
+
+
+def test_no_decision_in_time_sends_nothing(prefect_harness, tmp_path, smtp):
+    result = run_flow(tmp_path, approval_timeout_seconds=2)
+
+    assert result.release.decision == "timed-out"
+    assert smtp.count() == Counter({REVIEWER: 1})
+    assert read_review(tmp_path / "newsletters" / DEMO_MONTH)["status"] == "timed-out"
+
+
+def test_approve_without_a_waiting_run_explains(prefect_harness, capsys):
+    assert main(["approve", "2031-01"]) == 1
+    assert "No newsletter run is waiting for approval of 2031-01" in capsys.readouterr().err
+
+
+def test_send_without_recipients_is_refused_before_rendering(prefect_harness, tmp_path):
+    assert main(["newsletter", "--month", "2026-12", "--out", str(tmp_path), "--send"]) == 1
+    assert not (tmp_path / "2026-12").exists()
