@@ -59,3 +59,8 @@ POOL="$(python3 -c 'import yaml; print(yaml.safe_load(open("prefect.yaml"))["dep
 prefect work-pool create "$POOL" --type process >"$TMP/cli.log" 2>&1 || { cat "$TMP/cli.log" >&2; fail "work-pool create"; }
 prefect --no-prompt deploy --all >"$TMP/deploy.log" 2>&1 || { cat "$TMP/deploy.log" >&2; fail "prefect deploy --all"; }
 echo "deploy-smoke: deployed prefect.yaml after $((SECONDS - START)) s"
+
+# The schedules fire on their own (publish-episodes every 15 minutes) with production
+# parameters; pausing them deletes those runs, so the worker only runs the two below.
+python3 .ci/deploy_smoke_check.py deployments "$API" || fail "the deployed schedules or limits differ from prefect.yaml"
+prefect --no-prompt deployment schedule pause --all >>"$TMP/cli.log" 2>&1 || { cat "$TMP/cli.log" >&2; fail "schedule pause"; }

@@ -26,6 +26,9 @@ Decisions worth knowing:
 - Descriptions: `description_html` from the catalog (sanitised by the podcast flow) in
   CDATA, else the plain `description` escaped into `<p>` paragraphs. `]]>` inside the
   HTML becomes `]]&gt;` (the same text for an HTML reader), so CDATA cannot be broken.
+- Client parsers: podcastparser (gPodder) 0.6 knows the Podcasting 2.0 namespace only by
+  its old GitHub URI, so it ignores our podcast:* tags (everything else it reads); we keep
+  the official URI of the specification.
 - `remove_guids` leave those episodes out of this feed and allow their absence in the
   shrink gate. A lasting removal also needs the catalog entry removed; otherwise the next
   run puts the episode back (which the gate allows: the feed grows).
@@ -89,12 +92,13 @@ TRANSCRIPT_TYPES = {
 }
 
 # Qualified tag names, computed once (the builder runs per item, 10,000 times in the bench).
-_IT = "{%s}" % ITUNES  # noqa: UP031
-_PC = "{%s}" % PODCAST  # noqa: UP031
+_IT = f"{{{ITUNES}}}"
+_PC = f"{{{PODCAST}}}"
 _IT_IMAGE, _IT_DURATION, _IT_EXPLICIT = _IT + "image", _IT + "duration", _IT + "explicit"
 _IT_EPISODE, _IT_SEASON, _IT_TYPE = _IT + "episode", _IT + "season", _IT + "episodeType"
 _PC_PERSON, _PC_TRANSCRIPT, _PC_CHAPTERS = _PC + "person", _PC + "transcript", _PC + "chapters"
-_CONTENT_ENCODED = "{%s}encoded" % CONTENT  # noqa: UP031
+_CONTENT_ENCODED = f"{{{CONTENT}}}encoded"
+_ATOM_LINK = f"{{{ATOM}}}link"
 
 
 # --- 1. pure helpers --------------------------------------------------------------------
@@ -122,10 +126,9 @@ def one_line(text: str) -> str:
     return " ".join(_XML_FORBIDDEN.sub("", text).split())
 
 
-# A key of URL-safe characters, without "." or ".." segments, needs no encoding or check.
-_PLAIN_KEY = re.compile(
-    r"(?:(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)*"
-)
+# URL-safe segments that do not start with "." (so no ".", "..", ".meta" or ".tmp-") pass
+# `storage.check_key` and need no percent-encoding; anything else takes the full path.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*")
 
 
 def object_url(base_url: str, key: str) -> str:
@@ -136,7 +139,7 @@ def object_url(base_url: str, key: str) -> str:
     >>> object_url("https://cdn.example", "podcast/audio/å b.mp3")
     'https://cdn.example/podcast/audio/%C3%A5%20b.mp3'
     """
-    if _PLAIN_KEY.fullmatch(key):
+    if len(key) <= 1024 and _PLAIN_KEY.fullmatch(key):
         return base_url.rstrip("/") + "/" + key
     return storage_public_url(base_url, key)
 
@@ -293,11 +296,7 @@ def build_feed(
     text(channel, "copyright", show.copyright or f"© {show.author}")
     text(channel, "lastBuildDate", rfc2822(last_build_date(items)))
     text(channel, "generator", GENERATOR)
-    sub(
-        channel,
-        "{%s}link" % ATOM,  # noqa: UP031
-        {"href": c(feed_url), "rel": "self", "type": "application/rss+xml"},
-    )
+    sub(channel, _ATOM_LINK, {"href": c(feed_url), "rel": "self", "type": "application/rss+xml"})
     text(channel, _IT + "author", show.author)
     owner = sub(channel, _IT + "owner")
     text(owner, _IT + "name", show.owner_name)

@@ -428,7 +428,9 @@ def is_temporary(path: Path) -> bool:
 
 
 def _settling(path: Path, now: float, settle_seconds: float) -> bool:
-    """True while a file may still be written: changed within the last `settle_seconds`."""
+    """True while a file may still be written: changed within the last `settle_seconds`.
+
+    ctime counts too: `cp -p` or rsync keep the original mtime, but the copy is new."""
     try:
         stat = path.stat()
     except FileNotFoundError:

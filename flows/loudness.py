@@ -77,6 +77,7 @@ TIMEOUT_PER_AUDIO_SECOND = 0.5  # ffmpeg must manage 2x real time; it does 20-10
 MIN_BYTES_PER_SECOND = 4_000  # 32 kbps: an upper bound on duration when nothing else is known
 
 MASTER_FORMATS = ("wav", "flac", "aiff")
+INPUT_DEMUXERS = {"wav": "wav", "flac": "flac", "aiff": "aiff", "mp3": "mp3", "m4a": "mov"}
 MASTER_MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "aiff": "audio/aiff"}
 _FIX_MASTER = (
     "Export the master again from the editor (WAV, FLAC or AIFF, 16 or 24 bit, "
@@ -379,6 +380,13 @@ def parse_loudnorm_json(lines: Sequence[str]) -> dict[str, str]:
 # Measuring
 
 
+def _sniff_format(path: Path) -> str | None:
+    try:
+        return master_format(path)
+    except OSError:
+        return None  # ffmpeg will say what is wrong with the file
+
+
 def _duration_hint(path: Path) -> float:
     """The duration mutagen reads, or an upper bound from the size (for the timeout only)."""
     try:
@@ -393,10 +401,18 @@ def _duration_hint(path: Path) -> float:
         return 0.0
 
 
-def measure_command(ffmpeg: str, path: Path) -> list[str]:
-    """The ffmpeg command that measures `path` (first audio stream) with ebur128."""
+def _input_args(path: Path, fmt: str | None) -> list[str]:
+    """`-f DEMUXER -i path`: content sniffing can tie (a 1 kHz tone in an AIFF probes as
+    MPEG-TS as well), so a format we know is named."""
+    demuxer = INPUT_DEMUXERS.get(fmt or "")
+    return [*(["-f", demuxer] if demuxer else []), "-i", str(path)]
+
+
+def measure_command(ffmpeg: str, path: Path, fmt: str | None = None) -> list[str]:
+    """The ffmpeg command that measures `path` (first audio stream) with ebur128.
+    `fmt`: "wav", "flac", "aiff", "mp3" or "m4a" when known."""
     return [
-        ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-threads", "1", "-i", str(path),
+        ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-threads", "1", *_input_args(path, fmt),
         "-map", "0:a:0", "-filter_threads", "1",
         "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-",
     ]  # fmt: skip
@@ -405,6 +421,7 @@ def measure_command(ffmpeg: str, path: Path) -> list[str]:
 def measure_loudness(
     path: Path,
     *,
+    fmt: str | None = None,
     ffmpeg: str | None = None,
     duration: float | None = None,
     timeout: float | None = None,
@@ -412,7 +429,7 @@ def measure_loudness(
     """Integrated loudness, true peak, loudness range and gate of `path` (any audio ffmpeg
     reads). Silence is an AudioError naming the file, not -inf in the catalog."""
     path = Path(path)
-    command = measure_command(ffmpeg or ffmpeg_exe(), path)
+    command = measure_command(ffmpeg or ffmpeg_exe(), path, fmt or _sniff_format(path))
     if timeout is None:
         timeout = ffmpeg_timeout(duration if duration is not None else _duration_hint(path))
     run = run_ffmpeg(
@@ -571,6 +588,7 @@ def encode_command(
     src: Path,
     dst: Path,
     *,
+    fmt: str | None,
     loudnorm: str,
     channels: int,
     bitrate_kbps: int,
@@ -579,7 +597,7 @@ def encode_command(
     bit-exact (no version strings), so the same input and settings give the same bytes."""
     return [
         ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-y",
-        "-threads", "1", "-i", str(src),
+        "-threads", "1", *_input_args(src, fmt),
         "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
         "-filter_threads", "1", "-af", loudnorm,
         "-ar", str(OUTPUT_SAMPLE_RATE), "-ac", str(channels),
@@ -615,6 +633,7 @@ def normalise_to_mp3(
     *,
     duration: float,
     source_channels: int,
+    fmt: str | None,
     target: LoudnessTarget,
     bitrate_kbps: int = 128,
     channels: int | None = None,
@@ -630,7 +649,7 @@ def normalise_to_mp3(
     timeout = ffmpeg_timeout(duration)
     commands: list[tuple[str, ...]] = []
 
-    measure = measure_command(exe, src)
+    measure = measure_command(exe, src, fmt)
     commands.append(tuple(measure))
     source_run = run_ffmpeg(
         measure, subject=src, doing="measuring loudness", timeout=timeout, report="ebur128"
@@ -650,11 +669,12 @@ def normalise_to_mp3(
                 exe,
                 src,
                 tmp,
+                fmt=fmt,
                 loudnorm=loudnorm_filter(source, integrated=aim, true_peak=tp_aim),
                 channels=out_channels,
                 bitrate_kbps=bitrate_kbps,
             )
-            check = measure_command(exe, tmp)
+            check = measure_command(exe, tmp, "mp3")
             commands += [tuple(command), tuple(check)]
             run = run_ffmpeg(
                 command, subject=src, doing="encoding MP3", timeout=timeout, report="loudnorm"
@@ -725,6 +745,7 @@ def encode_master(
         dst,
         duration=info.duration,
         source_channels=info.channels,
+        fmt=info.format,
         target=target,
         bitrate_kbps=bitrate_kbps,
         channels=channels,
@@ -750,6 +771,7 @@ def reencode_lossy(
         dst,
         duration=info.duration,
         source_channels=info.channels,
+        fmt=info.format,
         target=target,
         bitrate_kbps=bitrate_kbps,
         channels=channels,
@@ -832,6 +854,7 @@ def prepare_audio(
             out,
             duration=master.duration,
             source_channels=master.channels,
+            fmt=master.format,
             target=target,
             bitrate_kbps=settings.mp3_bitrate_kbps,
             channels=settings.force_channels,
@@ -850,7 +873,7 @@ def prepare_audio(
         from flows.audio import inspect_audio
 
         info = inspect_audio(src)
-    measured = measure_loudness(src, ffmpeg=ffmpeg, duration=info.duration)
+    measured = measure_loudness(src, fmt=info.format, ffmpeg=ffmpeg, duration=info.duration)
     warnings = check_lossy(
         src, measured, target, settings.loudness_margin_lu, channels=info.channels
     )

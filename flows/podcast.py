@@ -222,8 +222,8 @@ def chapters_json(title: str, podcast_name: str, chapters: Sequence[Any]) -> byt
     """Podcasting 2.0 JSON chapters (version 1.2.0), deterministic bytes.
 
     >>> from flows.models import Chapter
-    >>> chapters_json("Ep", "Show", [Chapter(start=0, title="Intro")]).decode()[:40]
-    '{\\n  "chapters": [\\n    {\\n      "startTim'
+    >>> json.loads(chapters_json("Ep", "Show", [Chapter(start=0, title="Intro")]))["chapters"]
+    [{'startTime': 0, 'title': 'Intro'}]
     """
     document = {
         "version": CHAPTERS_VERSION,
