@@ -36,10 +36,12 @@ it to about one core. Bound the number of encodes at once with `max_parallel_enc
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -249,7 +251,7 @@ class _StderrKeeper:
                 partial = parts.pop()[-_MAX_PARTIAL_LINE:]
                 for part in parts:
                     self.feed_line(part.decode("utf-8", "replace"))
-        except (OSError, ValueError):  # the pipe was closed under us after a timeout
+        except (OSError, ValueError):  # the pipe broke under us
             pass
         self.feed_line(partial.decode("utf-8", "replace"))
 
@@ -262,6 +264,11 @@ def ffmpeg_timeout(duration: float) -> float:
 def _quote_tail(lines: Sequence[str]) -> str:
     shown = list(lines)[-ERROR_LINES:]
     return "\n".join(f"    {line}" for line in shown) if shown else "    (nothing)"
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_ffmpeg(
@@ -281,8 +288,13 @@ def run_ffmpeg(
     command = tuple(str(part) for part in command)
     keeper = _StderrKeeper(report)
     try:
+        # Its own process group, so a timeout can stop it and anything it started.
         proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except OSError as exc:
         raise AudioError(
@@ -290,25 +302,33 @@ def run_ffmpeg(
             f"{exc.strerror or exc}. {_FIX_FFMPEG}"
         ) from None
     assert proc.stderr is not None
-    reader = threading.Thread(target=keeper.consume, args=(proc.stderr,), daemon=True)
-    reader.start()
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        if proc.returncode is None:  # not reaped yet, so its group id is still its own
+            timed_out.set()
+            _kill_group(proc)
+
+    # A timer, not Popen.wait(timeout): wait() polls with sleeps, which adds up to 50 ms to
+    # every run; reading stderr to its end and then waiting blocks without polling.
+    timer = threading.Timer(timeout, stop)
+    timer.daemon = True
+    timer.start()
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        with proc.stderr:
+            keeper.consume(proc.stderr)
         proc.wait()
-        reader.join(timeout=5)  # a grandchild could hold stderr open; do not wait for it
+    finally:
+        timer.cancel()
+        if proc.poll() is None:  # interrupted (KeyboardInterrupt): never leave it running
+            _kill_group(proc)
+            proc.wait()
+    if timed_out.is_set():
         raise AudioError(
             f"{subject}: ffmpeg did not finish {doing} within {timeout:.0f} s and was stopped. "
             f"Its last lines:\n{_quote_tail(keeper.tail)}\n"
             "Check that the file is not on a stalled network drive, then run again."
-        ) from None
-    finally:
-        if proc.poll() is None:  # interrupted (KeyboardInterrupt): never leave it running
-            proc.kill()
-            proc.wait()
-    reader.join(timeout=5)
-    proc.stderr.close()
+        )
     if proc.returncode != 0:
         raise AudioError(
             f"{subject}: ffmpeg failed {doing} (exit status {proc.returncode}). "

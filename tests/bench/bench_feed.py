@@ -12,7 +12,8 @@ Side by side, on the same show and catalog:
   escape and join, no tree. What is left between ours and the floor is the cost of lxml.
 
 Prints the median CPU time of a few interleaved runs per size. Targets: ours at least 2x
-faster than feedgen and within 2x of the floor.
+faster than feedgen and within 2x of the floor. Also times the publishing gate
+(`check_feed`) once per size.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from flows.feed import (
     build_feed,
+    check_feed,
     clean_text,
     description_html,
     enclosure_url,
@@ -198,6 +200,15 @@ def main() -> None:
             f"{t_fg / t_ours:>12.1f}x {t_ours / t_floor:>10.2f}x {size:>9,.0f}"
         )
     print("targets: feedgen/ours >= 2.0x, ours/floor <= 2.0x")
+    print()
+    print("the gate (check_feed: feedparser + podcastparser + lxml), one run, CPU seconds")
+    for count in (100, 1_000, 10_000):
+        episodes = catalog(count)
+        xml = ours(episodes)
+        started = time.process_time()
+        problems = check_feed(xml, live_xml=xml, episodes=episodes)
+        assert problems == [], problems
+        print(f"{count:>9,} {time.process_time() - started:>9.2f}")
 
 
 if __name__ == "__main__":
