@@ -46,7 +46,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -519,7 +519,8 @@ def probe_master(path: Path) -> MasterInfo:
     if kind is None:
         raise AudioError(f"{path}: not a WAV, FLAC or AIFF file (by its content). {_FIX_MASTER}")
     with path.open("rb") as f:
-        if f.read(4) in (b"RF64", b"BW64"):
+        header = f.read(12)
+        if header[:4] in (b"RF64", b"BW64"):
             raise AudioError(
                 f"{path}: an RF64 WAV (over 4 GB), which we cannot read. "
                 "Export the master as FLAC instead (it is lossless and far smaller)."
@@ -546,7 +547,7 @@ def probe_master(path: Path) -> MasterInfo:
             f"{path}: the {kind.upper()} header names {channels} channels at {sample_rate} Hz; "
             f"the file is damaged. {_FIX_MASTER}"
         )
-    if kind in ("wav", "aiff") and bits:
+    if bits and _is_plain_pcm(kind, header, info):
         # PCM: the header promises duration x rate x frame size bytes; a cut copy holds fewer.
         bytes_per_second = sample_rate * channels * ((int(bits) + 7) // 8)
         if size < duration * bytes_per_second * 0.99:
@@ -564,6 +565,14 @@ def probe_master(path: Path) -> MasterInfo:
         sample_rate=sample_rate,
         bits_per_sample=int(bits) if bits else None,
     )
+
+
+def _is_plain_pcm(kind: str, header: bytes, info: object) -> bool:
+    """Uncompressed samples, so the size follows from duration and format (WAV PCM or IEEE
+    float or extensible; AIFF but not AIFF-C, which may be compressed)."""
+    if kind == "wav":
+        return getattr(info, "audio_format", None) in (1, 3, 0xFFFE)
+    return kind == "aiff" and header[8:12] == b"AIFF"
 
 
 def master_key(slug: str, sha256: str, fmt: str, prefix: str = "podcast/masters") -> str:
@@ -845,8 +854,7 @@ class PreparedAudio:
     loudness: dict[str, float]  # for Episode.loudness
     warnings: tuple[str, ...]
     master: MasterInfo | None = None  # a lossless master to keep in private storage
-    encode: EncodeResult | None = None
-    commands: tuple[tuple[str, ...], ...] = field(default=())
+    encode: EncodeResult | None = None  # what the encode did (commands, modes) for the artifact
 
 
 def prepare_audio(
@@ -887,7 +895,6 @@ def prepare_audio(
             warnings=result.warnings,
             master=master,
             encode=result,
-            commands=result.commands,
         )
     if info is None:
         from flows.audio import inspect_audio
@@ -918,7 +925,6 @@ def prepare_audio(
                 *result.warnings,
             ),
             encode=result,
-            commands=result.commands,
         )
     return PreparedAudio(
         publish_path=src, kind="lossy", loudness=measured.as_record(), warnings=tuple(warnings)

@@ -101,6 +101,9 @@ class Show(BaseModel):
     block: bool = False
     complete: bool = False
     hosts: list[str] = Field(default_factory=list)
+    # Podcasting 2.0 guid of the show. Set it once the feed is live, so that a later move of
+    # the feed to another host keeps it; when unset it is derived from the feed URL.
+    podcast_guid: str | None = None
 
 
 class Chapter(BaseModel):
@@ -143,3 +146,6 @@ class Episode(BaseModel):
     source_sha256: str | None = None  # hash of the dropped file, to recognise a re-drop
     loudness: dict[str, float] | None = None  # integrated LUFS, true peak, range
     warnings: list[str] = Field(default_factory=list)
+    # Set when a person removed the episode from the feed on purpose (`feed --remove GUID`).
+    # The record stays, so the guid is never reused and the removal is not undone by a re-run.
+    removed_at: AwareDatetime | None = None
