@@ -146,11 +146,11 @@ step "worker done"
 
 # --- 5. results --------------------------------------------------------------------------
 for run in "$FEED_RUN" "$NEWS_RUN"; do
-    state="$(api_get "flow_runs/$run" 'r["name"], r["state_type"], r["state"]["message"]')" ||
+    state="$(api_get "flow_runs/$run" 'r["state_type"], r["name"], r["state"]["message"]')" ||
         fail "cannot read flow run $run"
     case "$state" in
-        *", 'COMPLETED', "*) ;;
-        *) fail "flow run $run (name, state, message): $state; expected COMPLETED" ;;
+        "COMPLETED "*) ;;
+        *) fail "flow run $run (state, name, message): $state; expected COMPLETED" ;;
     esac
 done
 [ -s "$TMP/storage/podcast/feed.xml" ] || fail "no podcast/feed.xml in the run's storage"

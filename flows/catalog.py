@@ -9,14 +9,28 @@ The feed is regenerated from this file, so it is written with care:
   is new), so a concurrent writer is detected instead of overwritten;
 - a dated backup of the previous version under `podcast/catalog-backups/` before each change.
 
-The pure part is `upsert`: it decides whether a freshly built record is new, unchanged, a
-replacement of the audio or a metadata update, and keeps the guid assigned at first publish.
+The pure parts are `upsert`: it decides whether a freshly built record is new, unchanged, a
+replacement of the audio or a metadata update, and keeps the guid assigned at first publish;
+and `mark_removed`: it records that a person removed episodes from the feed on purpose.
+
+Removal is lasting. A removed episode keeps its record, with `removed_at` set, so its guid is
+never reused and no later run (hourly feed, re-drop of the audio) brings it back:
+
+- the feed leaves out every episode with `removed_at` and its gate accepts their absence;
+- `upsert` keeps `removed_at`. A re-drop of the same audio after a removal is "unchanged"
+  (the episode stays removed); new audio or new metadata for the slug updates the record but
+  it stays removed too. Only an operator restores an episode: in `podcast/catalog.json` set
+  the episode's `"removed_at"` to `null` (a dated backup of every version is kept under
+  `podcast/catalog-backups/`); the next feed run puts it back with its old guid.
+- Audio objects are never deleted, not for a removed or a replaced episode: podcast apps
+  that already downloaded the old URL keep working, and a restore needs no re-upload.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,7 +48,9 @@ CATALOG_VERSION = 1
 Change = Literal["new", "unchanged", "replaced", "updated"]
 
 # Fields that are bookkeeping, not content: a difference in these alone is "unchanged".
-_BOOKKEEPING = {"guid", "first_published", "last_updated", "warnings", "loudness"}
+# `removed_at` is one: a freshly built record never has it, and a re-drop of the same audio
+# must not look like a change to a removed episode (it stays removed, see the module doc).
+_BOOKKEEPING = {"guid", "first_published", "last_updated", "warnings", "loudness", "removed_at"}
 
 
 @dataclass
@@ -47,6 +63,10 @@ class Catalog:
     def by_slug(self, slug: str) -> Episode | None:
         """The episode with this slug, or None."""
         return next((ep for ep in self.episodes if ep.slug == slug), None)
+
+    def by_guid(self, guid: str) -> Episode | None:
+        """The episode with this guid, or None."""
+        return next((ep for ep in self.episodes if ep.guid == guid), None)
 
 
 def new_guid() -> str:
@@ -191,7 +211,8 @@ def upsert(catalog: Catalog, record: Episode, now: datetime) -> tuple[Catalog, C
     - same content: "unchanged" (the published record is kept as it is);
     - different source audio (or final audio without a source hash): "replaced";
     - same audio, other metadata: "updated".
-    Replaced and updated records keep the guid and `first_published`; `last_updated` = now.
+    Replaced and updated records keep the guid, `first_published` and `removed_at` (a
+    removed episode stays removed whatever is dropped again); `last_updated` = now.
     """
     existing = catalog.by_slug(record.slug)
     others = [ep for ep in catalog.episodes if ep.slug != record.slug]
@@ -212,6 +233,71 @@ def upsert(catalog: Catalog, record: Episode, now: datetime) -> tuple[Catalog, C
             "guid": existing.guid,
             "first_published": existing.first_published,
             "last_updated": now,
+            "removed_at": existing.removed_at,
         }
     )
     return Catalog(sort_episodes([*others, merged]), catalog.etag), change
+
+
+def mark_removed(
+    catalog: Catalog, guids: Iterable[str], now: datetime
+) -> tuple[Catalog, list[str]]:
+    """Mark the episodes with these guids as removed from the feed (pure: a new Catalog).
+
+    Returns the catalog and the guids it does not know (in the order given); callers treat
+    unknown guids as an error and save nothing (see `remove_episodes`). An episode that is
+    already removed keeps its first `removed_at`. The records stay in the catalog.
+    """
+    wanted = dict.fromkeys(guids)
+    known = {ep.guid for ep in catalog.episodes}
+    unknown = [guid for guid in wanted if guid not in known]
+    episodes = [
+        ep.model_copy(update={"removed_at": now})
+        if ep.guid in wanted and ep.removed_at is None
+        else ep
+        for ep in catalog.episodes
+    ]
+    return Catalog(episodes, catalog.etag), unknown
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What `remove_episodes` did."""
+
+    catalog: Catalog  # as saved (with its new ETag)
+    removed: tuple[str, ...]  # guids removed by this call
+    already_removed: tuple[str, ...]  # guids that were removed before: nothing to do
+
+
+def unknown_guid_error(unknown: Sequence[str], catalog: Catalog, where: str) -> CatalogError:
+    """The error for guids the catalog does not know: which, and where the real guids are."""
+    hints = []
+    for guid in unknown:
+        same_slug = catalog.by_slug(guid)
+        if same_slug is not None:  # a slug instead of a guid: the most likely mix-up
+            hints.append(f"{guid!r} is a slug; its guid is {same_slug.guid}")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    return CatalogError(
+        f"No episode in {where} has the guid {', '.join(unknown)}{hint}; nothing was removed. "
+        f"The guids are the 'guid' of each episode in {CATALOG_KEY} and the <guid> of each "
+        "<item> in the live feed podcast/feed.xml. Check the guid and run again."
+    )
+
+
+def remove_episodes(storage: Storage, guids: Iterable[str], now: datetime) -> Removal:
+    """Load the catalog, mark these guids removed and save it (If-Match, with a backup).
+
+    Raises CatalogError, changing nothing, if any guid is unknown or another run changed the
+    catalog meanwhile. Removing an already removed guid is a no-op (it is reported as such).
+    Loading here (not taking a loaded catalog) makes a retry after a storage error safe.
+    """
+    wanted = list(dict.fromkeys(guids))
+    catalog = load_catalog(storage)
+    marked, unknown = mark_removed(catalog, wanted, now)
+    if unknown:
+        raise unknown_guid_error(unknown, catalog, f"{storage.describe()}/{CATALOG_KEY}")
+    before = {ep.guid: ep.removed_at for ep in catalog.episodes}
+    already = tuple(g for g in wanted if before[g] is not None)
+    removed = tuple(g for g in wanted if g not in already)
+    saved = save_catalog(storage, marked, now) if removed else catalog
+    return Removal(saved, removed, already)

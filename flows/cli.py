@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     feed = commands.add_parser("feed", help="regenerate and publish the podcast feed")
     feed.add_argument("--episodes", help="folder with show.yaml (default: episodes)")
     feed.add_argument(
-        "--remove", nargs="+", metavar="GUID", default=[], help="guids a person removes on purpose"
+        "--remove",
+        nargs="+",
+        metavar="GUID",
+        default=[],
+        help="remove these episodes from the feed for good (the catalog keeps the record "
+        "with removed_at; no audio is deleted)",
     )
     _add_storage_args(feed)
     return parser

@@ -16,9 +16,9 @@ Decisions worth knowing:
 - The public base URL: an explicitly set `public_url` setting (flag, flow parameter or
   `KRAFTSAMLING_PUBLIC_URL`) wins; else show.yaml's `public_base_url`; else the settings'
   default. See `resolve_public_url`. The feed lives at `<base>podcast/feed.xml`.
-- Item guids come from the catalog and are never recomputed. `podcast:guid` is the UUIDv5
-  of the feed URL (without scheme and trailing slash); if `Show` ever gets a stored
-  `podcast_guid` field it is used instead, so the show keeps its guid across a host move.
+- Item guids come from the catalog and are never recomputed. `podcast:guid` is show.yaml's
+  `podcast_guid` when set (so the show keeps its guid across a host move), else the UUIDv5
+  of the feed URL (without scheme and trailing slash).
 - The analytics prefix is put before the enclosure URL without its scheme
   (`https://prefix.example/e/` + `cdn.example/podcast/audio/x.mp3`), the convention of
   Podtrac/OP3-style redirect services.
@@ -29,9 +29,17 @@ Decisions worth knowing:
 - Client parsers: podcastparser (gPodder) 0.6 knows the Podcasting 2.0 namespace only by
   its old GitHub URI, so it ignores our podcast:* tags (everything else it reads); we keep
   the official URI of the specification.
-- `remove_guids` leave those episodes out of this feed and allow their absence in the
-  shrink gate. A lasting removal also needs the catalog entry removed; otherwise the next
-  run puts the episode back (which the gate allows: the feed grows).
+- Removal is lasting and lives in the catalog: `regenerate_feed(remove_guids=[...])`
+  (`python -m flows feed --remove GUID`) first sets `removed_at` on those records and saves
+  the catalog (If-Match, with a backup), then builds and publishes. Episodes with
+  `removed_at` are never in the feed, and the shrink gate accepts the absence of guids that
+  the catalog marks removed, so every later run (hourly, or after `publish_episodes`) passes
+  without `--remove`. The records stay, so a guid is never reused. Unknown guids are
+  refused before anything changes. A live guid that the catalog does not know at all (a
+  catalog restored from an old backup) is still refused by the gate. A removal changes
+  `lastBuildDate` to the removal time, so clients see that the feed changed.
+- Audio objects are never deleted, neither of removed nor of replaced episodes: apps that
+  cached the old enclosure URL keep working, and restoring a removal needs no re-upload.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ import io
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -55,7 +63,7 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.catalog import Catalog, load_catalog
+from flows.catalog import Catalog, Removal, load_catalog, remove_episodes
 from flows.errors import FeedGateError, InputError, StorageError
 from flows.models import STOCKHOLM, Episode, Show
 from flows.settings import Settings
@@ -230,17 +238,24 @@ def transcript_type(episode: Episode) -> str:
 
 
 def feed_episodes(episodes: Iterable[Episode], now: datetime) -> list[Episode]:
-    """The episodes whose time has come, newest first (ties broken by guid, for stable bytes)."""
-    due = [episode for episode in episodes if episode.publish_at <= now]
+    """The episodes whose time has come and that nobody removed, newest first (ties broken
+    by guid, for stable bytes)."""
+    due = [e for e in episodes if e.publish_at <= now and e.removed_at is None]
     due.sort(key=lambda e: (e.publish_at, e.guid), reverse=True)
     return due
 
 
-def last_build_date(episodes: Sequence[Episode]) -> datetime:
-    """When the feed's content last changed, from the data alone (never the clock)."""
-    if not episodes:
-        return EMPTY_FEED_DATE
-    return max(max(e.publish_at, e.last_updated) for e in episodes)
+def last_build_date(items: Sequence[Episode], removed: Iterable[Episode] = ()) -> datetime:
+    """When the feed's content last changed, from the data alone (never the clock).
+
+    `items` are the episodes in the feed; `removed` may hold any catalog episodes: the
+    removal of one that was in the feed (published before its removal) counts as a change.
+    """
+    moments = [max(e.publish_at, e.last_updated) for e in items]
+    moments += [
+        e.removed_at for e in removed if e.removed_at is not None and e.publish_at <= e.removed_at
+    ]
+    return max(moments, default=EMPTY_FEED_DATE)
 
 
 def resolve_public_url(show: Show, settings: Settings) -> str:
@@ -268,7 +283,7 @@ def build_feed(
     feed_url: str | None = None,
     cover_key: str | None = None,
 ) -> bytes:
-    """The feed's bytes: RSS 2.0, UTF-8, newest first, scheduled episodes left out.
+    """The feed's bytes: RSS 2.0, UTF-8, newest first, scheduled and removed episodes left out.
 
     `public_url` is the base URL of the storage's public objects. `cover_key` is the
     uploaded cover art's key (see `cover_art_key`); without it the image is assumed at
@@ -294,7 +309,8 @@ def build_feed(
     text(channel, "description", show.description)
     text(channel, "language", show.language)
     text(channel, "copyright", show.copyright or f"© {show.author}")
-    text(channel, "lastBuildDate", rfc2822(last_build_date(items)))
+    gone = [e for e in episodes if e.removed_at is not None and e.removed_at <= now]
+    text(channel, "lastBuildDate", rfc2822(last_build_date(items, gone)))
     text(channel, "generator", GENERATOR)
     sub(channel, _ATOM_LINK, {"href": c(feed_url), "rel": "self", "type": "application/rss+xml"})
     text(channel, _IT + "author", show.author)
@@ -314,7 +330,7 @@ def build_feed(
         text(channel, _IT + "block", "Yes")
     if show.complete:
         text(channel, _IT + "complete", "Yes")
-    text(channel, _PC + "guid", getattr(show, "podcast_guid", None) or podcast_guid(feed_url))
+    text(channel, _PC + "guid", show.podcast_guid or podcast_guid(feed_url))
     locked = text(channel, _PC + "locked", "yes" if show.locked else "no")
     locked.set("owner", c(show.owner_email))
     text(channel, _PC + "medium", show.medium)
@@ -526,14 +542,17 @@ def check_feed(
     live_xml: bytes | None,
     episodes: Sequence[Episode],
     remove_guids: Iterable[str] = (),
+    catalog_guids: Collection[str] | None = None,
 ) -> list[str]:
     """The problems that keep a new feed from being published (an empty list: publish it).
 
     `episodes` are the ones the feed should contain (published, not removed). Checks: both
     client parsers read it cleanly and see every item; the Apple tags are present; every
     item has a guid, an absolute enclosure with a positive length and a duration; guids
-    and enclosure URLs are unique; no guid of the live feed is lost unless it is named in
-    `remove_guids`.
+    and enclosure URLs are unique; no guid of the live feed is lost unless it is in
+    `remove_guids` (`publish_feed` passes the guids the catalog marks removed).
+    `catalog_guids`, all guids of the catalog, only sharpens the message: a lost guid the
+    catalog does not know at all points at an old or damaged catalog, not at a removal.
     """
     import feedparser
     import podcastparser
@@ -600,13 +619,26 @@ def check_feed(
             live = {}
         allowed = set(remove_guids)
         lost = [guid for guid in live if guid not in seen_guids and guid not in allowed]
-        if lost:
-            named = ", ".join(f"{guid} ({live[guid]!r})" for guid in lost[:5])
-            more = f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+        unknown = [g for g in lost if catalog_guids is not None and g not in catalog_guids]
+        known = [g for g in lost if g not in unknown]
+
+        def named(guids: list[str]) -> str:
+            more = f" and {len(guids) - 5} more" if len(guids) > 5 else ""
+            return ", ".join(f"{guid} ({live[guid]!r})" for guid in guids[:5]) + more
+
+        if unknown:
             problems.append(
-                f"the new feed would drop {len(lost)} episode(s) that the live feed has: "
-                f"{named}{more}. If that is intended, name them: "
-                f"python -m flows feed --remove {' '.join(lost[:5])}"
+                f"the new feed would drop {len(unknown)} episode(s) of the live feed that the "
+                f"catalog does not have at all: {named(unknown)}. The catalog may have been "
+                "restored from an old backup or edited by hand: restore the newest copy from "
+                "podcast/catalog-backups/ (or publish those episodes again) and run again"
+            )
+        if known:
+            problems.append(
+                f"the new feed would drop {len(known)} episode(s) that the live feed has: "
+                f"{named(known)}. If they should leave the feed for good, remove them: "
+                f"python -m flows feed --remove {' '.join(known[:5])}; if their publish_at "
+                "was moved to the future by mistake, fix it and publish them again"
             )
     return problems
 
@@ -624,7 +656,8 @@ class FeedResult:
     uploaded: bool  # False when the feed was unchanged
     cover_url: str
     cover_uploaded: bool = False
-    removed: tuple[str, ...] = field(default_factory=tuple)
+    removed: tuple[str, ...] = field(default_factory=tuple)  # removed for good by this run
+    already_removed: tuple[str, ...] = field(default_factory=tuple)  # named, but removed before
 
     def summary(self) -> str:
         """One line for the terminal and the Prefect artifact."""
@@ -633,7 +666,13 @@ class FeedResult:
         if self.scheduled:
             parts.append(f"{self.scheduled} scheduled, not yet published")
         if self.removed:
-            parts.append(f"left out on request: {', '.join(self.removed)}")
+            parts.append(
+                f"removed for good on request (kept in the catalog): {', '.join(self.removed)}"
+            )
+        if self.already_removed:
+            parts.append(
+                f"already removed before, nothing to do: {', '.join(self.already_removed)}"
+            )
         if self.cover_uploaded:
             parts.append(f"cover art uploaded to {self.cover_url}")
         return "; ".join(parts) + "."
@@ -665,7 +704,7 @@ def _check_audio(storage: Storage, episodes: Sequence[Episode], workers: int) ->
             return (
                 f"{episode.slug} ({episode.guid}): audio {episode.audio_key} is missing from "
                 "storage, so the feed would point at a 404. Publish the episode again, or "
-                f"leave it out with --remove {episode.guid}"
+                f"remove it from the feed for good with --remove {episode.guid}"
             )
         if info.size != episode.size:
             return (
@@ -687,29 +726,28 @@ def publish_feed(
     catalog: Catalog,
     settings: Settings,
     now: datetime,
-    *,
-    remove_guids: Iterable[str] = (),
 ) -> FeedResult:
     """Build the feed from the catalog and upload it if it changed and passes the gate.
 
-    Raises InputError for bad cover art and FeedGateError (nothing uploaded, the live feed
-    untouched) when an enclosure is missing or the gate refuses the feed.
+    Episodes the catalog marks removed are left out, and the gate accepts their absence
+    (removing is `remove_episodes`' job, see `regenerate_feed`). Nothing is ever deleted
+    from storage. Raises InputError for bad cover art and FeedGateError (nothing uploaded,
+    the live feed untouched) when an enclosure is missing or the gate refuses the feed.
     """
-    remove = tuple(dict.fromkeys(remove_guids))
     base = resolve_public_url(show, settings)
     feed_url = feed_url_for(base)
     cover_key, cover_uploaded = _publish_cover_art(storage, Path(show_dir) / show.image)
 
-    wanted = [e for e in catalog.episodes if e.guid not in remove]
-    included = feed_episodes(wanted, now)
-    scheduled = sum(1 for e in wanted if e.publish_at > now)
+    removed = {e.guid for e in catalog.episodes if e.removed_at is not None}
+    included = feed_episodes(catalog.episodes, now)
+    scheduled = sum(1 for e in catalog.episodes if e.publish_at > now and e.removed_at is None)
     missing = _check_audio(storage, included, settings.upload_concurrency)
     if missing:
         raise FeedGateError(f"The feed {feed_url} was not published: " + "; ".join(missing) + ".")
 
     xml = build_feed(
         show,
-        included,
+        catalog.episodes,  # all of them: removed ones count for lastBuildDate
         public_url=base,
         now=now,
         analytics_prefix=settings.analytics_prefix,
@@ -723,14 +761,17 @@ def publish_feed(
         uploaded=False,
         cover_url=object_url(base, cover_key),
         cover_uploaded=cover_uploaded,
-        removed=remove,
     )
     live = storage.get_bytes(FEED_KEY)
     if live is not None and live[0] == xml:
         return result
 
     problems = check_feed(
-        xml, live_xml=live[0] if live else None, episodes=included, remove_guids=remove
+        xml,
+        live_xml=live[0] if live else None,
+        episodes=included,
+        remove_guids=removed,
+        catalog_guids={e.guid for e in catalog.episodes},
     )
     if problems:
         raise FeedGateError(
@@ -780,6 +821,12 @@ def load_catalog_task(storage: Storage) -> Catalog:
     return load_catalog(storage)
 
 
+@task(name="remove-episodes", **_RETRY)
+def remove_episodes_task(storage: Storage, guids: tuple[str, ...], now: datetime) -> Removal:
+    """`remove_episodes`, retried on storage errors (a retry re-reads the catalog)."""
+    return remove_episodes(storage, guids, now)
+
+
 @task(name="publish-feed", **_RETRY)
 def publish_feed_task(
     storage: Storage,
@@ -788,10 +835,9 @@ def publish_feed_task(
     catalog: Catalog,
     settings: Settings,
     now: datetime,
-    remove_guids: tuple[str, ...] = (),
 ) -> FeedResult:
     """`publish_feed`, retried on storage errors (a retry re-reads the live feed)."""
-    return publish_feed(storage, show, show_dir, catalog, settings, now, remove_guids=remove_guids)
+    return publish_feed(storage, show, show_dir, catalog, settings, now)
 
 
 @flow(name="regenerate-feed")
@@ -802,16 +848,27 @@ def regenerate_feed(
     remove_guids: list[str] | None = None,
     now: datetime | None = None,
 ) -> FeedResult:
-    """Rebuild `podcast/feed.xml` from show.yaml and the catalog; upload it if it changed."""
+    """Rebuild `podcast/feed.xml` from show.yaml and the catalog; upload it if it changed.
+
+    `remove_guids` removes those episodes for good: they are first marked removed in the
+    catalog (saved with If-Match and a backup; an unknown guid stops the run before anything
+    changes), then the feed is built without them. The removal stands even if the feed is
+    then refused for another reason; the next run publishes it. No audio is deleted.
+    """
     settings = Settings.load(episodes_dir=episodes, storage=storage, public_url=public_url)
     now = now or datetime.now(STOCKHOLM)  # the only place the clock is read
     show_dir = Path(settings.episodes_dir)
     show = load_show(show_dir / "show.yaml")
     store = open_storage(settings)
-    catalog = load_catalog_task(store)
-    result = publish_feed_task(
-        store, show, show_dir, catalog, settings, now, tuple(remove_guids or ())
-    )
+    removal: Removal | None = None
+    if remove_guids:
+        removal = remove_episodes_task(store, tuple(remove_guids), now)
+        catalog = removal.catalog
+    else:
+        catalog = load_catalog_task(store)
+    result = publish_feed_task(store, show, show_dir, catalog, settings, now)
+    if removal is not None:
+        result = replace(result, removed=removal.removed, already_removed=removal.already_removed)
     create_link_artifact(
         link=result.feed_url,
         link_text=f"{show.title}: the podcast feed",

@@ -26,6 +26,7 @@ A sidecar is YAML front matter between `---` lines, then a Markdown body (the de
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ KNOWN_KEYS = (
     "image",
 )
 MAX_TITLE = 255  # ID3 and the feed take more, but apps cut titles far sooner
+MAX_NUMBER = 65535  # episode and season numbers: MP4 stores them in 16 bits
 DEFAULT_RELEASE_TIME = time(7, 0)  # a publish date without a time means 07:00 Stockholm
 
 
@@ -72,6 +74,7 @@ _SidecarLoader.yaml_implicit_resolvers = {
 
 # C0/C1 control characters except tab and newline (kept in descriptions only).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,10 @@ def parse_timecode(value: Any, where: str) -> float:
         raise InputError(f"{where}: start must be a time like 00:12:30, got {value!r}.")
     if isinstance(value, int | float):
         seconds = float(value)
+        if not math.isfinite(seconds):  # YAML's .nan / .inf
+            raise InputError(
+                f'{where}: start {value!r} is not a time. Write it as HH:MM:SS, e.g. "00:12:30".'
+            )
     elif isinstance(value, str) and re.fullmatch(r"\d+(:\d{1,2}){0,2}(\.\d+)?", value.strip()):
         seconds = 0.0
         for part in value.strip().split(":"):
@@ -227,6 +234,8 @@ def _int_field(data: dict[str, Any], key: str, where: str) -> int | None:
         raise InputError(
             f"{where}: {key} is {value}; it cannot be negative. Use 1, 2, 3 … (or leave it out)."
         )
+    if value > MAX_NUMBER:  # MP4 track/disc numbers are 16-bit
+        raise InputError(f"{where}: {key} is {value}; at most {MAX_NUMBER} is allowed.")
     return value
 
 
@@ -251,6 +260,23 @@ def _file_name_field(data: dict[str, Any], key: str, where: str, suffixes: tuple
     return name
 
 
+def _refuse_surrogates(value: Any, source: str, key: str) -> None:
+    """Refuse lone surrogates (e.g. from a YAML escape "\\ud800"): no tag, feed or JSON can
+    hold them."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_surrogates(item, source, key)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_surrogates(item, source, key)
+    elif isinstance(value, str) and (found := _SURROGATE.search(value)):
+        near = value[max(0, found.start() - 20) : found.end() + 20]
+        raise InputError(
+            f"{source}: {key} contains a lone surrogate character (near {near!r}), which is "
+            "not text. Remove the \\uD800-\\uDFFF escape, or write the character itself."
+        )
+
+
 def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
     """Parse a sidecar: YAML front matter between `---` lines, then a Markdown description.
 
@@ -258,6 +284,7 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
     file, the key (or line) and the fix.
     """
     text = text.lstrip("\ufeff")
+    _refuse_surrogates(text, source, "the file")
     lines = text.splitlines()
     warnings: list[str] = []
     front: dict[str, Any] = {}
@@ -287,6 +314,8 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
                 f"{type(loaded).__name__}. See episodes/README.md for an example."
             )
         front = {str(key): value for key, value in loaded.items()}
+        for key, value in front.items():
+            _refuse_surrogates(value, source, key)
         body_lines = lines[end + 1 :]
     else:
         warnings.append(
@@ -338,6 +367,11 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
             f"{source}: guests must be a list of names, e.g. guests: [Anna Exempel, Bo Prov]."
         )
     guests = tuple(clean_text(g, multiline=False)[0] for g in guests_raw)
+    if not all(guests):
+        raise InputError(
+            f"{source}: a guest's name is empty once control characters are removed. "
+            "Write each guest's name as plain text."
+        )
 
     chapters_raw = front.get("chapters") or []
     if not isinstance(chapters_raw, list):

@@ -10,21 +10,34 @@ needed. Reading, top to bottom:
    a timeout proportional to the audio's duration; a failure raises `AudioError` that quotes
    ffmpeg's own last lines.
 3. Measuring: `measure_loudness(path)` runs the `ebur128` filter (integrated loudness, its
-   relative gate, loudness range, true peak). It is ~5x faster than loudnorm's first pass,
+   relative gate, loudness range, true peak). It is 4-6x faster than loudnorm's first pass,
    which resamples to 192 kHz; both implement BS.1770 and agree to 0.05 LU. ebur128 prints
    one decimal, so figures have 0.1 resolution. Silence (-inf) is a clear `AudioError`.
 4. Masters: `master_format(path)` names a WAV/FLAC/AIFF by content, `probe_master(path)`
    reads duration, channels and sample rate with mutagen and refuses corrupt, truncated and
    empty files.
 5. Encoding: `encode_master(src, dst, target=...)` is a two-pass loudnorm:
-   pass 1 measures, pass 2 runs `loudnorm=...:measured_*=...:linear=true` into libmp3lame,
-   then the MP3 itself is measured. Linear mode (a plain gain) is used when the peaks allow;
-   otherwise loudnorm falls back to its dynamic mode (a gentle compressor and limiter). MP3
-   encoding can overshoot the peak a little, so pass 2 aims 0.5 dB below the ceiling; if the
-   MP3 still measures above it (or off the integrated target by more than the tolerance), the
-   encode is repeated with 1 dB more headroom (or the integrated aim corrected by the error),
-   at most `MAX_ENCODE_ATTEMPTS` times. What still misses after that is a warning.
-   Output is deterministic: bit-exact flags, no metadata, no tags (tag_audio writes them).
+   pass 1 measures, pass 2 runs `loudnorm=...:measured_*=...:linear=true` into libmp3lame
+   at 44.1 kHz, then the MP3 itself is measured (the figures listeners get). Linear mode
+   (a plain gain) is used when the peaks allow; otherwise loudnorm falls back to its dynamic
+   mode (compressor and limiter). Checked behaviour (ffmpeg n9.0, libmp3lame):
+   * MP3 encoding can overshoot the peak, so pass 2 aims 0.5 dB below the ceiling (-1.5
+     dBTP for -1); an MP3 still above the ceiling is encoded again with its overshoot (+0.5
+     dB) as extra headroom. Bright material overshoots most: white noise aimed at -1.0
+     dBTP measured 0.0 dBTP as a 128 kbps MP3; tones and speech-like audio do not overshoot.
+   * Dynamic mode can miss the integrated target badly on short, peaky audio (5 s of tone
+     with clicks came out at -22 instead of -16 LUFS); an MP3 off by more than the tolerance
+     (1 LU) is encoded again with the aim corrected by the error. At most
+     `MAX_ENCODE_ATTEMPTS` encodes; what still misses is a warning, not an error.
+   * LAME at 128 kbps measures 0.3-0.5 LU below its input on tones and pink noise (not at
+     320 kbps); that is inside the tolerance and not corrected.
+   * loudnorm reads a measured LRA of 0 as "not measured" and then refuses linear mode, so
+     steady audio passes 0.1; the LRA target is 11 LU or the source's own range if wider,
+     so a wide-range programme gets a plain gain instead of compression.
+   * ffmpeg's content sniffing can tie (a 1 kHz tone in a WAV or AIFF also probes as
+     MPEG-TS, and the file fails to open), so a format we know is passed with `-f`.
+   Output is deterministic: bit-exact flags, no metadata, no ID3 tag (tag_audio writes the
+   tags), one thread; the same input and settings give the same bytes.
 6. Lossy files (MP3/M4A): `check_lossy` words a warning when a file is more than a margin off
    target; `reencode_lossy` runs the same two-pass path when the settings ask for it.
 7. `prepare_audio(...)`: the one call the podcast pipeline makes per dropped file.
@@ -63,7 +76,6 @@ if TYPE_CHECKING:
 
 OUTPUT_SAMPLE_RATE = 44_100  # loudnorm works at 192 kHz; the MP3 is always resampled to this
 ENCODE_TP_HEADROOM = 0.5  # pass 2 aims this far below the true-peak ceiling (MP3 overshoot)
-RETRY_TP_STEP = 1.0  # more headroom per retry when the MP3 still peaks above the ceiling
 MAX_ENCODE_ATTEMPTS = 3
 DEFAULT_LRA = 11.0  # loudnorm's loudness-range target; raised to the source's own LRA
 MAX_LRA = 50.0  # loudnorm's upper limit for LRA
@@ -79,6 +91,7 @@ TIMEOUT_PER_AUDIO_SECOND = 0.5  # ffmpeg must manage 2x real time; it does 20-10
 MIN_BYTES_PER_SECOND = 4_000  # 32 kbps: an upper bound on duration when nothing else is known
 
 MASTER_FORMATS = ("wav", "flac", "aiff")
+WAV_PCM_FORMATS = (1, 3, 0xFFFE)  # PCM, IEEE float, extensible (PCM or float inside)
 INPUT_DEMUXERS = {"wav": "wav", "flac": "flac", "aiff": "aiff", "mp3": "mp3", "m4a": "mov"}
 MASTER_MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "aiff": "audio/aiff"}
 _FIX_MASTER = (
@@ -534,6 +547,13 @@ def probe_master(path: Path) -> MasterInfo:
             f"{path}: a damaged {kind.upper()} file: its header cannot be read ({detail}). "
             f"{_FIX_MASTER}"
         ) from None
+    if kind == "wav" and getattr(info, "audio_format", 1) not in WAV_PCM_FORMATS:
+        # ADPCM, MP3-in-WAV...: mutagen cannot tell their duration, and no editor exports
+        # them for podcast masters by default.
+        raise AudioError(
+            f"{path}: a compressed WAV (format tag {info.audio_format}), not PCM. Export the "
+            "master as a PCM WAV (16 or 24 bit) or as FLAC and drop it in again."
+        )
     duration = float(info.length or 0.0)
     channels = int(getattr(info, "channels", 0) or 0)
     sample_rate = int(getattr(info, "sample_rate", 0) or 0)
@@ -571,7 +591,7 @@ def _is_plain_pcm(kind: str, header: bytes, info: object) -> bool:
     """Uncompressed samples, so the size follows from duration and format (WAV PCM or IEEE
     float or extensible; AIFF but not AIFF-C, which may be compressed)."""
     if kind == "wav":
-        return getattr(info, "audio_format", None) in (1, 3, 0xFFFE)
+        return getattr(info, "audio_format", None) in WAV_PCM_FORMATS
     return kind == "aiff" and header[8:12] == b"AIFF"
 
 
@@ -686,14 +706,17 @@ def normalise_to_mp3(
     source = loudness_from_report(src, source_run)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".encoding.mp3", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(name)
     aim, tp_aim = goal, target.true_peak - ENCODE_TP_HEADROOM
-    attempts = 0
+    temps: list[Path] = []
+    best: tuple[tuple[bool, float], Path, str, Loudness] | None = None
     try:
         while True:
-            attempts += 1
+            fd, name = tempfile.mkstemp(
+                prefix=f".{dst.name}.", suffix=".encoding.mp3", dir=dst.parent
+            )
+            os.close(fd)
+            tmp = Path(name)
+            temps.append(tmp)
             command = encode_command(
                 exe,
                 src,
@@ -713,22 +736,32 @@ def normalise_to_mp3(
                 check, subject=src, doing="measuring the MP3", timeout=timeout, report="ebur128"
             )
             out = loudness_from_report(src, check_run)
-            misses = _describe_miss(out, goal, target.true_peak, target.tolerance_lu)
-            if not misses or attempts == MAX_ENCODE_ATTEMPTS:
+            # The best attempt is kept: the peak ceiling first, then the closest loudness.
+            score = (out.true_peak_dbtp > target.true_peak, abs(out.integrated_lufs - goal))
+            if best is None or score < best[0]:
+                best = (score, tmp, mode, out)
+            if not _describe_miss(out, goal, target.true_peak, target.tolerance_lu):
                 break
-            # Why it missed decides the next aim: peaks need headroom, loudness a correction.
-            if out.true_peak_dbtp > target.true_peak:
-                tp_aim -= RETRY_TP_STEP
+            if len(temps) == MAX_ENCODE_ATTEMPTS:
+                break
+            # Why it missed decides the next aim: peaks need the overshoot as extra headroom,
+            # loudness a correction by the error.
+            overshoot = out.true_peak_dbtp - target.true_peak
+            if overshoot > 0:
+                tp_aim -= overshoot + ENCODE_TP_HEADROOM
             if abs(out.integrated_lufs - goal) > target.tolerance_lu:
                 aim += goal - out.integrated_lufs
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the published copy private
-        os.replace(tmp, dst)
+        _, kept, mode, out = best
+        os.chmod(kept, 0o644)  # mkstemp's 0600 would make the published copy private
+        os.replace(kept, dst)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    attempts = len(temps)
     warnings = [
         f"{src.name}: the encoded MP3 {miss} after {attempts} attempts; "
         "check the master for clipping or extreme dynamics."
-        for miss in misses
+        for miss in _describe_miss(out, goal, target.true_peak, target.tolerance_lu)
     ]
     gain = goal - source.integrated_lufs
     if gain > QUIET_GAIN_WARNING:

@@ -32,6 +32,7 @@ from markupsafe import Markup
 from flows.errors import InputError
 from flows.models import STOCKHOLM, Event
 from flows.select import ListenItem, Selection, month_start
+from flows.sources import safe_chars
 
 if TYPE_CHECKING:
     from flows.settings import Settings
@@ -318,25 +319,42 @@ def build_context(
     intro = render_intro(intro_md)
     month_name = format_month(selection.month)
     events = _event_entries(selection.events, year)
-    return {
-        "lang": "sv",
-        "title": f"{settings.newsletter_title} – {month_name}",
-        "newsletter_title": settings.newsletter_title,
-        "month_name": month_name,
-        "preheader": preheader(selection, events=len(events)),
-        "intro_html": intro.html,
-        "intro_text": intro.text,
-        "news": [_post_entry(p) for p in selection.news],
-        "funding": [_funding_entry(p) for p in selection.funding],
-        "events": events,
-        "listen": [_listen_entry(i) for i in selection.listen],
-        "web_url": web_copy_url(settings, selection.month),
-        "site_url": settings.site_url,
-        "site_name": settings.site_url.split("://", 1)[-1].rstrip("/"),
-        "contact_email": settings.contact_email,
-        "unsubscribe_url": settings.unsubscribe_url,
-        "colors": {"ink": INK, "muted": MUTED, "link": LINK, "accent": ACCENT},
-    }
+    return _safe_context(
+        {
+            "lang": "sv",
+            "title": f"{settings.newsletter_title} – {month_name}",
+            "newsletter_title": settings.newsletter_title,
+            "month_name": month_name,
+            "preheader": preheader(selection, events=len(events)),
+            "intro_html": intro.html,
+            "intro_text": intro.text,
+            "news": [_post_entry(p) for p in selection.news],
+            "funding": [_funding_entry(p) for p in selection.funding],
+            "events": events,
+            "listen": [_listen_entry(i) for i in selection.listen],
+            "web_url": web_copy_url(settings, selection.month),
+            "site_url": settings.site_url,
+            "site_name": settings.site_url.split("://", 1)[-1].rstrip("/"),
+            "contact_email": settings.contact_email,
+            "unsubscribe_url": settings.unsubscribe_url,
+            "colors": {"ink": INK, "muted": MUTED, "link": LINK, "accent": ACCENT},
+        }
+    )
+
+
+def _safe_context(value: Any) -> Any:
+    """Every text of the context without characters no email may carry (control characters,
+    lone surrogates): mjml-python refuses them, and `sources` removes them already, but
+    records may also come from elsewhere (the catalog, tests, other readers)."""
+    if isinstance(value, Markup):
+        return Markup(safe_chars(str(value)))
+    if isinstance(value, str):
+        return safe_chars(value)
+    if isinstance(value, dict):
+        return {key: _safe_context(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_safe_context(item) for item in value]
+    return value
 
 
 # --- templates and MJML -------------------------------------------------------------------

@@ -90,6 +90,7 @@ __all__ = [
     "parse_posts",
     "read_events",
     "read_posts",
+    "safe_chars",
     "shorten",
 ]
 
@@ -146,6 +147,21 @@ _WP_APPEARED = re.compile(
 )
 
 
+# Characters no email or XML may carry: C0 controls other than tab/LF/CR, DEL, lone
+# surrogates (from character references such as &#xD800; or YAML "\ud800" escapes) and the
+# non-characters U+FFFE/U+FFFF. mjml-python and nh3 fail on them, so they never get past here.
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def safe_chars(text: str) -> str:
+    """Text without the characters that no email or XML may carry.
+
+    >>> safe_chars("Ljud\\x00 och\\x1b bild\\ud800")
+    'Ljud och bild'
+    """
+    return _UNSAFE_CHARS.sub("", text)
+
+
 def html_to_text(value: str) -> str:
     """Sanitise feed HTML with nh3 and reduce it to one line of plain text.
 
@@ -155,10 +171,11 @@ def html_to_text(value: str) -> str:
     if not value:
         return ""
     cleaned = nh3.clean(
-        value, tags=_BLOCK_TAGS, attributes={}, clean_content_tags=_DROP_WITH_CONTENT
+        safe_chars(value), tags=_BLOCK_TAGS, attributes={}, clean_content_tags=_DROP_WITH_CONTENT
     )
     # nh3's output is well-formed (a "<" in text is escaped), so a regex can strip its tags.
-    text = html.unescape(_TAG.sub(" ", cleaned))
+    # Entities are unescaped after cleaning, so "&#1;" must be cleaned out once more.
+    text = safe_chars(html.unescape(_TAG.sub(" ", cleaned)))
     return _SPACE.sub(" ", text.replace("\xa0", " ")).strip()
 
 
@@ -472,6 +489,23 @@ def _absolute(url: str, base: str) -> str:
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r'([a-z]+)="([^"]*)"')
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|\?)", re.IGNORECASE)
+# Tracking pixels and spacers that must never become a post's picture: known counters, and
+# file or path names that say what they are.
+_TRACKER = re.compile(
+    r"feeds\.feedburner\.com/~r/|/~r/|stats\.wordpress\.com|pixel\.wp\.com"
+    r"|/(?:pixel|beacon|tracking|tracker|track|open|1x1|spacer|blank|transparent)"
+    r"(?:\.(?:gif|png|jpe?g|webp|php|aspx?))?(?:[/?#;]|$)",
+    re.IGNORECASE,
+)
+
+
+def _is_pixel(url: str, width: Any = None, height: Any = None) -> bool:
+    """A tracking pixel or spacer: declared 2 px or smaller, or a known tracker URL."""
+    for size in (width, height):
+        digits = re.match(r"\s*(\d+)", str(size or ""))
+        if digits and int(digits.group(1)) <= 2:
+            return True
+    return bool(_TRACKER.search(url))
 
 
 def _find_image(
@@ -484,24 +518,34 @@ def _find_image(
     candidates: list[tuple[str, str]] = []
     for media in entry.get("media_content", []) or []:
         kind = (media.get("medium") or media.get("type") or "").lower()
-        if kind.startswith("image") or (not kind and _IMAGE_EXT.search(media.get("url", ""))):
-            candidates.append((media.get("url", ""), ""))
-    candidates += [(m.get("url", ""), "") for m in entry.get("media_thumbnail", []) or []]
+        url = media.get("url", "")
+        if _is_pixel(url, media.get("width"), media.get("height")):
+            continue
+        if kind.startswith("image") or (not kind and _IMAGE_EXT.search(url)):
+            candidates.append((url, ""))
+    candidates += [
+        (m.get("url", ""), "")
+        for m in entry.get("media_thumbnail", []) or []
+        if not _is_pixel(m.get("url", ""), m.get("width"), m.get("height"))
+    ]
     candidates += [
         (e.get("href", ""), "")
         for e in enclosures
-        if (e.get("type") or "").lower().startswith("image/")
+        if (e.get("type") or "").lower().startswith("image/") and not _is_pixel(e.get("href", ""))
     ]
     for fragment in (content, summary_html):
         cleaned = nh3.clean(
-            fragment or "",
+            safe_chars(fragment or ""),
             tags={"img"},
-            attributes={"img": {"src", "alt"}},
+            attributes={"img": {"src", "alt", "width", "height"}},
             clean_content_tags=_DROP_WITH_CONTENT,
         )
         for tag in _IMG.findall(cleaned):
             attrs = {k: html.unescape(v) for k, v in _ATTR.findall(tag)}
-            candidates.append((attrs.get("src", ""), _SPACE.sub(" ", attrs.get("alt", "")).strip()))
+            src = attrs.get("src", "")
+            if _is_pixel(src, attrs.get("width"), attrs.get("height")):
+                continue
+            candidates.append((src, _SPACE.sub(" ", attrs.get("alt", "")).strip()))
     for url, alt in candidates:
         absolute = _absolute(url, base)
         if absolute.startswith("https://"):
@@ -822,6 +866,8 @@ def _yaml_event(item: _YamlItem, source: str) -> Event:
             unknown[0],
             f"unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_YAML_KEYS))}",
         )
+    if isinstance(title, str):
+        title = safe_chars(title)
     if not isinstance(title, str) or not title.strip():
         raise problem("title", "`title:` is missing or empty")
     if "start" not in data:
@@ -865,7 +911,8 @@ def _yaml_event(item: _YamlItem, source: str) -> Event:
         value = data.get(key)
         if value is not None and not isinstance(value, (str, int, float)):
             raise problem(key, f"`{key}:` must be text")
-        texts[key] = "" if value is None else str(value).strip()
+        # YAML escapes ("\x00", "\ud800") can carry characters no email may hold.
+        texts[key] = "" if value is None else safe_chars(str(value)).strip()
     for key in ("online_url", "url"):
         if texts[key] and not _is_http(texts[key]):
             raise problem(key, f"{key} {texts[key]!r} must be a full http(s):// address")

@@ -13,8 +13,10 @@ from flows.catalog import (
     Catalog,
     dump_catalog,
     load_catalog,
+    mark_removed,
     new_guid,
     parse_catalog,
+    remove_episodes,
     save_catalog,
     upsert,
 )
@@ -229,3 +231,88 @@ def test_save_and_conflict_on_s3(request, fixture):
         save_catalog(storage, upsert(stale, record("c", episode=3), T1)[0], T1)
     assert {ep.slug for ep in load_catalog(storage).episodes} == {"a", "b"}
     assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260302T080000Z.json"]
+
+
+# --- removal: lasting, the record stays -----------------------------------------------------
+
+
+def test_mark_removed_sets_removed_at_keeps_the_record_and_reports_unknown_guids():
+    catalog, _ = upsert(Catalog(etag="e1"), record("a"), T0)
+    catalog, _ = upsert(catalog, record("b", episode=2), T0)
+    a, b = (catalog.by_slug(slug).guid for slug in ("a", "b"))
+
+    marked, unknown = mark_removed(catalog, [a, "nope", a], T1)
+    assert unknown == ["nope"]
+    assert marked.by_guid(a).removed_at == T1 and marked.by_guid(b).removed_at is None
+    assert len(marked.episodes) == 2 and marked.etag == "e1"
+    assert catalog.by_guid(a).removed_at is None  # pure: the input is untouched
+    # Already removed: the first date stays.
+    again, unknown = mark_removed(marked, [a], T1 + timedelta(days=1))
+    assert unknown == [] and again.by_guid(a).removed_at == T1
+
+
+def test_a_redrop_of_the_same_audio_after_removal_stays_removed_and_is_unchanged():
+    catalog, _ = upsert(Catalog(), record(), T0)
+    catalog, _ = mark_removed(catalog, [catalog.episodes[0].guid], T1)
+    later = T1 + timedelta(days=1)
+    again, change = upsert(catalog, record(), later)  # a fresh record has no removed_at
+    assert change == "unchanged" and again is catalog
+    assert again.episodes[0].removed_at == T1
+
+
+def test_new_audio_or_metadata_for_a_removed_episode_keeps_it_removed():
+    catalog, _ = upsert(Catalog(), record(), T0)
+    guid = catalog.episodes[0].guid
+    catalog, _ = mark_removed(catalog, [guid], T1)
+    later = T1 + timedelta(days=1)
+    new_audio = record(sha256="b" * 64, source_sha256="2" * 64)
+    replaced, change = upsert(catalog, new_audio, later)
+    assert change == "replaced"
+    assert (replaced.episodes[0].guid, replaced.episodes[0].removed_at) == (guid, T1)
+    updated, change = upsert(catalog, record(title="Ny titel"), later)
+    assert change == "updated" and updated.episodes[0].removed_at == T1
+
+
+def test_removed_at_survives_the_catalog_round_trip(tmp_path):
+    storage = LocalStorage(tmp_path)
+    catalog, _ = upsert(Catalog(), record(), T0)
+    catalog, _ = mark_removed(catalog, [catalog.episodes[0].guid], T1)
+    save_catalog(storage, catalog, T1)
+    [episode] = load_catalog(storage).episodes
+    assert episode.removed_at == T1
+    assert json.loads(storage.get_bytes(CATALOG_KEY)[0])["episodes"][0]["removed_at"] == (
+        "2026-03-02T08:00:00Z"
+    )
+
+
+def test_remove_episodes_saves_with_a_backup_and_detects_a_concurrent_writer(tmp_path):
+    storage = LocalStorage(tmp_path)
+    first, _ = upsert(Catalog(), record("a"), T0)
+    saved = save_catalog(storage, upsert(first, record("c", episode=3), T0)[0], T0)
+    guid, other = saved.by_slug("a").guid, saved.by_slug("c").guid
+    removal = remove_episodes(storage, [guid], T1)
+    assert removal.removed == (guid,) and removal.catalog.etag != saved.etag
+    assert load_catalog(storage).by_guid(guid).removed_at == T1
+    assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260302T080000Z.json"]
+
+    with pytest.raises(CatalogError, match=r"No episode in .*podcast/catalog\.json has the guid x"):
+        remove_episodes(storage, ["x"], T1)
+    assert load_catalog(storage).etag == removal.catalog.etag  # nothing written
+
+    # Another run saves right after this removal read the catalog: refused, theirs kept.
+    class OtherRunMeanwhile(LocalStorage):
+        done = False
+
+        def get_bytes(self, key):
+            found = super().get_bytes(key)
+            if key == CATALOG_KEY and not self.done:
+                self.done = True
+                theirs = load_catalog(storage)
+                save_catalog(storage, upsert(theirs, record("b", episode=2), T1)[0], T1)
+            return found
+
+    with pytest.raises(CatalogError, match="changed while this run was working"):
+        remove_episodes(OtherRunMeanwhile(tmp_path), [other], T1 + timedelta(hours=1))
+    after = load_catalog(storage)
+    assert {ep.slug for ep in after.episodes} == {"a", "b", "c"}
+    assert after.by_guid(other).removed_at is None  # run again to remove it

@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import html
 import io
+import json
 import os
 import re
 import uuid
@@ -28,12 +29,20 @@ from hypothesis import strategies as st
 from lxml import etree
 from PIL import Image
 
-from flows.catalog import Catalog, save_catalog
-from flows.errors import FeedGateError, InputError, StorageError
+from flows.catalog import (
+    BACKUP_PREFIX,
+    CATALOG_KEY,
+    Catalog,
+    load_catalog,
+    remove_episodes,
+    save_catalog,
+)
+from flows.errors import CatalogError, FeedGateError, InputError, StorageError
 from flows.feed import (
     EMPTY_FEED_DATE,
     FEED_CONTENT_TYPE,
     FEED_KEY,
+    FeedResult,
     build_feed,
     check_cover_art,
     check_feed,
@@ -323,6 +332,11 @@ def test_podcast_guid_is_the_uuid5_of_the_feed_url():
     assert podcast_guid("http://mp3s.nashownotes.com/pc20rss.xml/") == podcast_guid(
         "https://mp3s.nashownotes.com/pc20rss.xml"
     )
+    # A guid stored in show.yaml wins, so a move to another host keeps it.
+    kept = build(
+        [make_episode(1)], show=make_show(podcast_guid=expected), public_url="https://new.example/"
+    )
+    assert parse(kept).findtext("channel/podcast:guid", namespaces=NS) == expected
 
 
 # --- guids, schedule, determinism --------------------------------------------------------
@@ -431,32 +445,124 @@ def test_publish_feed_on_s3_twice_puts_nothing_the_second_time(place, s3_inproce
 # --- the gate ---------------------------------------------------------------------------
 
 
-def test_shrinking_the_feed_is_refused_unless_the_guid_is_named(place):
+def removed(episode: Episode, when: datetime = NOW - timedelta(hours=1)) -> Episode:
+    return episode.model_copy(update={"removed_at": when})
+
+
+def test_an_accidental_shrink_is_refused_and_the_live_feed_kept(place):
     episodes = [make_episode(n) for n in (1, 2, 3)]
     upload_audio(place["storage"], episodes)
     publish(place, episodes)
     live = live_feed(place)
 
-    without_two = [episodes[0], episodes[2]]
+    # A catalog restored from an old backup: episode 2 is gone, not removed.
+    old_backup = [episodes[0], episodes[2]]
     with pytest.raises(FeedGateError) as refused:
-        publish(place, without_two)
+        publish(place, old_backup)
     message = str(refused.value)
-    assert episodes[1].guid in message and "--remove" in message
+    assert episodes[1].guid in message and "does not have at all" in message
+    assert "podcast/catalog-backups/" in message and "--remove" not in message
     assert "live feed is unchanged" in message
     assert live_feed(place) == live
 
-    allowed = publish(place, without_two, remove_guids=[episodes[1].guid])
-    assert allowed.uploaded and allowed.items == 2
-    assert item_guids(live_feed(place)) == [episodes[2].guid, episodes[0].guid]
+    # In the catalog, but no longer due (publish_at moved to the future): also refused.
+    moved = [episodes[0], make_episode(2, publish_at=NOW + timedelta(days=1)), episodes[2]]
+    with pytest.raises(FeedGateError) as refused:
+        publish(place, moved)
+    assert f"--remove {episodes[1].guid}" in str(refused.value)
+    assert live_feed(place) == live
 
 
-def test_naming_a_guid_leaves_it_out_even_if_the_catalog_has_it(place):
-    episodes = [make_episode(n) for n in (1, 2)]
+def test_a_removed_episode_is_never_in_the_feed_and_the_gate_allows_it(place):
+    episodes = [make_episode(n) for n in (1, 2, 3)]
     upload_audio(place["storage"], episodes)
     publish(place, episodes)
-    result = publish(place, episodes, remove_guids=[episodes[0].guid])
-    assert (result.items, result.removed) == (1, (episodes[0].guid,))
-    assert item_guids(live_feed(place)) == [episodes[1].guid]
+    before = parse(live_feed(place)).findtext("channel/lastBuildDate")
+
+    gone = removed(episodes[2])  # the newest one
+    scheduled_gone = removed(make_episode(4, publish_at=NOW + timedelta(days=1)))
+    result = publish(place, [episodes[0], episodes[1], gone, scheduled_gone])
+    assert (result.uploaded, result.items, result.scheduled) == (True, 2, 0)
+    xml = live_feed(place)
+    assert item_guids(xml) == [episodes[1].guid, episodes[0].guid]
+    # The removal is the feed's newest change, so lastBuildDate moves forward.
+    assert parse(xml).findtext("channel/lastBuildDate") == rfc2822(gone.removed_at)
+    assert rfc2822(gone.removed_at) != before
+
+    # check_feed itself: a guid the catalog marks removed may leave; any other may not.
+    live = build(episodes)
+    new = build([episodes[0], episodes[1]])
+    assert check_feed(new, live_xml=live, episodes=episodes[:2], remove_guids=[gone.guid]) == []
+    [problem] = check_feed(new, live_xml=live, episodes=episodes[:2])
+    assert gone.guid in problem and "would drop 1 episode" in problem
+
+
+def test_removal_lasts_across_later_runs_and_the_record_stays(place):
+    storage = place["storage"]
+    episodes = [make_episode(n) for n in (1, 2, 3)]
+    upload_audio(storage, episodes)
+    save_catalog(storage, Catalog(episodes, None), NOW - timedelta(days=1))
+    publish_feed(storage, place["show"], place["show_dir"], load_catalog(storage),
+                 place["settings"], NOW)  # fmt: skip
+
+    removal = remove_episodes(storage, [episodes[1].guid], NOW)
+    assert (removal.removed, removal.already_removed) == ((episodes[1].guid,), ())
+    first = publish_feed(
+        storage, place["show"], place["show_dir"], removal.catalog, place["settings"], NOW
+    )
+    assert first.uploaded and item_guids(live_feed(place)) == [
+        episodes[2].guid,
+        episodes[0].guid,
+    ]
+
+    # The next hourly run, without --remove: the catalog alone keeps it out and the gate passes.
+    recorder = Recorder(storage)
+    later = publish_feed(
+        recorder, place["show"], place["show_dir"], load_catalog(storage), place["settings"],
+        NOW + timedelta(hours=1),
+    )  # fmt: skip
+    assert (later.uploaded, later.items, recorder.puts) == (False, 2, [])
+
+    # The record stays in catalog.json with removed_at, so its guid is never reused.
+    document = json.loads(storage.get_bytes(CATALOG_KEY)[0])
+    by_guid = {ep["guid"]: ep for ep in document["episodes"]}
+    assert set(by_guid) == {e.guid for e in episodes}
+    assert by_guid[episodes[1].guid]["removed_at"] == NOW.isoformat()
+    assert by_guid[episodes[0].guid]["removed_at"] is None
+    # The audio is not deleted (apps that downloaded it keep working; a restore needs it).
+    assert storage.head(episodes[1].audio_key) is not None
+
+
+def test_removing_an_unknown_guid_changes_nothing(place):
+    storage = place["storage"]
+    episodes = [make_episode(n) for n in (1, 2)]
+    save_catalog(storage, Catalog(episodes, None), NOW - timedelta(days=1))
+    data = storage.get_bytes(CATALOG_KEY)[0]
+
+    with pytest.raises(CatalogError) as refused:
+        remove_episodes(storage, [episodes[0].guid, "no-such-guid", "avsnitt-2"], NOW)
+    message = str(refused.value)
+    assert "no-such-guid, avsnitt-2" in message and "nothing was removed" in message
+    assert f"'avsnitt-2' is a slug; its guid is {episodes[1].guid}" in message
+    assert CATALOG_KEY in message and "<guid>" in message  # where to find the real guids
+    assert storage.get_bytes(CATALOG_KEY)[0] == data
+    assert storage.list_keys(BACKUP_PREFIX) == []
+
+
+def test_removing_an_already_removed_guid_is_a_noop_with_a_note(place):
+    storage = place["storage"]
+    earlier = NOW - timedelta(days=2)
+    episodes = [removed(make_episode(1), earlier), make_episode(2)]
+    save_catalog(storage, Catalog(episodes, None), earlier)
+    before = storage.get_bytes(CATALOG_KEY)
+
+    again = remove_episodes(storage, [episodes[0].guid, episodes[0].guid], NOW)
+    assert (again.removed, again.already_removed) == ((), (episodes[0].guid,))
+    assert storage.get_bytes(CATALOG_KEY) == before  # not rewritten, no backup
+    assert storage.list_keys(BACKUP_PREFIX) == []
+    assert again.catalog.by_guid(episodes[0].guid).removed_at == earlier  # the first date stays
+    note = FeedResult(BASE + FEED_KEY, 1, 0, False, "", already_removed=again.already_removed)
+    assert f"already removed before, nothing to do: {episodes[0].guid}" in note.summary()
 
 
 def test_check_feed_finds_duplicates_and_missing_parts():
@@ -694,3 +800,13 @@ def test_regenerate_feed_flow_publishes_once(prefect_harness, place):
     assert item_guids(live_feed(place)) == [episodes[1].guid, episodes[0].guid]
     second = regenerate_feed(**args)
     assert second.uploaded is False
+
+    with pytest.raises(CatalogError, match="no-such-guid"):
+        regenerate_feed(**args, remove_guids=["no-such-guid"])
+    gone = regenerate_feed(**args, remove_guids=[episodes[0].guid])
+    assert (gone.uploaded, gone.items, gone.removed) == (True, 1, (episodes[0].guid,))
+    assert "removed for good" in gone.summary()
+    hourly = regenerate_feed(**args)  # no --remove: it stays out, the gate passes
+    assert (hourly.uploaded, hourly.items) == (False, 1)
+    assert item_guids(live_feed(place)) == [episodes[1].guid]
+    assert load_catalog(place["storage"]).by_guid(episodes[0].guid).removed_at == NOW

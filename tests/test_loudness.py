@@ -73,6 +73,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     expr = "0.03*sin(2*PI*440*t)+0.9*sin(2*PI*1000*t)*lt(mod(t\\,0.5)\\,0.002)"
     _ffmpeg("-f", "lavfi", "-i", f"aevalsrc='{expr}':s=48000:d=5:c=stereo", str(spiky))
     files["spiky_wav"] = spiky
+    # White noise: LAME at 128 kbps cuts its top octave, so the MP3 measures ~1.4 LU quieter
+    # than loudnorm's output; the first encode misses and must be corrected.
+    white = root / "white.wav"
+    noise = "anoisesrc=color=white:seed=5:duration=5:sample_rate=48000:amplitude=0.3"
+    _ffmpeg("-f", "lavfi", "-i", noise, "-ac", "2", str(white))
+    files["white_wav"] = white
     silence = root / "silence.wav"
     _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-t", "3", str(silence))
     files["silence_wav"] = silence
@@ -82,6 +88,10 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     wav = files["mono_wav"].read_bytes()
     files["corrupt_wav"] = root / "corrupt.wav"
     files["corrupt_wav"].write_bytes(b"RIFF\x24\x10\x00\x00WAVE" + b"\xde\xad\xbe\xef" * 1024)
+    for name, codec in (("wav24", "pcm_s24le"), ("adpcm_wav", "adpcm_ima_wav")):
+        files[name] = root / f"{name}.wav"
+        # `-f wav`: ffmpeg's content sniffing takes this tone for MPEG-TS too (a tie)
+        _ffmpeg("-f", "wav", "-i", str(files["mono_wav"]), "-c:a", codec, str(files[name]))
     files["truncated_wav"] = root / "truncated.wav"
     files["truncated_wav"].write_bytes(wav[: len(wav) // 3])
     # Lossy files as producers export them: a quiet MP3 and a loud M4A.
@@ -181,6 +191,14 @@ def test_probe_master_reads_format_duration_channels(media, name, fmt, channels)
     assert master_format(media[name]) == fmt
 
 
+def test_probe_master_reads_24_bit_wav_and_refuses_compressed_wav(media):
+    # The "cut short" check must not misfire on 3-byte samples.
+    info = probe_master(media["wav24"])
+    assert info.duration == pytest.approx(SECONDS, abs=0.01) and info.bits_per_sample == 24
+    with pytest.raises(AudioError, match=r"compressed WAV \(format tag 17\).*PCM WAV"):
+        probe_master(media["adpcm_wav"])
+
+
 def test_master_format_is_none_for_lossy_files(media):
     assert master_format(media["quiet_mp3"]) is None
     assert master_format(media["loud_m4a"]) is None
@@ -264,6 +282,19 @@ def test_peaky_master_falls_back_to_dynamic_mode_and_still_hits_target(media, tm
     assert result.input.true_peak_dbtp - result.input.integrated_lufs > 15
     assert result.mode == "dynamic"
     _assert_on_target(out, -16.0)
+
+
+def test_an_mp3_that_misses_is_encoded_again_with_a_corrected_aim(media, tmp_path):
+    out = tmp_path / "white.mp3"
+    result = encode_master(media["white_wav"], out, target=TARGET)
+    assert result.attempts == 2 and len(result.commands) == 5
+    first, second = (" ".join(c) for c in result.commands[1::2])
+    assert "loudnorm=I=-16.00:" in first
+    aim = float(re.search(r"loudnorm=I=(-?[\d.]+):", second).group(1))
+    assert -15.5 < aim < -13.0  # aimed louder by what the first MP3 lost
+    assert result.warnings == ()
+    _assert_on_target(out, -16.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["white.mp3"]  # temp files removed
 
 
 def test_encoding_is_deterministic(media, tmp_path):

@@ -39,6 +39,9 @@ from flows.feed import (
 )
 from flows.models import Episode, Show
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import Row, factor, ms, verdict  # noqa: E402
+
 BASE = "https://cdn.kraftsamling.example/"
 START = datetime(2020, 1, 6, 6, 0, tzinfo=UTC)
 NOW = datetime(2100, 1, 1, tzinfo=UTC)
@@ -174,6 +177,51 @@ def medians(builders: dict, episodes: list[Episode], runs: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+SIZES = (100, 1_000, 10_000)
+
+
+def measure(count: int, runs: int) -> dict[str, float]:
+    """Median CPU seconds of ours, feedgen and the floor for `count` episodes, and the size."""
+    episodes = catalog(count)
+    ours(episodes), with_feedgen(episodes[:10]), floor(episodes)  # warm up
+    result = medians(
+        {"ours": ours, "feedgen": with_feedgen, "floor": floor},
+        episodes,
+        runs * max(1, 1000 // count),  # small sizes are quick: more runs, less noise
+    )
+    result["kib"] = len(ours(episodes)) / 1024
+    return result
+
+
+def gate_seconds(count: int) -> float:
+    """CPU seconds of one `check_feed` over a feed of `count` episodes."""
+    episodes = catalog(count)
+    xml = ours(episodes)
+    started = time.process_time()
+    problems = check_feed(xml, live_xml=xml, episodes=episodes)
+    assert problems == [], problems
+    return time.process_time() - started
+
+
+def run(quick: bool = False) -> list[Row]:
+    """The table's rows: ours beside feedgen and beside the string-join floor, per size."""
+    rows = []
+    for count in SIZES:
+        r = measure(count, 2 if quick else 5)
+        name = f"feed build ({count:,} episodes)"
+        rows.append(Row(name, "build_feed vs feedgen (CPU)", ms(r["ours"]),
+                        ms(r["feedgen"]) + " feedgen", factor(r["feedgen"] / r["ours"]),
+                        "feedgen/ours >= 2x", verdict(r["feedgen"] / r["ours"] >= 2)))  # fmt: skip
+        rows.append(Row(name, "build_feed vs string-join floor (CPU)", ms(r["ours"]),
+                        ms(r["floor"]) + " floor", factor(r["ours"] / r["floor"]),
+                        "ours/floor <= 2x", verdict(r["ours"] / r["floor"] <= 2)))  # fmt: skip
+        if not quick:
+            gate = gate_seconds(count)
+            rows.append(Row(name, "publishing gate check_feed (CPU)", ms(gate),
+                            ms(r["ours"]) + " build", factor(gate / r["ours"])))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per size (median)")
@@ -185,16 +233,10 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for count in (100, 1_000, 10_000):
-        episodes = catalog(count)
-        ours(episodes), with_feedgen(episodes[:10]), floor(episodes)  # warm up
-        result = medians(
-            {"ours": ours, "feedgen": with_feedgen, "floor": floor},
-            episodes,
-            args.runs * max(1, 1000 // count),  # small sizes are quick: more runs, less noise
-        )
+    for count in SIZES:
+        result = measure(count, args.runs)
         t_ours, t_fg, t_floor = result["ours"], result["feedgen"], result["floor"]
-        size = len(ours(episodes)) / 1024
+        size = result["kib"]
         print(
             f"{count:>9,} {t_ours * 1e3:>9.1f} {t_fg * 1e3:>9.1f} {t_floor * 1e3:>9.1f} "
             f"{t_fg / t_ours:>12.1f}x {t_ours / t_floor:>10.2f}x {size:>9,.0f}"
@@ -202,13 +244,8 @@ def main() -> None:
     print("targets: feedgen/ours >= 2.0x, ours/floor <= 2.0x")
     print()
     print("the gate (check_feed: feedparser + podcastparser + lxml), one run, CPU seconds")
-    for count in (100, 1_000, 10_000):
-        episodes = catalog(count)
-        xml = ours(episodes)
-        started = time.process_time()
-        problems = check_feed(xml, live_xml=xml, episodes=episodes)
-        assert problems == [], problems
-        print(f"{count:>9,} {time.process_time() - started:>9.2f}")
+    for count in SIZES:
+        print(f"{count:>9,} {gate_seconds(count):>9.2f}")
 
 
 if __name__ == "__main__":

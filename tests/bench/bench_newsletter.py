@@ -33,12 +33,13 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from flows import sources  # noqa: E402
-from flows.models import STOCKHOLM  # noqa: E402
+from flows.models import STOCKHOLM, Episode  # noqa: E402
 from flows.newsletter import (  # noqa: E402
     build_issue,
     earlier_manifests,
@@ -55,6 +56,9 @@ from flows.render import (  # noqa: E402
 from flows.select import select_issue  # noqa: E402
 from flows.settings import Settings  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import Row, factor, ms, verdict  # noqa: E402
+
 MONTH = "2026-12"
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 INTRO = ROOT / "newsletters" / MONTH / "intro.md"
@@ -64,20 +68,28 @@ TARGET_MS = 50.0
 clock = time.process_time
 
 
-def one_run(out: Path) -> dict[str, float]:
-    """One build, timed phase by phase (the same steps build_issue takes)."""
-    settings = Settings.load(newsletters_dir=out)
+def one_run(
+    out: Path,
+    settings: Settings | None = None,
+    month: str = MONTH,
+    now: datetime = NOW,
+    episodes: list[Episode] | None = None,
+) -> dict[str, float]:
+    """One build, timed phase by phase (the same steps build_issue takes).
+
+    Without `settings`, the shipped demo content; `tests/bench/load.py` passes its own."""
+    settings = (settings or Settings.load()).model_copy(update={"newsletters_dir": out})
     times: dict[str, float] = {}
     t0 = clock()
-    previous = earlier_manifests(out, MONTH)
-    intro_md = read_intro(out / MONTH)
+    previous = earlier_manifests(out, month)
+    intro_md = read_intro(out / month)
     posts, post_status = sources.read_posts(list(settings.posts), settings)
     events, event_status = sources.read_events(
-        list(settings.events), settings, NOW, NOW + timedelta(days=settings.events_days)
+        list(settings.events), settings, now, now + timedelta(days=settings.events_days)
     )
     t1 = clock()
     selection = select_issue(
-        posts, events, month=MONTH, now=NOW, previous=previous, settings=settings
+        posts, events, month=month, now=now, previous=previous, settings=settings, episodes=episodes
     )
     t2 = clock()
     context = build_context(selection, settings, intro_md=intro_md)
@@ -88,12 +100,12 @@ def one_run(out: Path) -> dict[str, float]:
     t4 = clock()
     statuses = [("posts", s) for s in post_status] + [("events", s) for s in event_status]
     planned = plan_files(
-        selection, RenderedIssue(mjml_source, html, text), statuses, now=NOW, intro_used=True
+        selection, RenderedIssue(mjml_source, html, text), statuses, now=now, intro_used=True
     )
-    write_files(out / MONTH, planned)
+    write_files(out / month, planned)
     t5 = clock()
     wall = time.perf_counter()
-    build_issue(settings, MONTH, NOW)
+    build_issue(settings, month, now, episodes=episodes)
     t6 = clock()
     times.update(
         read=t1 - t0, select=t2 - t1, render=t3 - t2, mjml=t4 - t3, write=t5 - t4, build=t6 - t5
@@ -103,13 +115,15 @@ def one_run(out: Path) -> dict[str, float]:
     return times
 
 
-def bench_pipeline(runs: int) -> dict[str, float]:
+def bench_pipeline(runs: int, **inputs: Any) -> dict[str, float]:
+    """Median of `runs` timed builds after one cold build; `inputs` go to `one_run`."""
+    month = inputs.get("month", MONTH)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        (out / MONTH).mkdir()
-        (out / MONTH / "intro.md").write_bytes(INTRO.read_bytes())
-        cold = one_run(out)
-        samples = [one_run(out) for _ in range(runs)]
+        (out / month).mkdir()
+        (out / month / "intro.md").write_bytes(INTRO.read_bytes())
+        cold = one_run(out, **inputs)
+        samples = [one_run(out, **inputs) for _ in range(runs)]
     medians = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
     medians["cold_build"] = cold["build"]
     return medians
@@ -157,6 +171,50 @@ def bench_prefect(home: Path, work: Path) -> dict[str, float]:
     return figures
 
 
+PHASES = ("read", "select", "render", "mjml", "write")
+
+
+def stage_rows(name: str, m: dict[str, float], target_ms: float | None) -> list[Row]:
+    """Rows for one pipeline measurement: each stage beside the whole build."""
+    rows = [
+        Row(name, f"stage: {key} (CPU)", ms(m[key]), ms(m["build"]) + " build",
+            f"{m[key] / m['build']:.0%}")
+        for key in PHASES
+    ]  # fmt: skip
+    total = sum(m[k] for k in PHASES)
+    if target_ms is None:
+        rows.append(Row(name, "build_issue (CPU)", ms(m["build"]), ms(total) + " stages",
+                        factor(m["build"] / total)))  # fmt: skip
+    else:
+        rows.append(Row(name, "build_issue (CPU)", ms(m["build"]), ms(total) + " stages",
+                        factor(m["build"] / total), f"< {target_ms:.0f} ms",
+                        verdict(m["build"] * 1000 < target_ms)))  # fmt: skip
+    rows.append(Row(name, "build_issue (wall clock)", ms(m["build_wall"]), ms(m["build"]) + " CPU",
+                    factor(m["build_wall"] / m["build"])))  # fmt: skip
+    rows.append(Row(name, "email HTML size", f"{m['html_kb']:.1f} KiB", "102 KB Gmail clip",
+                    f"{m['html_kb'] * 1024 / 102_000:.0%}", "< 102 KB",
+                    verdict(m["html_kb"] * 1024 < 102_000)))  # fmt: skip
+    return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    """The table's rows: the demo build by stage, and (full run) the flow under Prefect."""
+    name = "newsletter (demo)"
+    m = bench_pipeline(5 if quick else 20)
+    rows = stage_rows(name, m, TARGET_MS)
+    if quick:
+        return rows
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "prefect-home"
+        cold = bench_prefect(home, Path(tmp) / "cold")
+        warm = bench_prefect(home, Path(tmp) / "warm")
+    for label, f in (("cold", cold), ("warm", warm)):
+        rows.append(Row(name, f"flow call, {label} Prefect: pipeline vs whole call",
+                        ms(m["build"]), f"{f['flow']:.2f} s", f"{m['build'] / f['flow']:.1%}",
+                        "Prefect start-up excluded"))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -166,7 +224,7 @@ def main() -> None:
     m = bench_pipeline(args.runs)
     print(f"Newsletter build on the demo content, median CPU ms of {args.runs} runs")
     print(f"{'phase':<10}{'ms':>9}")
-    phases = ("read", "select", "render", "mjml", "write")
+    phases = PHASES
     for key in phases:
         print(f"{key:<10}{m[key] * 1000:>9.2f}")
     print(f"{'sum':<10}{sum(m[k] for k in phases) * 1000:>9.2f}")

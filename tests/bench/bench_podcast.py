@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,11 +39,14 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 # A busy 2-core machine can take longer than Prefect's default 20 s to start its server.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from flows.catalog import Catalog, save_catalog  # noqa: E402
+from flows.catalog import Catalog, load_catalog, save_catalog  # noqa: E402
 from flows.models import Episode  # noqa: E402
 from flows.podcast import publish  # noqa: E402
 from flows.settings import Settings  # noqa: E402
 from flows.storage import LocalStorage, S3Storage  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import Row, factor, verdict  # noqa: E402
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -107,7 +111,9 @@ def tone_mp3(path: Path) -> None:
     )
 
 
-def flow_row(show_dir: Path, storage_dir: Path, runs: int) -> tuple[str, float, int]:
+def flow_row(
+    show_dir: Path, storage_dir: Path, runs: int, extra: dict[str, float]
+) -> tuple[str, float, int]:
     """The flow's no-op run: its time in the Running state (as the Prefect server records it)
     minus an empty flow's, so start-up and the per-run overhead (a sync run ends on a 1 s
     heartbeat step) are left out."""
@@ -143,6 +149,7 @@ def flow_row(show_dir: Path, storage_dir: Path, runs: int) -> tuple[str, float, 
         uploads += state.result().uploads
         ours.append(running_ms(state))
     base, mine = statistics.median(empty), statistics.median(ours)
+    extra["empty"], extra["startup"] = base, startup
     print(
         f"Prefect: start-up {startup:.0f} ms; time in Running (median): empty flow "
         f"{base:.0f} ms, publish-episodes {mine:.0f} ms; publish-episodes wall time "
@@ -151,13 +158,20 @@ def flow_row(show_dir: Path, storage_dir: Path, runs: int) -> tuple[str, float, 
     return ("flow, empty inbox (Running time minus an empty flow's)", mine - base, uploads)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--episodes", type=int, default=500)
-    parser.add_argument("--no-flow", action="store_true", help="skip the Prefect flow row")
-    args = parser.parse_args()
+@dataclass
+class Measured:
+    """What `measure` found: (case, median ms, uploads) rows and their peers."""
+
+    rows: list[tuple[str, float, int]]
+    catalog_bytes: int
+    load_catalog_ms: float  # the floor of a no-op run: reading the catalog from storage
+    flow_empty_ms: float | None = None  # an empty flow's time in Running, when measured
+
+
+def measure(episodes: int, runs: int, flow: bool) -> Measured:
+    """Time the no-op cases over a catalog of `episodes` records (see the module docstring)."""
     rows: list[tuple[str, float, int]] = []
+    extra: dict[str, float] = {}
 
     with tempfile.TemporaryDirectory(prefix="bench-podcast-") as tmp:
         root = Path(tmp)
@@ -165,13 +179,14 @@ def main() -> None:
         settings = Settings.load(episodes_dir=str(show_dir), settle_seconds=0)
 
         local = LocalStorage(root / "storage")
-        save_catalog(local, Catalog(fake_catalog(args.episodes)), NOW)
+        save_catalog(local, Catalog(fake_catalog(episodes)), NOW)
         catalog_size = len(local.get_bytes("podcast/catalog.json")[0])
+        load_ms, _ = median_ms(lambda: load_catalog(local), runs)
 
         def plain_local():
             return publish(settings, local, NOW)
 
-        ms, report = median_ms(plain_local, args.runs)
+        ms, report = median_ms(plain_local, runs)
         rows.append(("plain, empty inbox, LocalStorage", ms, report.uploads))
 
         # A published episode dropped again: found unchanged, nothing uploaded.
@@ -188,7 +203,7 @@ def main() -> None:
             assert [o.status for o in report.outcomes] == ["unchanged"], report.summary()
             return report
 
-        ms, report = median_ms(redrop, args.runs)
+        ms, report = median_ms(redrop, runs)
         rows.append(("plain, re-drop of 1 published episode", ms, report.uploads))
         shutil.rmtree(show_dir / "published")
 
@@ -207,14 +222,46 @@ def main() -> None:
                 lambda request, **_: puts.append(request.url) if request.method == "PUT" else None,
             )
             s3 = S3Storage("bench", "kraft", client=client)
-            save_catalog(s3, Catalog(fake_catalog(args.episodes)), NOW)
+            save_catalog(s3, Catalog(fake_catalog(episodes)), NOW)
             puts.clear()
-            ms, report = median_ms(lambda: publish(settings, s3, NOW), args.runs)
+            ms, report = median_ms(lambda: publish(settings, s3, NOW), runs)
             rows.append(("plain, empty inbox, S3 (moto in-process)", ms, len(puts)))
 
-        if not args.no_flow:
-            rows.append(flow_row(show_dir, root / "storage", args.runs))
+        if flow:
+            rows.append(flow_row(show_dir, root / "storage", runs, extra))
+    return Measured(rows, catalog_size, load_ms, extra.get("empty"))
 
+
+def run(quick: bool = False) -> list[Row]:
+    """The table's rows: each no-op case beside the time to read the catalog alone."""
+    count = 500
+    m = measure(count, 3 if quick else 7, flow=True)
+    name = f"podcast no-op ({count} episodes)"
+    rows = []
+    for case, median, uploads in m.rows:
+        if case.startswith("flow"):
+            figure, peer = "publish-episodes flow, Running time", m.flow_empty_ms or 0.0
+            peer_text = f"{peer:.1f} ms empty flow"
+            median += peer  # the flow's own Running time, beside the empty flow's
+            shown, over = median, median - peer
+        else:
+            figure, peer, peer_text = case, m.load_catalog_ms, f"{m.load_catalog_ms:.1f} ms load_catalog"
+            shown, over = median, median
+        rows.append(Row(name, f"{figure} (uploads: {uploads})", f"{shown:.1f} ms", peer_text,
+                        factor(shown / peer) if peer else "-", "< 200 ms, 0 uploads",
+                        verdict(over < 200 and uploads == 0)))  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--episodes", type=int, default=500)
+    parser.add_argument("--no-flow", action="store_true", help="skip the Prefect flow row")
+    args = parser.parse_args()
+    m = measure(args.episodes, args.runs, flow=not args.no_flow)
+    rows, catalog_size = m.rows, m.catalog_bytes
+    print(f"load_catalog alone (the floor of a no-op run): {m.load_catalog_ms:.1f} ms")
     print(
         f"\nNo-op publishing over a catalog of {args.episodes} episodes "
         f"({catalog_size / 1024:.0f} KiB), median of {args.runs} runs:\n"

@@ -19,6 +19,7 @@ as ours. Not a test: figures vary with the machine; read them, do not assert the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -29,10 +30,14 @@ import tempfile
 import time
 import tracemalloc
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import Row, factor, mib, verdict  # noqa: E402
+
 MB = 1_000_000
 BUCKET = "bench"
 
@@ -135,25 +140,43 @@ def _reset(endpoint: str) -> None:
     _plain_client(endpoint).create_bucket(Bucket=BUCKET)
 
 
-def bench_memory(endpoint: str, work: Path, sizes: tuple[int, ...] = (10, 100, 300)) -> None:
-    print("\nPeak memory of one put_file, fresh process per row (MiB)")
-    print(f"{'store':<10} {'file':>7} {'peak RSS':>9} {'over baseline':>14} {'traced peak':>12}")
-    base = _run_child("baseline", endpoint, "-", str(work / "local"))
-    print(f"{'baseline':<10} {'-':>7} {base['rss'] / 2**20:>9.1f} {'':>14} {'':>12}")
+KINDS = ("local", "s3", "boto3")
+
+
+def measure_memory(
+    endpoint: str, work: Path, sizes: tuple[int, ...] = (10, 100, 300)
+) -> dict[str, dict[str, int]]:
+    """Peak RSS and traced peak per "kind size" (e.g. "s3 300"), plus the "baseline"."""
+    found = {"baseline": _run_child("baseline", endpoint, "-", str(work / "local"))}
     files = {size: _make_file(work / f"mem-{size}.mp3", size * MB) for size in sizes}
-    for kind in ("local", "s3", "boto3"):
+    for kind in KINDS:
         for size, path in files.items():
             _reset(endpoint)
-            got = _run_child(kind, endpoint, str(path), str(work / "local"))
+            found[f"{kind} {size}"] = _run_child(kind, endpoint, str(path), str(work / "local"))
+    for path in files.values():
+        path.unlink()
+    return found
+
+
+def bench_memory(endpoint: str, work: Path, sizes: tuple[int, ...] = (10, 100, 300)) -> None:
+    found = measure_memory(endpoint, work, sizes)
+    print("\nPeak memory of one put_file, fresh process per row (MiB)")
+    print(f"{'store':<10} {'file':>7} {'peak RSS':>9} {'over baseline':>14} {'traced peak':>12}")
+    base = found["baseline"]
+    print(f"{'baseline':<10} {'-':>7} {base['rss'] / 2**20:>9.1f} {'':>14} {'':>12}")
+    for kind in KINDS:
+        for size in sizes:
+            got = found[f"{kind} {size}"]
             print(
                 f"{kind:<10} {size:>4} MB {got['rss'] / 2**20:>9.1f} "
                 f"{(got['rss'] - base['rss']) / 2**20:>14.1f} {got['traced'] / 2**20:>12.2f}"
             )
-    for path in files.values():
-        path.unlink()
 
 
-def bench_throughput(endpoint: str, work: Path, files: int, mb: int, rounds: int) -> None:
+def measure_throughput(
+    endpoint: str, work: Path, files: int, mb: int, rounds: int
+) -> dict[str, list[float]]:
+    """MB/s of each round, for "S3Storage.put_file" and "boto3 upload_file"."""
     from flows.storage import CACHE_LONG, S3Storage
 
     paths = [_make_file(work / f"episode-{n:02d}.mp3", mb * MB) for n in range(files)]
@@ -189,14 +212,69 @@ def bench_throughput(endpoint: str, work: Path, files: int, mb: int, rounds: int
             started = time.perf_counter()
             run()
             rates[name].append(total / (time.perf_counter() - started))
+    for path in paths:
+        path.unlink()
+    return rates
+
+
+def bench_throughput(endpoint: str, work: Path, files: int, mb: int, rounds: int) -> None:
+    rates = measure_throughput(endpoint, work, files, mb, rounds)
     print(f"\nThroughput to moto over HTTP: {files} files x {mb} MB, {rounds} rounds (MB/s)")
     print(f"{'uploader':<20} {'median':>7} {'best':>7} {'median vs boto3':>16}")
     reference = statistics.median(rates["boto3 upload_file"])
     for name, values in rates.items():
         median = statistics.median(values)
         print(f"{name:<20} {median:>7.1f} {max(values):>7.1f} {median / reference:>16.0%}")
-    for path in paths:
-        path.unlink()
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server in its own process on loopback; yields its endpoint URL."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, "child", "server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield server.stdout.readline().strip()
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+
+
+def run(quick: bool = False) -> list[Row]:
+    """The table's rows: put_file's peak memory by file size, and throughput vs boto3."""
+    sizes = (10, 100, 200) if quick else (10, 100, 300)
+    files, mb, rounds = (5, 20, 3) if quick else (10, 50, 3)
+    rows = []
+    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
+        found = measure_memory(endpoint, Path(tmp), sizes)
+        rates = measure_throughput(endpoint, Path(tmp), files, mb, rounds)
+    base = found["baseline"]["rss"]
+    # 100 MB is 12 parts of 8 MB: past that, max_concurrency (10) parts in flight cap the peak.
+    small, large = sizes[1], sizes[-1]
+    name = "storage: peak memory"
+    for kind, label in (("local", "LocalStorage"), ("s3", "S3Storage"), ("boto3", "boto3")):
+        big = found[f"{kind} {large}"]["rss"] - base
+        little = found[f"{kind} {small}"]["rss"] - base
+        tiny = found[f"{kind} {sizes[0]}"]["rss"] - base
+        rows.append(Row(name, f"{label}: RSS over baseline, {large} MB vs {small} MB file "
+                        f"({sizes[0]} MB: {mib(tiny)})",
+                        mib(big), mib(little) + f" ({small} MB)", factor(big / max(little, 1)),
+                        f"flat (file {large / small:g}x)",
+                        verdict(big <= little * 1.15 + 4 * 2**20)))  # fmt: skip
+    ours, plain = found[f"s3 {large}"]["rss"] - base, found[f"boto3 {large}"]["rss"] - base
+    rows.append(Row(name, f"S3Storage vs plain boto3, {large} MB file", mib(ours),
+                    mib(plain) + " boto3", factor(ours / max(plain, 1))))  # fmt: skip
+    ours_rate = statistics.median(rates["S3Storage.put_file"])
+    plain_rate = statistics.median(rates["boto3 upload_file"])
+    rows.append(Row("storage: throughput to moto (HTTP)",
+                    f"S3Storage.put_file vs boto3 upload_file, {files} x {mb} MB",
+                    f"{ours_rate:.1f} MB/s", f"{plain_rate:.1f} MB/s boto3",
+                    f"{ours_rate / plain_rate:.0%}", ">= 90%",
+                    verdict(ours_rate / plain_rate >= 0.9)))  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -213,22 +291,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["memory", "throughput"], help="run one part")
     args = parser.parse_args()
 
-    server = subprocess.Popen(
-        [sys.executable, __file__, "child", "server"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        endpoint = server.stdout.readline().strip()
-        with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
-            if args.only != "throughput":
-                bench_memory(endpoint, Path(tmp))
-            if args.only != "memory":
-                bench_throughput(endpoint, Path(tmp), args.files, args.mb, args.rounds)
-    finally:
-        server.stdin.close()
-        server.wait(timeout=30)
+    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
+        if args.only != "throughput":
+            bench_memory(endpoint, Path(tmp))
+        if args.only != "memory":
+            bench_throughput(endpoint, Path(tmp), args.files, args.mb, args.rounds)
 
 
 if __name__ == "__main__":
