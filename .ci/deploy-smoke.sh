@@ -64,12 +64,12 @@ API="http://127.0.0.1:$PORT/api"
 # --- 1. a real server ---------------------------------------------------------------------
 setsid prefect server start --host 127.0.0.1 --port "$PORT" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 1 120); do
+for _ in $(seq 1 180); do
     curl -sf "$API/health" >/dev/null 2>&1 && break
     kill -0 "$SERVER_PID" 2>/dev/null || fail "the Prefect server exited while starting"
     sleep 0.5
 done
-curl -sf "$API/health" >/dev/null 2>&1 || fail "the Prefect server was not healthy within 60 s"
+curl -sf "$API/health" >/dev/null 2>&1 || fail "the Prefect server was not healthy within 90 s"
 export PREFECT_API_URL="$API"
 step "server healthy on $API"
 
@@ -79,15 +79,32 @@ cli prefect work-pool create "$POOL" --type process || fail "prefect work-pool c
 cli prefect --no-prompt deploy --all || fail "prefect deploy --all"
 step "deployed prefect.yaml to work pool $POOL"
 
-# --- 3. what the server holds is what prefect.yaml says -------------------------------------
-curl -sf -X POST "$API/deployments/filter" -H 'content-type: application/json' -d '{}' \
-    >"$TMP/deployments.json" || fail "cannot list the deployments"
-python3 - "$TMP/deployments.json" <<'PY' || fail "the deployments on the server differ from prefect.yaml"
-import json, sys
+# --- 3. what the server holds is what prefect.yaml says ---------------------------------------
+# Then pause the schedules: they would fire with production parameters (publish-episodes every
+# 15 minutes), and pausing deletes their pending runs, so the worker runs only ours.
+python3 - "$API" <<'PY' || fail "the deployments on the server differ from prefect.yaml"
+import json
+import sys
+import urllib.request
+
 import yaml
 
+api = sys.argv[1]
+
+
+def call(method, path, body=None):
+    request = urllib.request.Request(
+        f"{api}/{path}",
+        method=method,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
 wanted = yaml.safe_load(open("prefect.yaml"))["deployments"]
-held = {d["name"]: d for d in json.load(open(sys.argv[1]))}
+held = {d["name"]: d for d in call("POST", "deployments/filter", {})}
 problems = []
 for entry in wanted:
     got = held.get(entry["name"])
@@ -95,12 +112,11 @@ for entry in wanted:
         problems.append(f"{entry['name']}: not deployed")
         continue
     schedules = [(s["schedule"].get("cron"), s["schedule"].get("timezone")) for s in got["schedules"]]
-    expected = [(s["cron"], s["timezone"]) for s in entry["schedules"]]
     limit = entry["concurrency_limit"]
     checks = {
         "entrypoint": (got["entrypoint"], entry["entrypoint"]),
         "parameters": (got["parameters"], entry["parameters"]),
-        "schedules": (schedules, expected),
+        "schedules": (schedules, [(s["cron"], s["timezone"]) for s in entry["schedules"]]),
         "limit": ((got.get("global_concurrency_limit") or {}).get("limit"), limit["limit"]),
         "collision strategy": (
             (got.get("concurrency_options") or {}).get("collision_strategy"),
@@ -110,13 +126,13 @@ for entry in wanted:
     problems += [f"{entry['name']}: {k} is {a!r}, expected {b!r}" for k, (a, b) in checks.items() if a != b]
 for problem in problems:
     print(f"deploy-smoke: {problem}", file=sys.stderr)
-sys.exit(1 if problems else 0)
+if problems:
+    sys.exit(1)
+for deployment in held.values():
+    for schedule in deployment["schedules"]:
+        call("PATCH", f"deployments/{deployment['id']}/schedules/{schedule['id']}", {"active": False})
 PY
-step "deployments match prefect.yaml (entrypoints, parameters, schedules, limits)"
-
-# The schedules would fire on their own with production parameters (publish-episodes every
-# 15 minutes); pausing them deletes their pending runs, so the worker runs only ours.
-cli prefect --no-prompt deployment schedule pause --all || fail "prefect deployment schedule pause --all"
+step "deployments match prefect.yaml (entrypoints, parameters, schedules, limits); schedules paused"
 
 # --- 4. two runs through a process worker ---------------------------------------------------
 run_deployment() { # NAME PARAM...: prints the new flow run's id
@@ -153,6 +169,13 @@ for run in "$FEED_RUN" "$NEWS_RUN"; do
         *) fail "flow run $run (state, name, message): $state; expected COMPLETED" ;;
     esac
 done
+# Nothing else ran: the paused schedules started no run with production parameters.
+started="$(curl -sf -X POST "$API/flow_runs/filter" -H 'content-type: application/json' \
+    -d '{"flow_runs": {"start_time": {"is_null_": false}}}' |
+    python3 -c 'import json, sys; print(" ".join(sorted(r["id"] for r in json.load(sys.stdin))))')" ||
+    fail "cannot list the flow runs"
+[ "$started" = "$(printf '%s\n' "$FEED_RUN" "$NEWS_RUN" | LC_ALL=C sort | xargs)" ] ||
+    fail "runs other than ours started: $started"
 [ -s "$TMP/storage/podcast/feed.xml" ] || fail "no podcast/feed.xml in the run's storage"
 grep -q '<rss' "$TMP/storage/podcast/feed.xml" || fail "podcast/feed.xml is not an RSS feed"
 ls "$TMP"/newsletters/*/index.html >/dev/null 2>&1 || fail "no newsletter draft in $TMP/newsletters"

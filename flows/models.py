@@ -144,6 +144,7 @@ class Episode(BaseModel):
     first_published: AwareDatetime
     last_updated: AwareDatetime
     source_sha256: str | None = None  # hash of the dropped file, to recognise a re-drop
+    master_key: str | None = None  # private lossless master kept for a later re-encode
     loudness: dict[str, float] | None = None  # integrated LUFS, true peak, range
     warnings: list[str] = Field(default_factory=list)
     # Set when a person removed the episode from the feed on purpose (`feed --remove GUID`).

@@ -23,10 +23,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from prefect import Flow
+from prefect import Flow, serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.exceptions import ParameterTypeError
 from prefect.schedules import Cron, Schedule
+from prefect.settings import get_current_settings
 from pydantic import ValidationError
 
 from flows.errors import InputError, SettingsError
@@ -110,8 +111,10 @@ def merge_parameters(
     configured: Mapping[str, Any], overrides: Mapping[str, Any], accepted: set[str]
 ) -> dict[str, Any]:
     """Configured parameters with the caller's overrides on top; None means 'not given'."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return {**configured, **{key: value for key, value in given.items() if key in accepted}}
+    given = {
+        key: value for key, value in overrides.items() if value is not None and key in accepted
+    }
+    return {**configured, **given}
 
 
 def build_deployments(
@@ -134,8 +137,9 @@ def build_deployments(
         try:
             flow.validate_parameters(parameters)
         except ParameterTypeError as exc:
+            problem = " ".join(str(exc).split())  # Prefect's message spans lines
             raise SettingsError(
-                f"{where}: parameters do not fit flow {flow.name!r}: {exc}. Fix the value "
+                f"{where}: parameters do not fit flow {flow.name!r}: {problem}. Fix the value "
                 f"in prefect.yaml or the override given to serve."
             ) from None
         deployments.append(
@@ -148,7 +152,9 @@ def build_deployments(
                 concurrency_limit=concurrency_of(entry, where),
             )
         )
-    unused = sorted(key for key, value in overrides.items() if value is not None and key not in taken)
+    unused = sorted(
+        key for key, value in overrides.items() if value is not None and key not in taken
+    )
     if unused:
         raise SettingsError(
             f"Override(s) {', '.join(unused)} match no parameter of the flows in {prefect_yaml}; "
@@ -161,9 +167,6 @@ def serve_all(
     overrides: Mapping[str, Any] | None = None, prefect_yaml: Path = PREFECT_YAML
 ) -> None:
     """Serve all deployments with their schedules until interrupted (needs a real server)."""
-    from prefect import serve
-    from prefect.settings import get_current_settings
-
     deployments = build_deployments(prefect_yaml, overrides)
     if not get_current_settings().api.url:
         raise SettingsError(

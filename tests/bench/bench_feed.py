@@ -40,7 +40,7 @@ from flows.feed import (
 from flows.models import Episode, Show
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table import Row, factor, ms, verdict  # noqa: E402
+from table import Row, factor, ms, verdict
 
 BASE = "https://cdn.kraftsamling.example/"
 START = datetime(2020, 1, 6, 6, 0, tzinfo=UTC)
@@ -209,16 +209,39 @@ def run(quick: bool = False) -> list[Row]:
     for count in SIZES:
         r = measure(count, 2 if quick else 5)
         name = f"feed build ({count:,} episodes)"
-        rows.append(Row(name, "build_feed vs feedgen (CPU)", ms(r["ours"]),
-                        ms(r["feedgen"]) + " feedgen", factor(r["feedgen"] / r["ours"]),
-                        "feedgen/ours >= 2x", verdict(r["feedgen"] / r["ours"] >= 2)))  # fmt: skip
-        rows.append(Row(name, "build_feed vs string-join floor (CPU)", ms(r["ours"]),
-                        ms(r["floor"]) + " floor", factor(r["ours"] / r["floor"]),
-                        "ours/floor <= 2x", verdict(r["ours"] / r["floor"] <= 2)))  # fmt: skip
+        rows.append(
+            Row(
+                name,
+                "build_feed vs feedgen (CPU)",
+                ms(r["ours"]),
+                ms(r["feedgen"]) + " feedgen",
+                factor(r["feedgen"] / r["ours"]),
+                "feedgen/ours >= 2x",
+                verdict(r["feedgen"] / r["ours"] >= 2),
+            )
+        )
+        rows.append(
+            Row(
+                name,
+                "build_feed vs string-join floor (CPU)",
+                ms(r["ours"]),
+                ms(r["floor"]) + " floor",
+                factor(r["ours"] / r["floor"]),
+                "ours/floor <= 2x",
+                verdict(r["ours"] / r["floor"] <= 2),
+            )
+        )
         if not quick:
             gate = gate_seconds(count)
-            rows.append(Row(name, "publishing gate check_feed (CPU)", ms(gate),
-                            ms(r["ours"]) + " build", factor(gate / r["ours"])))  # fmt: skip
+            rows.append(
+                Row(
+                    name,
+                    "publishing gate check_feed (CPU)",
+                    ms(gate),
+                    ms(r["ours"]) + " build",
+                    factor(gate / r["ours"]),
+                )
+            )
     return rows
 
 

@@ -259,21 +259,41 @@ def run(quick: bool = False) -> list[Row]:
         big = found[f"{kind} {large}"]["rss"] - base
         little = found[f"{kind} {small}"]["rss"] - base
         tiny = found[f"{kind} {sizes[0]}"]["rss"] - base
-        rows.append(Row(name, f"{label}: RSS over baseline, {large} MB vs {small} MB file "
-                        f"({sizes[0]} MB: {mib(tiny)})",
-                        mib(big), mib(little) + f" ({small} MB)", factor(big / max(little, 1)),
-                        f"flat (file {large / small:g}x)",
-                        verdict(big <= little * 1.15 + 4 * 2**20)))  # fmt: skip
+        rows.append(
+            Row(
+                name,
+                f"{label}: RSS over baseline, {large} MB vs {small} MB file "
+                f"({sizes[0]} MB: {mib(tiny)})",
+                mib(big),
+                mib(little) + f" ({small} MB)",
+                factor(big / max(little, 1)),
+                f"flat (file {large / small:g}x)",
+                verdict(big <= little * 1.15 + 4 * 2**20),
+            )
+        )
     ours, plain = found[f"s3 {large}"]["rss"] - base, found[f"boto3 {large}"]["rss"] - base
-    rows.append(Row(name, f"S3Storage vs plain boto3, {large} MB file", mib(ours),
-                    mib(plain) + " boto3", factor(ours / max(plain, 1))))  # fmt: skip
+    rows.append(
+        Row(
+            name,
+            f"S3Storage vs plain boto3, {large} MB file",
+            mib(ours),
+            mib(plain) + " boto3",
+            factor(ours / max(plain, 1)),
+        )
+    )
     ours_rate = statistics.median(rates["S3Storage.put_file"])
     plain_rate = statistics.median(rates["boto3 upload_file"])
-    rows.append(Row("storage: throughput to moto (HTTP)",
-                    f"S3Storage.put_file vs boto3 upload_file, {files} x {mb} MB",
-                    f"{ours_rate:.1f} MB/s", f"{plain_rate:.1f} MB/s boto3",
-                    f"{ours_rate / plain_rate:.0%}", ">= 90%",
-                    verdict(ours_rate / plain_rate >= 0.9)))  # fmt: skip
+    rows.append(
+        Row(
+            "storage: throughput to moto (HTTP)",
+            f"S3Storage.put_file vs boto3 upload_file, {files} x {mb} MB",
+            f"{ours_rate:.1f} MB/s",
+            f"{plain_rate:.1f} MB/s boto3",
+            f"{ours_rate / plain_rate:.0%}",
+            ">= 90%",
+            verdict(ours_rate / plain_rate >= 0.9),
+        )
+    )
     return rows
 
 
