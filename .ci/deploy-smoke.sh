@@ -6,7 +6,9 @@
 #   4. regenerate-feed and monthly-newsletter run through one `prefect worker --run-once`,
 #      with storage and output in a temp folder;
 #   5. both runs COMPLETED, feed.xml and the newsletter draft written, repository untouched.
-# Prints one PASS or FAIL line; about 45 s on 2 cores. Usage: .ci/deploy-smoke.sh
+# Prints one PASS or FAIL line (with the server, CLI and worker logs on failure).
+# About 30-35 s on 2 idle cores, up to ~110 s when the machine is busy.
+# Usage: .ci/deploy-smoke.sh  (needs the project installed: pip install -e '.[test]')
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -28,6 +30,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # so that cleanup runs on Ctrl-C or a CI timeout too
 
 fail() {
     for log in server cli worker; do

@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         "with removed_at; no audio is deleted)",
     )
     _add_storage_args(feed)
+
+    serve = commands.add_parser(
+        "serve", help="serve all three deployments with their schedules (needs a Prefect server)"
+    )
+    _add_storage_args(serve)
     return parser
 
 
@@ -136,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = publish_episodes(
                 episodes=args.episodes, storage=args.storage, public_url=args.public_url
             )
+        elif args.command == "serve":
+            from flows.serve import serve_all
+
+            serve_all({"storage": args.storage, "public_url": args.public_url})
+            return 0  # serve_all blocks until Ctrl-C/SIGTERM; nothing to summarise
         elif args.command == "feed":
             from flows.feed import regenerate_feed
 

@@ -116,13 +116,20 @@ def _domain_of(value: str) -> str:
     return address.rpartition("@")[2] or "localhost"
 
 
+# Everything Python's str.splitlines() breaks at (CR, LF, VT, FF, FS, GS, RS, NEL, U+2028,
+# U+2029) and the other C0 controls: the email package refuses them with a bare ValueError.
+_HEADER_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
 def _refuse_line_breaks(headers: dict[str, str]) -> None:
     for name, value in headers.items():
-        if "\r" in value or "\n" in value:
+        found = _HEADER_UNSAFE.search(value)
+        if found:
             raise DeliveryError(
-                f"Header {name} contains a line break (CR or LF); a line break in a header "
-                "could add headers or recipients (header injection), so nothing was sent. "
-                f"Remove the newline from the {name} value (setting, parameter or title)."
+                f"Header {name} contains a line break or control character "
+                f"({found.group()!r}); a line break in a header could add headers or "
+                "recipients (header injection), so nothing was sent. Remove it from the "
+                f"{name} value (setting, parameter or title)."
             )
 
 

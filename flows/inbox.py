@@ -3,14 +3,23 @@
 `scan_inbox` only reads the folder (names, sizes, times, sidecar text); it never moves or
 changes a file. It sorts what it sees into:
 
-- candidates: an audio file (`<name>.mp3` / `<name>.m4a`) that has settled, with its parsed
-  sidecar (`<name>.md`) and the transcript and image the sidecar names;
+- candidates: an audio file that has settled, with its parsed sidecar (`<name>.md`) and the
+  transcript and image the sidecar names. Audio is `<name>.mp3` / `<name>.m4a` (published as
+  it is, after a loudness check) or a lossless master `<name>.wav` / `.flac` / `.aiff` /
+  `.aif` (encoded to a loudness-normalised MP3 by `flows.loudness`; the master is kept
+  privately);
 - refused: a group of files that cannot become an episode, with the reason and the fix
-  (wrong format, empty file, broken sidecar, a clash with another file);
+  (empty file, broken sidecar, a master without a sidecar title, a clash with another file);
 - waiting: files still being copied (temporary suffixes, or changed in the last
   `settle_seconds`), left alone for a later run.
 
 Everything else in the folder (notes, stray images, dotfiles) is left alone.
+
+A master needs a sidecar with a title. MP3 and M4A exports carry title tags that we can use
+when there is no sidecar; WAV/FLAC/AIFF masters from an editor seldom do, and the file name
+("avsnitt3_final_v2.wav") is no title to put in a feed that apps cache for good. So a
+master without `<name>.md`, or with one that has no `title:`, is refused before anything is
+encoded, with the fix in the message.
 
 A sidecar is YAML front matter between `---` lines, then a Markdown body (the description):
 
@@ -39,8 +48,9 @@ import yaml
 from flows.errors import InputError
 from flows.models import STOCKHOLM, Chapter, Episode
 
-AUDIO_SUFFIXES = (".mp3", ".m4a")
-UNSUPPORTED_AUDIO = (".wav", ".flac", ".aiff", ".aif")
+LOSSY_SUFFIXES = (".mp3", ".m4a")  # published as they are (measured, maybe re-encoded)
+MASTER_SUFFIXES = (".wav", ".flac", ".aiff", ".aif")  # lossless masters, encoded to MP3
+AUDIO_SUFFIXES = LOSSY_SUFFIXES + MASTER_SUFFIXES
 TRANSCRIPT_TYPES = {".vtt": "text/vtt", ".srt": "application/x-subrip"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".download", ".partial", ".filepart")
@@ -106,6 +116,11 @@ class Candidate:
     meta: EpisodeMeta
     transcript: Path | None = None
     image: Path | None = None
+
+    @property
+    def is_master(self) -> bool:
+        """Named as a lossless master (`.wav`/`.flac`/`.aiff`); the content decides later."""
+        return self.audio.suffix.lower() in MASTER_SUFFIXES
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -452,6 +467,25 @@ def find_number_clashes(candidates: list[Candidate], published: list[Episode]) -
     return reasons
 
 
+def master_title_reason(audio: Path, sidecar: Path | None, kind: str | None = None) -> str:
+    """Why a lossless master without a sidecar title is refused, and the fix.
+
+    >>> master_title_reason(Path("Avsnitt 3.aif"), None).split(" (")[0]
+    'Avsnitt 3.aif: the AIFF master has no episode title. Add Avsnitt 3.md next to it'
+    """
+    suffix = audio.suffix.lower()
+    kind = kind or {".aif": "aiff"}.get(suffix, suffix.lstrip("."))  # by content when known
+    where = (
+        f"Add {audio.stem}.md next to it"
+        if sidecar is None
+        else f"Add a 'title:' line to the front matter of {sidecar.name}"
+    )
+    return (
+        f"{audio.name}: the {kind.upper()} master has no episode title. {where} "
+        "(---, then 'title: …', then ---; see episodes/README.md) and drop the files again."
+    )
+
+
 # --- reading the folder -----------------------------------------------------------------------
 
 
@@ -508,7 +542,7 @@ def scan_inbox(
         if is_temporary(path):
             waiting.append(path)
             continue
-        if suffix not in AUDIO_SUFFIXES + UNSUPPORTED_AUDIO:
+        if suffix not in AUDIO_SUFFIXES:
             continue
         sidecar = by_lower.get(path.stem.lower() + ".md")
         group = [path] + ([sidecar] if sidecar else [])
@@ -516,17 +550,6 @@ def scan_inbox(
             waiting.extend(group)
             continue
         name, slug = path.stem, slugify(path.stem)
-        if suffix in UNSUPPORTED_AUDIO:
-            refused.append(
-                Refused(
-                    name,
-                    tuple(group),
-                    f"{path.name}: {suffix[1:].upper()} files are not published as they are. "
-                    "Export the episode as MP3 or M4A (AAC) and drop that file instead.",
-                    slug,
-                )
-            )
-            continue
         if path.stat().st_size == 0:
             refused.append(
                 Refused(name, tuple(group), f"{path.name} is empty (0 bytes). Copy it again.", slug)
@@ -560,6 +583,9 @@ def scan_inbox(
             continue
         except InputError as exc:
             refused.append(Refused(name, tuple(group), str(exc), slug))
+            continue
+        if suffix in MASTER_SUFFIXES and meta.title is None:
+            refused.append(Refused(name, tuple(group), master_title_reason(path, sidecar), slug))
             continue
         try:
             transcript = _attached(inbox, by_lower, meta.transcript, "transcript", sidecar)

@@ -3,18 +3,32 @@ in storage and records in the catalog.
 
 Plan, then execute:
 
+0. `acquire_run_lock`: one publish run at a time per storage (`podcast/.lock`, private,
+   created with If-None-Match). A second run stops cleanly and does nothing; a lock older
+   than `lock_stale_seconds` (a crashed run) is taken over with If-Match on its ETag.
+   The lock is released in a `finally`. The catalog's own If-Match still guards its writes;
+   the lock keeps two runs from encoding, uploading and moving the same files.
 1. `plan_run`: read show.yaml and the cover, load the catalog, scan the inbox (pure sorting
    of files into candidates, refused and waiting).
-2. `prepare_episode` (per candidate): inspect the audio, check the metadata, tag a work copy,
-   hash it, and describe every object to upload. Bad input becomes a `Failed` with the
-   reason; nothing is uploaded yet.
+2. `prepare_episode` (per candidate): make the audio to publish (`flows.loudness`: a
+   WAV/FLAC/AIFF master is encoded to a loudness-normalised MP3; an MP3/M4A is measured and
+   published as it is, with a warning when it is off target, or re-encoded if the settings
+   ask), inspect it, check the metadata, tag a work copy, hash it, and describe every object
+   to upload (a master goes to private storage, for a later re-encode). Bad input becomes a
+   `Failed` with the reason; nothing is uploaded yet. At most `max_parallel_encodes()`
+   ffmpeg jobs run at once, whatever the number of episodes prepared concurrently.
 3. `upload_episode` (per prepared episode): upload what storage does not have yet
-   (content-addressed keys, so a re-run uploads nothing).
+   (content-addressed keys, so a re-run uploads nothing; the encode is deterministic, so a
+   re-dropped master gives the same MP3 and key).
 4. `commit_catalog`: ONE catalog update for all good episodes, conditional on the ETag the
    plan read, so a concurrent run is detected instead of overwritten.
 5. `settle_files`: move each episode's files to `published/` or `failed/` (with an
    `<name>.error.txt`); files of episodes that storage could not take stay in the inbox
    and are retried by the next run. Producers' files are never deleted.
+
+An episode that an operator removed from the feed (`removed_at` in the catalog) stays
+removed when its audio is dropped again: the drop is recorded, and the report says
+"removed" with the way back (an operator restores it, see the README).
 
 `publish` runs these in order as plain functions (tests, benchmarks); the Prefect flow
 `publish_episodes` runs the same steps as tasks, several episodes at a time.
@@ -25,10 +39,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,24 +60,36 @@ from prefect.utilities.annotations import quote
 
 from flows.catalog import Catalog, load_catalog, save_catalog, upsert
 from flows.errors import (
+    AudioError,
     CatalogError,
+    ConcurrentWriteError,
     InputError,
     KraftsamlingError,
     PublishIncompleteError,
     StorageError,
 )
+from flows.feed import publish_feed, resolve_public_url
 from flows.inbox import (
     MAX_TITLE,
     TRANSCRIPT_TYPES,
     Candidate,
     ScanResult,
     clean_text,
+    master_title_reason,
     scan_inbox,
+)
+from flows.loudness import (
+    PreparedAudio,
+    master_format,
+    master_key,
+    max_parallel_encodes,
+    prepare_audio,
+    probe_master,
 )
 from flows.models import STOCKHOLM, Episode, Show
 from flows.settings import Settings
 from flows.show import load_show
-from flows.storage import CACHE_LONG, Storage, open_storage
+from flows.storage import CACHE_LONG, CACHE_PRIVATE, Storage, open_storage
 from flows.storage import public_url as object_url
 
 log = logging.getLogger(__name__)
@@ -72,6 +102,12 @@ CHAPTERS_TYPE = "application/json+chapters"
 CHAPTERS_VERSION = "1.2.0"
 IMAGE_TYPES = {"JPEG": (".jpg", "image/jpeg"), "PNG": (".png", "image/png")}
 DESCRIPTION_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote"}
+LOCK_KEY = "podcast/.lock"
+LOSSY_EXTENSIONS = {"mp3": (".mp3",), "m4a": (".m4a", ".mp4", ".aac")}
+
+# Encodes (and loudness measurements) at once in this process: one per core, since each
+# ffmpeg job keeps to about one core. Episodes are prepared concurrently by the flow.
+_ENCODE_SLOTS = threading.BoundedSemaphore(max_parallel_encodes())
 
 
 # --- the records the steps pass on ------------------------------------------------------------
@@ -85,6 +121,8 @@ class Upload:
     content_type: str
     path: Path | None = None
     data: bytes | None = None
+    public: bool = True  # audio, art, transcripts; a kept master is private
+    cache_control: str = CACHE_LONG
 
     @property
     def size(self) -> int:
@@ -113,6 +151,7 @@ class Prepared:
     record: Episode  # guid "" for an episode not yet in the catalog
     uploads: tuple[Upload, ...]
     warnings: tuple[str, ...] = ()
+    audio_note: str = ""  # how the published audio was made, for the report
 
 
 @dataclass(frozen=True)
@@ -142,13 +181,26 @@ class EpisodeOutcome:
 
     name: str
     slug: str
-    status: str  # published | replaced | updated | unchanged | failed | retry
+    status: str  # published | replaced | updated | unchanged | removed | failed | retry
     title: str = ""
     guid: str = ""
     url: str = ""
     reason: str = ""
     moved_to: str = ""
     warnings: tuple[str, ...] = ()
+    loudness: dict[str, float] | None = None  # the published audio's figures
+    audio_note: str = ""  # e.g. "WAV master -> MP3 128 kbps (linear, 1 encode)"
+
+    @property
+    def loudness_text(self) -> str:
+        """`-16.2 LUFS, -1.6 dBTP, LRA 3.1 LU`, or "" when not measured."""
+        if not self.loudness:
+            return ""
+        figures = self.loudness
+        return (
+            f"{figures['integrated_lufs']:.1f} LUFS, {figures['true_peak_dbtp']:.1f} dBTP, "
+            f"LRA {figures.get('lra_lu', 0.0):.1f} LU"
+        )
 
 
 @dataclass
@@ -161,6 +213,8 @@ class PublishReport:
     uploads: int = 0  # objects actually written to storage
     feed: str = ""
     feed_error: str = ""
+    locked_by: str = ""  # another run held the lock: this run did nothing
+    notes: tuple[str, ...] = ()  # run-level remarks (e.g. a stale lock taken over)
 
     @property
     def failed(self) -> list[EpisodeOutcome]:
@@ -171,25 +225,36 @@ class PublishReport:
 
     def summary(self) -> str:
         """One line per episode, then totals."""
+        if self.locked_by:
+            return (
+                f"Another run is publishing to {self.storage} since {self.locked_by}; "
+                "this run did nothing. Run again when it has finished."
+            )
         lines = []
         for o in self.outcomes:
             if o.status in ("failed", "retry"):
                 where = f" -> {o.moved_to}" if o.moved_to else " (left in the inbox)"
                 lines.append(f"  {o.status:<9} {o.name}{where}: {o.reason}")
-            else:
-                lines.append(f"  {o.status:<9} {o.name}: {o.title!r} {o.url}")
-                lines.extend(f"            warning: {w}" for w in o.warnings)
+                continue
+            lines.append(f"  {o.status:<9} {o.name}: {o.title!r} {o.url}")
+            if o.status == "removed":
+                lines.append(f"            {o.reason}")
+            if o.loudness:
+                how = f" ({o.audio_note})" if o.audio_note else ""
+                lines.append(f"            loudness: {o.loudness_text}{how}")
+            lines.extend(f"            warning: {w}" for w in o.warnings)
         for name in self.waiting:
             lines.append(f"  waiting   {name}: still being copied, left for the next run")
         totals = (
             f"Episodes to {self.storage}: {self.count('published')} published, "
             f"{self.count('replaced', 'updated')} updated, {self.count('unchanged')} unchanged, "
-            f"{len(self.failed)} failed, {len(self.waiting)} waiting; "
+            + (f"{self.count('removed')} removed from the feed, " if self.count("removed") else "")
+            + f"{len(self.failed)} failed, {len(self.waiting)} waiting; "
             f"{self.uploads} object(s) uploaded."
         )
         if not lines:
             totals = f"Nothing new in the inbox. {totals}"
-        tail = []
+        tail = list(self.notes)
         if self.feed:
             tail.append(self.feed)
         if self.feed_error:
@@ -261,17 +326,6 @@ def description_to_html(markdown: str) -> str:
     return cleaned.strip().replace("\n", "")
 
 
-def resolve_base_url(show: Show, settings: Settings) -> str:
-    """Public base URL: an explicitly set `public_url` wins, then show.yaml, then the default.
-
-    The same rule as the feed's, so links in the report are the feed's links.
-    """
-    if "public_url" in settings.model_fields_set or not show.public_base_url:
-        return settings.public_url
-    base = show.public_base_url
-    return base if base.endswith("/") else base + "/"
-
-
 # --- 1. the plan ------------------------------------------------------------------------------
 
 
@@ -304,7 +358,7 @@ def plan_run(
         show=show,
         cover=cover,
         cover_mime=cover_mime,
-        base_url=resolve_base_url(show, settings),
+        base_url=resolve_public_url(show, settings),
         workdir=workdir,
         now=now,
         published={ep.slug: ep for ep in catalog.episodes},
@@ -354,15 +408,101 @@ def _check_image(path: Path) -> tuple[str, str, list[str]]:
     return extension, mime, warnings
 
 
+def _content_format(path: Path) -> str | None:
+    """`master_format`, with an unreadable file left for the audio checks to explain."""
+    try:
+        return master_format(path)
+    except OSError:
+        return None
+
+
+def audio_note(prepared: PreparedAudio, source_format: str) -> str:
+    """How the published audio was made, for the report and the artifact.
+
+    >>> audio_note(PreparedAudio(Path("a.mp3"), "lossy", {}, ()), "mp3")
+    'MP3 as dropped'
+    """
+    if prepared.encode is None:
+        return f"{source_format.upper()} as dropped"
+    enc = prepared.encode
+    what = f"{source_format.upper()} master" if prepared.kind == "master" else source_format.upper()
+    attempts = f"{enc.attempts} encode" + ("s" if enc.attempts != 1 else "")
+    return (
+        f"{what} -> MP3 {enc.bitrate_kbps} kbps {'mono' if enc.channels == 1 else 'stereo'} "
+        f"({enc.mode}, {attempts}, target {enc.target_lufs:g} LUFS)"
+    )
+
+
+def make_audio(candidate: Candidate, context: RunContext) -> tuple[PreparedAudio, Any, str]:
+    """The audio to publish: (prepared audio, its AudioInfo, the source's format).
+
+    A lossless master (by content) is encoded to a loudness-normalised MP3; an MP3/M4A is
+    inspected, measured and published as it is (or re-encoded, see `prepare_audio`).
+    Raises AudioError (bad audio, silence, ffmpeg failing: never retried).
+    """
+    from flows.audio import inspect_audio
+
+    source = candidate.audio
+    lossless = _content_format(source)
+    if lossless is not None and candidate.meta.title is None:
+        # The scan refuses a .wav without a title; this is a master under another name.
+        raise InputError(master_title_reason(source, candidate.sidecar, lossless))
+    # Each slug gets its own folder: the encode is named after the source's stem, the tagged
+    # copy after the slug, and neither may overwrite the other.
+    encode_dir = context.workdir / "encode" / candidate.slug
+    encode_dir.mkdir(parents=True, exist_ok=True)
+    source_info = None
+    if lossless is None:
+        try:
+            source_info = inspect_audio(source)
+        except AudioError:
+            if candidate.is_master:  # named .wav/.flac/.aiff: say what a master must be
+                probe_master(source)
+            raise
+    with _ENCODE_SLOTS:
+        prepared = prepare_audio(source, encode_dir, context.settings, info=source_info)
+    if source_info is None:  # a master: its encode is what gets tagged and published
+        return prepared, inspect_audio(prepared.publish_path), str(lossless)
+    if prepared.publish_path == source:
+        return prepared, source_info, source_info.format
+    return prepared, inspect_audio(prepared.publish_path), source_info.format
+
+
+def _name_warning(candidate: Candidate, source_format: str) -> list[str]:
+    """A warning when the file name's extension does not say what the content is."""
+    suffix = candidate.audio.suffix.lower()
+    fits = {
+        "wav": (".wav",),
+        "flac": (".flac",),
+        "aiff": (".aiff", ".aif"),
+        **LOSSY_EXTENSIONS,
+    }.get(source_format, ())
+    if suffix in fits or not fits:
+        return []
+    return [
+        f"{candidate.audio.name} holds {source_format.upper()} audio, whatever its name says, "
+        f"and was treated as {source_format.upper()}. Name it {candidate.audio.stem}{fits[0]} "
+        "next time."
+    ]
+
+
 def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
-    """Inspect, check and tag one episode into the work folder; raises InputError/AudioError."""
-    from flows.audio import EpisodeTags, inspect_audio, tag_audio
+    """Make, inspect, check and tag one episode into the work folder.
+
+    Raises InputError/AudioError (the episode goes to failed/).
+    """
+    from flows.audio import EpisodeTags, tag_audio
 
     meta = candidate.meta
     show = context.show
     existing = context.published.get(candidate.slug)
-    info = inspect_audio(candidate.audio)
-    warnings = [*meta.warnings, *info.warnings]
+    prepared_audio, info, source_format = make_audio(candidate, context)
+    warnings = [
+        *meta.warnings,
+        *_name_warning(candidate, source_format),
+        *prepared_audio.warnings,
+        *info.warnings,
+    ]
 
     title = meta.title
     if title is None and info.title:
@@ -408,10 +548,24 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     )
     extension = info.extension.lstrip(".")
     work = context.workdir / f"{candidate.slug}.{extension}"
-    tag_audio(candidate.audio, work, tags, info)
+    tag_audio(prepared_audio.publish_path, work, tags, info)
     digest = sha256_file(work)
     key = audio_key(candidate.slug, digest, extension)
     uploads = [Upload(key, info.mime_type, path=work)]
+    source_sha256 = sha256_file(candidate.audio)
+    kept_master = None
+    if prepared_audio.master is not None:
+        # The dropped master itself, privately, so the episode can be encoded again later.
+        kept_master = master_key(candidate.slug, source_sha256, prepared_audio.master.format)
+        uploads.append(
+            Upload(
+                kept_master,
+                prepared_audio.master.mime_type,
+                path=candidate.audio,
+                public=False,
+                cache_control=CACHE_PRIVATE,
+            )
+        )
 
     transcript_key = transcript_type = None
     if candidate.transcript is not None:
@@ -461,10 +615,18 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
         chapters=list(meta.chapters),
         first_published=existing.first_published if existing else context.now,
         last_updated=existing.last_updated if existing else context.now,
-        source_sha256=sha256_file(candidate.audio),
+        source_sha256=source_sha256,
+        master_key=kept_master,
+        loudness=dict(prepared_audio.loudness),
         warnings=list(dict.fromkeys(warnings)),
     )
-    return Prepared(candidate, record, tuple(uploads), tuple(dict.fromkeys(warnings)))
+    return Prepared(
+        candidate,
+        record,
+        tuple(uploads),
+        tuple(dict.fromkeys(warnings)),
+        audio_note=audio_note(prepared_audio, source_format),
+    )
 
 
 def try_prepare(candidate: Candidate, context: RunContext) -> Prepared | Failed:
@@ -479,7 +641,8 @@ def try_prepare(candidate: Candidate, context: RunContext) -> Prepared | Failed:
 
 
 def upload_episode(storage: Storage, prepared: Prepared) -> int:
-    """Upload what storage does not have yet (same key and size = already there).
+    """Upload what storage does not have yet (same key and size = already there; keys are
+    content-addressed, so that is the same object). A kept master is uploaded privately.
 
     Returns the number of objects written. Raises StorageError.
     """
@@ -493,16 +656,16 @@ def upload_episode(storage: Storage, prepared: Prepared) -> int:
                 item.key,
                 item.path,
                 content_type=item.content_type,
-                cache_control=CACHE_LONG,
-                public=True,
+                cache_control=item.cache_control,
+                public=item.public,
             )
         else:
             storage.put_bytes(
                 item.key,
                 item.data or b"",
                 content_type=item.content_type,
-                cache_control=CACHE_LONG,
-                public=True,
+                cache_control=item.cache_control,
+                public=item.public,
             )
         written += 1
     return written
@@ -634,7 +797,188 @@ def settle_files(
     return moved
 
 
+# --- 0. one run at a time ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunLock:
+    """The content of `podcast/.lock`: which run holds it, since when, from where."""
+
+    run_id: str
+    started_at: datetime
+    host: str
+    etag: str = ""  # of the lock object as written or read
+
+    def describe(self) -> str:
+        """`2026-03-01 09:00 (run 1a2b…, host web-1)`, for messages."""
+        return (
+            f"{self.started_at.astimezone(STOCKHOLM):%Y-%m-%d %H:%M:%S} Stockholm time "
+            f"(run id {self.run_id}, host {self.host})"
+        )
+
+    def to_bytes(self) -> bytes:
+        body = {"run_id": self.run_id, "started_at": self.started_at.isoformat(), "host": self.host}
+        return (json.dumps(body, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, etag: str) -> RunLock | None:
+        """The lock as read back; None when it is not one of ours (unreadable)."""
+        try:
+            body = json.loads(data.decode("utf-8"))
+            started = datetime.fromisoformat(body["started_at"])
+            if started.tzinfo is None:
+                return None
+            return cls(str(body["run_id"]), started, str(body.get("host", "?")), etag)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
+class LockAttempt:
+    """The outcome of `acquire_run_lock`: ours, or held by another run."""
+
+    acquired: bool
+    lock: RunLock  # ours when acquired, else the holder's
+    took_over: RunLock | None = None  # a stale lock we replaced
+
+
+def _write_lock(storage: Storage, lock: RunLock, *, if_match: str | None) -> RunLock:
+    info = storage.put_bytes(
+        LOCK_KEY,
+        lock.to_bytes(),
+        content_type="application/json",
+        cache_control=CACHE_PRIVATE,
+        public=False,
+        if_match=if_match,
+        if_none_match=if_match is None,
+    )
+    return RunLock(lock.run_id, lock.started_at, lock.host, info.etag)
+
+
+def acquire_run_lock(
+    storage: Storage,
+    now: datetime,
+    stale_seconds: float,
+    *,
+    run_id: str | None = None,
+    host: str | None = None,
+) -> LockAttempt:
+    """Take the publish lock `podcast/.lock`, or find who holds it.
+
+    Created with If-None-Match, so of two runs starting together exactly one wins. A lock
+    older than `stale_seconds` (by its `started_at`, against `now`), or one that is not
+    readable, is left by a crashed run and is taken over with If-Match on its ETag, so two
+    runs cannot both take over. Raises StorageError when storage cannot be reached.
+    """
+    ours = RunLock(
+        run_id or uuid.uuid4().hex,
+        now,
+        host or f"{socket.gethostname()} pid {os.getpid()}",
+    )
+    for _ in range(3):  # the holder may release between our write and our read
+        try:
+            return LockAttempt(True, _write_lock(storage, ours, if_match=None))
+        except ConcurrentWriteError:
+            pass
+        found = storage.get_bytes(LOCK_KEY)
+        if found is None:
+            continue
+        data, etag = found
+        holder = RunLock.from_bytes(data, etag)
+        age = (now - holder.started_at).total_seconds() if holder else None
+        if holder is not None and age is not None and age <= stale_seconds:
+            return LockAttempt(False, holder)
+        try:
+            taken = _write_lock(storage, ours, if_match=etag)
+        except ConcurrentWriteError:
+            continue  # another run took it over (or released it) first: look again
+        stale = holder or RunLock("unreadable", now, "?", etag)
+        log.warning("Took over the stale publish lock of %s", stale.describe())
+        return LockAttempt(True, taken, took_over=stale)
+    found = storage.get_bytes(LOCK_KEY)
+    holder = RunLock.from_bytes(*found) if found else None
+    return LockAttempt(False, holder or RunLock("unknown", now, "?"))
+
+
+def release_run_lock(storage: Storage, lock: RunLock) -> None:
+    """Remove our lock; leave it if another run has taken it over meanwhile.
+
+    Never raises: a lock that cannot be removed is logged, and the next run takes it over
+    once it is stale.
+    """
+    try:
+        found = storage.get_bytes(LOCK_KEY)
+        if found is None:
+            return
+        current = RunLock.from_bytes(*found)
+        if current is None or current.run_id != lock.run_id:
+            log.warning("The publish lock was taken over by another run; left in place.")
+            return
+        storage.delete(LOCK_KEY)
+    except StorageError as exc:
+        log.warning(
+            "Could not remove the publish lock %s (%s); the next run takes it over once it is "
+            "stale, or delete it by hand when no run is active.",
+            LOCK_KEY,
+            exc,
+        )
+
+
+def inbox_has_work(settings: Settings, scan_time: float) -> bool:
+    """Whether the inbox holds anything to publish or to refuse (read-only).
+
+    A run with nothing to do takes no lock, so a no-op run writes nothing at all. Its own
+    scan uses the same `scan_time`, so it cannot find a file this scan did not (a newer file
+    counts as still being copied).
+    """
+    scan = scan_inbox(Path(settings.episodes_dir) / "inbox", scan_time, settings.settle_seconds)
+    return bool(scan.candidates or scan.refused)
+
+
+def locked_run(
+    storage: Storage,
+    settings: Settings,
+    now: datetime,
+    scan_time: float,
+    work: Callable[[], PublishReport],
+    *,
+    run_id: str | None = None,
+) -> PublishReport:
+    """Run `work` holding the publish lock; if another run holds it, do nothing and say so.
+
+    With nothing in the inbox to work on, `work` runs without the lock (it only reads).
+    """
+    if not inbox_has_work(settings, scan_time):
+        return work()
+    attempt = acquire_run_lock(storage, now, settings.lock_stale_seconds, run_id=run_id)
+    if not attempt.acquired:
+        return PublishReport(storage.describe(), locked_by=attempt.lock.describe())
+    try:
+        report = work()
+    finally:
+        release_run_lock(storage, attempt.lock)
+    if attempt.took_over is not None:
+        report.notes = (
+            *report.notes,
+            f"Took over a stale publish lock from {attempt.took_over.describe()}; that run "
+            "seems to have stopped without finishing. Check the inbox for its files.",
+        )
+    return report
+
+
 # --- the whole run, as plain functions ----------------------------------------------------------
+
+
+def removed_reason(candidate: Candidate, record: Episode) -> str:
+    """What a re-drop of an episode that an operator removed from the feed tells the producer."""
+    when = record.removed_at.astimezone(STOCKHOLM) if record.removed_at else None
+    since = f" on {when:%Y-%m-%d %H:%M}" if when else ""
+    return (
+        f"{candidate.audio.name}: the episode {record.slug!r} was removed from the feed by an "
+        f"operator{since}. This drop was recorded, but the episode stays out of the feed: ask "
+        'an operator to restore it (see README): they set its "removed_at" back to null in '
+        "podcast/catalog.json."
+    )
 
 
 def refused_as_failed(plan: Plan) -> list[Failed]:
@@ -645,11 +989,7 @@ def refused_as_failed(plan: Plan) -> list[Failed]:
 def publish_feed_step(
     plan: Plan, storage: Storage, catalog: Catalog, now: datetime
 ) -> tuple[str, str]:
-    """Regenerate the feed from the new catalog: (summary, error). Skipped if unavailable."""
-    try:
-        from flows.feed import publish_feed
-    except ImportError as exc:  # the feed module is built separately; publishing goes on
-        return f"Feed step skipped: flows.feed is not available ({exc}).", ""
+    """Regenerate the feed from the new catalog: (summary, error)."""
     try:
         result = publish_feed(
             storage, plan.context.show, plan.show_dir, catalog, plan.context.settings, now
@@ -700,19 +1040,25 @@ def finish(
     for prep in good:
         slug = prep.candidate.slug
         change = update.changes[slug] if update else "unchanged"
-        record = update.catalog.by_slug(slug) if update else prep.record
+        record = (update.catalog.by_slug(slug) if update else None) or prep.record
+        status, reason = ("published" if change == "new" else change), ""
+        if record.removed_at is not None:
+            # Recorded, but an operator took it out of the feed and it stays out.
+            status, reason = "removed", removed_reason(prep.candidate, record)
+            log.warning(reason)
         report.outcomes.append(
             EpisodeOutcome(
                 name=prep.candidate.audio.name,
                 slug=slug,
-                status="published" if change == "new" else change,
+                status=status,
                 title=prep.record.title,
                 guid=update.guids[slug] if update else "",
-                url=object_url(
-                    context.base_url, record.audio_key if record else prep.record.audio_key
-                ),
+                url=object_url(context.base_url, record.audio_key),
+                reason=reason,
                 moved_to=moved.get(prep.candidate.audio.name, ""),
                 warnings=prep.warnings,
+                loudness=prep.record.loudness,
+                audio_note=prep.audio_note,
             )
         )
     for fail in failures:
@@ -732,15 +1078,35 @@ def finish(
 
 
 def publish(
-    settings: Settings, storage: Storage, now: datetime, scan_time: float | None = None
+    settings: Settings,
+    storage: Storage,
+    now: datetime,
+    scan_time: float | None = None,
+    *,
+    run_id: str | None = None,
 ) -> PublishReport:
-    """The whole run without Prefect, one episode after the other. Does not raise for
-    failed episodes: check `report.failed` (the flow turns them into PublishIncompleteError).
+    """The whole run without Prefect, one episode after the other, holding the publish lock.
+
+    Does not raise for failed episodes: check `report.failed` (the flow turns them into
+    PublishIncompleteError). When another run holds the lock, nothing is done and
+    `report.locked_by` says who.
     """
+    scanned = time.time() if scan_time is None else scan_time
+    return locked_run(
+        storage,
+        settings,
+        now,
+        scanned,
+        lambda: _publish_unlocked(settings, storage, now, scanned),
+        run_id=run_id,
+    )
+
+
+def _publish_unlocked(
+    settings: Settings, storage: Storage, now: datetime, scan_time: float
+) -> PublishReport:
     with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as work:
-        plan = plan_run(
-            settings, storage, now, time.time() if scan_time is None else scan_time, Path(work)
-        )
+        plan = plan_run(settings, storage, now, scan_time, Path(work))
         failures = refused_as_failed(plan)
         prepared: list[Prepared] = []
         uploads = 0
@@ -813,6 +1179,8 @@ def _artifact_rows(report: PublishReport) -> list[dict[str, str]]:
             "title": o.title,
             "link": o.url,
             "guid": o.guid,
+            "loudness": o.loudness_text,
+            "audio": o.audio_note,
             "reason": o.reason or "; ".join(o.warnings),
             "moved to": o.moved_to or ("inbox" if o.status == "retry" else ""),
         }
@@ -820,24 +1188,11 @@ def _artifact_rows(report: PublishReport) -> list[dict[str, str]]:
     ]
 
 
-@flow(name="publish-episodes")
-def publish_episodes(
-    episodes: str | None = None,
-    storage: str | None = None,
-    public_url: str | None = None,
-    now: datetime | None = None,
-    settle_seconds: float | None = None,
+def _run_as_tasks(
+    settings: Settings, store: Storage, now: datetime, scan_time: float
 ) -> PublishReport:
-    """Publish what producers dropped in the inbox: tag, upload, catalog, feed."""
-    settings = Settings.load(
-        episodes_dir=episodes,
-        storage=storage,
-        public_url=public_url,
-        settle_seconds=settle_seconds,
-    )
-    scan_time = time.time()  # the only places the clock is read
-    now = now or datetime.now(UTC)
-    store = open_storage(settings)
+    """The flow's steps as tasks: several episodes prepared and uploaded at a time (encodes
+    are bounded separately by `_ENCODE_SLOTS`), then one catalog update."""
     with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as work:
         plan = plan_run(settings, store, now, scan_time, Path(work))
         failures = refused_as_failed(plan)
@@ -864,7 +1219,7 @@ def publish_episodes(
                     failures.append(storage_failure(result, exc))
                 else:
                     prepared.append(result)
-        report = finish(
+        return finish(
             plan,
             store,
             prepared,
@@ -872,6 +1227,33 @@ def publish_episodes(
             uploads,
             lambda base, records: catalog_task(store, quote(base), records, now),
         )
+
+
+@flow(name="publish-episodes")
+def publish_episodes(
+    episodes: str | None = None,
+    storage: str | None = None,
+    public_url: str | None = None,
+    now: datetime | None = None,
+    settle_seconds: float | None = None,
+) -> PublishReport:
+    """Publish what producers dropped in the inbox: encode, tag, upload, catalog, feed.
+
+    If another run is publishing to the same storage, this run does nothing and ends
+    successfully, saying so.
+    """
+    settings = Settings.load(
+        episodes_dir=episodes,
+        storage=storage,
+        public_url=public_url,
+        settle_seconds=settle_seconds,
+    )
+    scan_time = time.time()  # the only places the clock is read
+    now = now or datetime.now(UTC)
+    store = open_storage(settings)
+    report = locked_run(
+        store, settings, now, scan_time, lambda: _run_as_tasks(settings, store, now, scan_time)
+    )
     create_table_artifact(
         table=_artifact_rows(report),
         key="publish-episodes",

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     normalise_lossy: bool = Field(
         default=False, description="Re-encode MP3/M4A that are off target instead of warning."
     )
+    lock_stale_seconds: float = Field(
+        default=7200,
+        ge=60,
+        description="A publish run's lock (podcast/.lock) older than this is taken over.",
+    )
 
     # --- sending ------------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"

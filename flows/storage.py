@@ -466,6 +466,7 @@ class S3Storage:
             PartialCredentialsError,
             ReadTimeoutError,
         )
+        from urllib3.exceptions import HTTPError
 
         where = f"{self.describe()}/{key}"
         endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None) or "AWS"
@@ -488,7 +489,9 @@ class S3Storage:
         elif isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             reason = "no usable AWS credentials were found"
             fix = "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE."
-        elif isinstance(exc, (ConnectionError, ReadTimeoutError)):
+        # botocore does not wrap (or retry) a connection lost while it reads a response's
+        # body outside its streaming reader (error responses): a bare urllib3 error.
+        elif isinstance(exc, (ConnectionError, ReadTimeoutError, HTTPError)):
             reason = f"the endpoint {endpoint} did not answer ({exc})"
             fix = (
                 "Check the network and the endpoint (KRAFTSAMLING_S3_ENDPOINT_URL or "
@@ -504,6 +507,7 @@ class S3Storage:
     ) -> ObjectInfo:
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
 
         full = self._full(key)
         try:
@@ -521,7 +525,7 @@ class S3Storage:
                 ExtraArgs=self._extra(content_type, cache_control, public),
                 Config=self.transfer_config,
             )
-        except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error, HTTPError, OSError) as exc:
             raise self._error("upload to", key, exc) from exc
         info = self.head(key)
         if info is None or info.size != size:
@@ -543,6 +547,7 @@ class S3Storage:
         if_none_match: bool = False,
     ) -> ObjectInfo:
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
 
         args: dict[str, Any] = self._extra(content_type, cache_control, public)
         if if_match is not None:
@@ -563,7 +568,7 @@ class S3Storage:
             if code == "NoSuchKey" and if_match is not None:  # S3: If-Match on a missing key
                 raise _conflict(f"{self.describe()}/{key}", existed=False) from exc
             raise self._error("write", key, exc) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, HTTPError) as exc:
             raise self._error("write", key, exc) from exc
         return ObjectInfo(
             key, len(data), plain_etag(response.get("ETag")), content_type, cache_control
@@ -571,6 +576,7 @@ class S3Storage:
 
     def get_bytes(self, key: str) -> tuple[bytes, str] | None:
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
 
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
@@ -579,11 +585,12 @@ class S3Storage:
             if _error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._error("read", key, exc) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, HTTPError) as exc:
             raise self._error("read", key, exc) from exc
 
     def head(self, key: str) -> ObjectInfo | None:
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
 
         try:
             response = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
@@ -592,7 +599,7 @@ class S3Storage:
             if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise self._error("check", key, exc) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, HTTPError) as exc:
             raise self._error("check", key, exc) from exc
         return ObjectInfo(
             key,
@@ -604,6 +611,7 @@ class S3Storage:
 
     def list_keys(self, prefix: str = "") -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
 
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
@@ -612,16 +620,17 @@ class S3Storage:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
                 keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, HTTPError) as exc:
             raise self._error("list", prefix + "*", exc) from exc
         return sorted(keys)
 
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
+        from urllib3.exceptions import HTTPError
 
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, HTTPError) as exc:
             raise self._error("delete", key, exc) from exc
 
 

@@ -265,14 +265,40 @@ def test_sidecar_still_being_written_holds_the_episode(inbox):
     assert result.candidates == () and len(result.waiting) == 2
 
 
-@pytest.mark.parametrize("suffix", [".wav", ".flac", ".aiff"])
-def test_uncompressed_audio_is_refused_with_the_fix(inbox, suffix):
-    drop(inbox, "ep" + suffix)
-    drop(inbox, "ep.md", "---\ntitle: x\n---\n")
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".aiff", ".aif", ".WAV"])
+def test_lossless_master_with_a_sidecar_title_is_a_candidate(inbox, suffix):
+    drop(inbox, "Avsnitt 9" + suffix, b"RIFF not inspected here")
+    drop(inbox, "Avsnitt 9.md", "---\ntitle: Nio\n---\nOm nio.\n")
+    result = scan(inbox)
+    [cand] = result.candidates
+    assert result.refused == ()
+    assert cand.is_master and cand.slug == "avsnitt-9" and cand.meta.title == "Nio"
+    assert {p.name for p in cand.files} == {"Avsnitt 9" + suffix, "Avsnitt 9.md"}
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("ep.wav", "WAV"), ("ep.flac", "FLAC"), ("ep.aif", "AIFF")]
+)
+def test_master_without_sidecar_is_refused_with_the_fix(inbox, name, kind):
+    drop(inbox, name)
     [refused] = scan(inbox).refused
-    assert "Export the episode as MP3 or M4A" in refused.reason
-    assert refused.reason.startswith("ep" + suffix)
-    assert {p.name for p in refused.files} == {"ep" + suffix, "ep.md"}
+    assert refused.reason.startswith(f"{name}: the {kind} master has no episode title.")
+    assert "Add ep.md next to it" in refused.reason and "title:" in refused.reason
+    assert [p.name for p in refused.files] == [name]
+
+
+def test_master_whose_sidecar_has_no_title_is_refused(inbox):
+    drop(inbox, "ep.flac")
+    drop(inbox, "ep.md", "---\nepisode: 4\n---\nBeskrivning.\n")
+    [refused] = scan(inbox).refused
+    assert "Add a 'title:' line to the front matter of ep.md" in refused.reason
+    assert {p.name for p in refused.files} == {"ep.flac", "ep.md"}
+
+
+def test_mp3_without_sidecar_is_still_a_candidate(inbox):
+    drop(inbox, "ep.mp3")  # its own tags may carry the title (checked when it is inspected)
+    [cand] = scan(inbox).candidates
+    assert not cand.is_master and cand.sidecar is None
 
 
 def test_zero_length_file_is_refused_once_settled(inbox):

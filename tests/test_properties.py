@@ -20,6 +20,7 @@ Guests and hosts are read back with lxml: neither client parser exposes podcast:
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import io
@@ -32,7 +33,7 @@ import lxml.etree
 import lxml.html
 import podcastparser
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flows.catalog import dump_catalog, parse_catalog
@@ -55,7 +56,7 @@ NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 FEED_NOW = datetime(2027, 1, 1, tzinfo=STOCKHOLM)
 SHOW = load_show(REPO_ROOT / "episodes" / "show.yaml")
 SETTINGS = Settings.load()
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- the documented normalisations, as pure functions ------------------------------------
 
@@ -104,6 +105,17 @@ def read_lines(html: str) -> list[list[str]]:
     return out
 
 
+def feedparser_reads(expected: str) -> set[str]:
+    """What feedparser shows for a text: the text, or, when the whole text looks like UTF-8
+    misread as Latin-1 ("Â¡"), its repaired form ("¡"). That repair is feedparser's own
+    heuristic (podcastparser and lxml read the text exactly), so both are accepted."""
+    shown = {expected}
+    for codec in ("latin-1", "cp1252"):
+        with contextlib.suppress(UnicodeError):
+            shown.add(expected.encode(codec).decode("utf-8"))
+    return shown
+
+
 def expected_email_text(text: str) -> str:
     return _EMAIL_FORBIDDEN.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
 
@@ -130,6 +142,9 @@ EMAIL_TEXT = st.one_of(
 # test_c1_controls_are_removed_from_the_feed, which covers them on its own.
 _C1 = re.compile("[\x80-\x9f]")
 FEED_TEXT = st.one_of(ANY_TEXT, WITH_SURROGATES).map(lambda s: _C1.sub("", s))
+# A lone CR is not a line break in the feed's description yet (test_a_lone_cr_in_a_...):
+# descriptions in the property carry CR only as part of CRLF.
+DESCRIPTION_TEXT = FEED_TEXT.map(lambda s: re.sub("\r(?!\n)", "\r\n", s))
 TITLE_TEXT = FEED_TEXT.filter(lambda s: expected_title(s) != "")
 
 
@@ -147,19 +162,25 @@ def _parse_all(xml: bytes) -> tuple[lxml.etree._Element, dict, dict]:
 @FAST
 @given(
     title=TITLE_TEXT,
-    description=FEED_TEXT,
+    description=DESCRIPTION_TEXT,
     guests=st.lists(FEED_TEXT.filter(lambda s: expected_title(s) != ""), max_size=3),
 )
+@example(title="Å🎙\u202e" * 3_334, description="rad\r\n" * 2_500, guests=["x" * 10_000])
 def test_episode_text_round_trips_through_the_feed(title, description, guests):
     episode = _example_episode(title=title, description=description, guests=guests)
     xml = build_feed(SHOW, [episode], public_url="https://cdn.example/", now=FEED_NOW)
     root, parsed, gpodder = _parse_all(xml)
 
     want = expected_title(title)
-    assert parsed.entries[0].title == want
+    assert parsed.entries[0].title in feedparser_reads(want)
     assert gpodder["episodes"][0]["title"] == want
     lines = expected_lines(description, title)
-    assert read_lines(parsed.entries[0].content[0].value) == lines, "content:encoded (feedparser)"
+    shown = parsed.entries[0].content[0].value
+    assert read_lines(shown) == lines or any(
+        read_lines(shown) == expected_lines(d, t)
+        for d in feedparser_reads(description)
+        for t in feedparser_reads(title)
+    ), "content:encoded (feedparser)"
     assert read_lines(gpodder["episodes"][0]["description_html"]) == lines, "podcastparser"
     persons = root.findall(f"channel/item/{{{PODCAST}}}person[@role='guest']")
     assert [p.text or "" for p in persons] == [expected_title(g) for g in guests]
@@ -187,7 +208,8 @@ def test_show_text_round_trips_through_the_feed(title, author, description, copy
     root, parsed, gpodder = _parse_all(xml)
     channel = root.find("channel")
 
-    assert parsed.feed.title == gpodder["title"] == expected_title(title)
+    assert gpodder["title"] == expected_title(title)
+    assert parsed.feed.title in feedparser_reads(expected_title(title))
     # Free text fields keep their line breaks and spaces; only forbidden characters go.
     assert channel.findtext("description") == xml_chars(description)
     assert channel.findtext("{http://www.itunes.com/dtds/podcast-1.0.dtd}author") == xml_chars(
@@ -206,6 +228,18 @@ def test_forbidden_characters_never_make_the_feed_invalid():
     root, parsed, _ = _parse_all(xml)
     assert parsed.entries[0].title == expected_title(nasty) == "\x7f]]>\U0010ffff"
     assert root.find("channel/description").text == xml_chars(nasty + "x")
+
+
+def test_a_lone_cr_in_a_description_is_a_line_break():
+    episode = _example_episode(description="Rad ett\rRad två")
+    xml = build_feed(SHOW, [episode], public_url="https://cdn.example/", now=FEED_NOW)
+    _, parsed, _ = _parse_all(xml)
+    assert read_lines(parsed.entries[0].content[0].value) == [["Rad ett", "Rad två"]], (
+        "flows/feed.py turns CRLF into a <br> but a lone CR into a plain LF (shown as a "
+        "space), so 'Rad ett\\rRad två' shows as one line. Fix: in _description_body, "
+        "normalise line ends before splitting paragraphs: text = text.replace('\\r\\n', "
+        "'\\n').replace('\\r', '\\n') right after `text = ... or episode.title`."
+    )
 
 
 def test_c1_controls_are_removed_from_the_feed():
@@ -281,16 +315,17 @@ def _email_text_part(html: str, text: str) -> str:
     back = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     plain = back.get_body(("plain",)).get_content()
     html_back = back.get_body(("html",)).get_content()
-    # The email package ends each part with a line end.
-    assert html_back.replace("\r\n", "\n").rstrip("\n") == html.replace("\r\n", "\n").rstrip("\n")
+    # The email package ends each part with a line end; line ends travel as CRLF.
+    assert expected_email_text(html_back).rstrip("\n") == expected_email_text(html).rstrip("\n")
     return plain.replace("\r\n", "\n")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     post_texts=st.lists(st.tuples(EMAIL_TEXT, EMAIL_TEXT), min_size=1, max_size=3),
     event_text=st.tuples(EMAIL_TEXT, EMAIL_TEXT, EMAIL_TEXT),
 )
+@example(post_texts=[("Ö\x00" * 5_000, "ord " * 2_500)], event_text=("🎙" * 10_000, "", ""))
 def test_post_and_event_text_reaches_the_email_whole_or_cleaned(post_texts, event_text):
     posts = [
         Post(

@@ -1,0 +1,138 @@
+"""Publishing through a flaky S3: 30% of requests fail (500, 503 SlowDown, a connection
+reset mid-body, a stall past the read timeout), injected by `tests/faultproxy.py` between
+the storage client and moto's HTTP server.
+
+The publish runs every 15 minutes (as its schedule would) until the inbox is empty; then,
+checked directly against moto (not through the proxy): every episode is in the catalog
+exactly once with the guid it got when it was first published, every audio object exists
+with the catalog's size and no other audio was uploaded, the feed reads cleanly in
+feedparser and podcastparser and lists every episode, and no file left the drop folder
+except into published/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import podcastparser
+import pytest
+from crashpoints import drop, make_show, make_tone
+from faultproxy import FaultProxy, fault_proxy, quick_retries  # noqa: F401 - a fixture
+
+from flows.catalog import CATALOG_KEY
+from flows.errors import KraftsamlingError
+from flows.feed import FEED_KEY
+from flows.podcast import LOCK_KEY, publish
+from flows.storage import S3Storage
+
+EPISODES = 20
+FAIL_RATE = 0.3
+SEED = 20260301
+MAX_RUNS = 30  # 7.5 hours of the 15-minute schedule
+T0 = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)
+PUBLIC = "https://kraftsamling.example/"
+
+
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory) -> Path:
+    return make_tone(tmp_path_factory.mktemp("tone") / "tone.mp3")
+
+
+def test_publishing_through_thirty_percent_failures_converges(
+    tone, tmp_path, s3_http, fault_proxy: type[FaultProxy]
+):
+    show_dir = make_show(tmp_path / "episodes")
+    for n in range(1, EPISODES + 1):
+        drop(
+            show_dir,
+            f"avsnitt-{n:02d}",
+            tone,
+            title=f"Samtal nummer {n}",
+            number=n,
+            publish_at=(T0 - timedelta(days=EPISODES - n)).strftime("%Y-%m-%d"),
+            transcript=n % 5 == 0,
+        )
+    dropped = sorted(p.name for p in (show_dir / "inbox").iterdir())
+
+    proxy = fault_proxy(fail_rate=FAIL_RATE, seed=SEED, bucket=s3_http.bucket, stall_seconds=2)
+    settings = s3_http.settings(
+        "kraft", episodes_dir=str(show_dir), settle_seconds=0, s3_endpoint_url=proxy.url
+    )
+    attempts = 4
+    # Settings has no S3 timeouts, so the storage is built here: a stall of 2 s must outlast
+    # the read timeout, and botocore's standard retries keep their rules but sleep less.
+    flaky = S3Storage(
+        s3_http.bucket,
+        "kraft",
+        region="us-east-1",
+        endpoint_url=proxy.url,
+        max_attempts=attempts,
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    quick_retries(flaky.client, attempts, seed=SEED)
+    direct = s3_http.storage("kraft")  # moto itself, no faults
+
+    guids: dict[str, str] = {}
+    runs = errors = locked = 0
+    started = time.monotonic()
+    while runs < MAX_RUNS and any((show_dir / "inbox").iterdir()):
+        now = T0 + timedelta(minutes=15 * runs)
+        runs += 1
+        try:
+            report = publish(settings, flaky, now)
+        except KraftsamlingError:
+            errors += 1  # e.g. the catalog could not be read: the schedule runs again
+        else:
+            locked += bool(report.locked_by)
+        found = direct.get_bytes(CATALOG_KEY)
+        for episode in json.loads(found[0])["episodes"] if found else []:
+            first = guids.setdefault(episode["slug"], episode["guid"])
+            assert episode["guid"] == first, f"{episode['slug']}'s guid changed in run {runs}"
+    elapsed = time.monotonic() - started
+    summary = (
+        f"{runs} runs ({errors} ended in an error, {locked} found the lock held) in "
+        f"{elapsed:.1f} s; proxy: {dict(proxy.counts)}"
+    )
+    print(summary)  # shown with -s: the figures for the report
+
+    assert proxy.faults > 50, f"too few faults to mean anything: {summary}"
+    assert not any((show_dir / "inbox").iterdir()), f"inbox not empty after {summary}"
+    assert not (show_dir / "failed").exists(), f"an episode was refused: {summary}"
+    published = sorted(p.name for p in (show_dir / "published").iterdir())
+    assert published == dropped, f"drop folder lost or renamed files: {summary}"
+
+    proxy.enabled = False  # from here on only moto's own answers count
+    catalog = json.loads(direct.get_bytes(CATALOG_KEY)[0])["episodes"]
+    slugs = [ep["slug"] for ep in catalog]
+    assert sorted(slugs) == [f"avsnitt-{n:02d}" for n in range(1, EPISODES + 1)], summary
+    assert len({ep["guid"] for ep in catalog}) == EPISODES, "a guid is shared"
+    assert {ep["slug"]: ep["guid"] for ep in catalog} == guids
+    for episode in catalog:
+        info = direct.head(episode["audio_key"])
+        assert info is not None and info.size == episode["size"], episode["audio_key"]
+    audio_keys = direct.list_keys("podcast/audio/")
+    assert sorted(audio_keys) == sorted(ep["audio_key"] for ep in catalog), (
+        "audio objects that no catalog entry names were uploaded"
+    )
+    assert direct.head(LOCK_KEY) is None, "the publish lock was left behind"
+
+    feed = direct.get_bytes(FEED_KEY)
+    assert feed is not None, f"no feed was ever published: {summary}"
+    parsed = feedparser.parse(io.BytesIO(feed[0]))
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    items = podcastparser.parse(PUBLIC + FEED_KEY, io.BytesIO(feed[0]))["episodes"]
+    assert sorted(item["guid"] for item in items) == sorted(guids.values()), (
+        f"the feed lists {len(items)} of {EPISODES} episodes: the catalog got every episode "
+        "but the feed was not rebuilt after a lost catalog answer (flows/podcast.py `finish` "
+        f"rebuilds the feed only when the catalog changed); {summary}"
+    )
+    for item in items:
+        (enclosure,) = item["enclosures"]
+        info = direct.head(enclosure["url"].removeprefix(PUBLIC))
+        assert info is not None and info.size == enclosure["file_size"], enclosure["url"]
