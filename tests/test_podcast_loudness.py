@@ -292,6 +292,7 @@ def test_bad_masters_fail_clearly_and_the_good_one_is_published(show_dir, tones,
     assert "not a WAV, FLAC or AIFF file (by its content)" in errors["brus"]
     assert "holds no audio (0 seconds)" in errors["noll"]
     assert "silent (integrated loudness -inf" in errors["tystnad"]
+    print(errors)
     assert all("Export it again" in text or "export it again" in text for text in errors.values())
     assert storage.list_keys("podcast/masters/") == [load_catalog(storage).episodes[0].master_key]
 
