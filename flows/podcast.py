@@ -634,7 +634,9 @@ def try_prepare(candidate: Candidate, context: RunContext) -> Prepared | Failed:
     try:
         return prepare_episode(candidate, context)
     except InputError as exc:  # AudioError is an InputError
-        return Failed(candidate.audio.name, candidate.slug, candidate.files, str(exc))
+        # Producers know their inbox: "x.wav: …" reads better than the full path.
+        reason = str(exc).replace(f"{candidate.audio.parent}{os.sep}", "")
+        return Failed(candidate.audio.name, candidate.slug, candidate.files, reason)
 
 
 # --- 3. upload ----------------------------------------------------------------------------------

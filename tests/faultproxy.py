@@ -31,6 +31,7 @@ proxy in front of the session's moto server and stops it after the test.
 from __future__ import annotations
 
 import http.client
+import io
 import random
 import socket
 import struct
@@ -219,6 +220,8 @@ class FaultProxy:
                 self.rfile.close()
                 self.wfile.close()
                 sock.close()
+                # The server still flushes and closes these after us; give it harmless ones.
+                self.rfile, self.wfile = io.BytesIO(), io.BytesIO()
 
             def _error(self, status: int, code: str, message: str) -> None:
                 data = _ERROR_XML.format(code=code, message=message).encode()

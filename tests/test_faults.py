@@ -100,6 +100,9 @@ def test_publishing_through_thirty_percent_failures_converges(
         f"{elapsed:.1f} s; proxy: {dict(proxy.counts)}"
     )
     print(summary)  # shown with -s: the figures for the report
+    for entry in proxy.log:
+        if ".lock" in entry[1]:
+            print(entry)
 
     assert proxy.faults > 50, f"too few faults to mean anything: {summary}"
     assert not any((show_dir / "inbox").iterdir()), f"inbox not empty after {summary}"
