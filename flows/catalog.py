@@ -104,6 +104,13 @@ def parse_catalog(data: bytes, source: str = CATALOG_KEY) -> list[Episode]:
             f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). "
             f"{restore}"
         ) from None
+    try:  # a lone surrogate escape ("\\ud800") parses, but could never be written back
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CatalogError(
+            f"{source} contains a lone surrogate escape (\\ud800-\\udfff), which is not "
+            f"text. {restore}"
+        ) from None
     if not isinstance(document, dict) or not isinstance(document.get("episodes"), list):
         raise CatalogError(f"{source} has no 'episodes' list. {restore}")
     version = document.get("version", CATALOG_VERSION)

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_storage_args(feed)
 
+    commands.add_parser(
+        "bench",
+        add_help=False,
+        help="run every benchmark and print one table (tests/bench/run_all.py; --quick)",
+    )
+
     serve = commands.add_parser(
         "serve", help="serve all three deployments with their schedules (needs a Prefect server)"
     )
@@ -105,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _quiet_prefect()
     try:
         if args.command == "demo":
@@ -141,6 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = publish_episodes(
                 episodes=args.episodes, storage=args.storage, public_url=args.public_url
             )
+        elif args.command == "bench":
+            import runpy
+
+            from flows.settings import REPO_ROOT
+
+            script = REPO_ROOT / "tests" / "bench" / "run_all.py"
+            return runpy.run_path(str(script))["main"](rest, prog="python -m flows bench")
         elif args.command == "serve":
             from flows.serve import serve_all
 

@@ -113,7 +113,11 @@ _ATOM_LINK = f"{{{ATOM}}}link"
 
 # Everything outside XML 1.0's Char production (control characters, lone surrogates,
 # U+FFFE/U+FFFF): lxml refuses such text, and a feed containing it is not XML.
-_XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# XML 1.0's forbidden characters, plus DEL and the C1 controls, which parsers misread as
+# Windows-1252 letters.
+_XML_FORBIDDEN = re.compile(
+    "[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 
 
 def clean_text(text: str) -> str:
@@ -219,6 +223,7 @@ def _description_body(episode: Episode) -> str:
     body = episode.description_html.strip()
     if not body:
         text = episode.description.strip() or episode.title
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
         body = "".join(
             "<p>" + html.escape(p, quote=False).replace("\n", "<br>") + "</p>" for p in paragraphs

@@ -1033,10 +1033,11 @@ def finish(
                 for p in good
             )
             good = []
-    if update is not None and update.changed:
+    if update is not None:
+        # Also when the catalog did not change: a run that crashed between its catalog and
+        # its feed leaves a stale feed, and a re-drop must repair it. publish_feed uploads
+        # nothing when the live feed is already what the catalog gives.
         report.feed, report.feed_error = publish_feed_step(plan, storage, update.catalog, now)
-    elif good:
-        report.feed = "Feed not rebuilt: the catalog did not change."
 
     moved = settle_files(plan.show_dir, good, failures, now)
     for prep in good:

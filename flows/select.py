@@ -297,9 +297,11 @@ def select_issue(
     announced = {item.link for item in listen} | {_norm_title(i.title) for i in listen}
     for episode in episodes or ():
         published = episode.publish_at.astimezone(STOCKHOLM)
+        if not (start < published <= now) or episode.removed_at is not None:
+            continue  # outside the window, scheduled for later, or taken out of the feed
         item = episode_item(episode, settings)
-        if not (start < published <= now) or item.id in seen:
-            continue  # outside the window, scheduled for later, or shown before
+        if item.id in seen:
+            continue  # shown in an earlier issue
         if item.link in announced or _norm_title(item.title) in announced:
             continue  # a podcast post on the site already announces this episode
         listen.append(item)

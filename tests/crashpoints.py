@@ -97,7 +97,9 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def wrap(owner: Any, name: str, *, nth: int, when: str, match: Callable[..., bool] = None):
+def wrap(
+    owner: Any, name: str, *, nth: int, when: str, match: Callable[..., bool] | None = None
+) -> None:
     """Replace `owner.name` so that its `nth` matching call dies `before` or `after` running."""
     original = getattr(owner, name)
     raw = owner.__dict__.get(name)
@@ -182,7 +184,7 @@ def _mid_http_upload(storage: Any, nth: int) -> None:
             die()
         data = bytes(data)
         end = data.find(b"\r\n\r\n")
-        if data.startswith(b"PUT ") and 0 <= end and end + 4 == len(data):
+        if data.startswith(b"PUT ") and end >= 0 and end + 4 == len(data):
             return original(self, data)  # the header block alone: the body follows
         self.sock.sendall(data[: max(1, len(data) // 2)])
         die()
@@ -292,7 +294,9 @@ def run_send(job: dict[str, Any]) -> None:
             die()  # the batch is sent and recorded; the next one never starts
 
     flows.delivery._atomic_write_json = record
-    settings = Settings.load(smtp_host="127.0.0.1", smtp_port=job["smtp_port"], smtp_security="none")
+    settings = Settings.load(
+        smtp_host="127.0.0.1", smtp_port=job["smtp_port"], smtp_security="none"
+    )
     send_issue(
         Path(job["issue"]),
         job["recipients"],
@@ -315,11 +319,10 @@ def run_child(job: dict[str, Any]) -> None:
 
 def serve() -> None:
     """The fork server: import once, then one forked child per job line."""
-    import flows.audio  # noqa: F401  - everything the children need, imported once
-    import flows.catalog  # noqa: F401
-    import flows.delivery  # noqa: F401
-    import flows.feed  # noqa: F401
-    import flows.podcast  # noqa: F401
+    import importlib
+
+    for name in ("flows.audio", "flows.catalog", "flows.delivery", "flows.feed", "flows.podcast"):
+        importlib.import_module(name)  # what every child needs, imported once
     from flows.storage import _new_session
 
     _new_session().client("s3", region_name="us-east-1")  # parse botocore's models once

@@ -30,6 +30,7 @@ proxy in front of the session's moto server and stops it after the test.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import random
@@ -77,6 +78,7 @@ class FaultProxy:
         weights: dict[str, float] | None = None,
         stall_seconds: float = 2.0,
         bucket: str = "",
+        script: dict[str, list[str]] | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
@@ -86,6 +88,9 @@ class FaultProxy:
         self.weights = dict(weights or DEFAULT_WEIGHTS)
         self.stall_seconds = stall_seconds
         self.bucket = bucket  # stripped from paths so the pattern does not depend on it
+        # {signature prefix: outcomes of its 1st, 2nd, ... request}, before the RNG decides;
+        # outcomes as in FAULTS, "500-applied" (moto applies it, the answer is lost) or "pass".
+        self.script = dict(script or {})
         self.enabled = True
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str, str]] = []  # (method, path, outcome)
@@ -142,12 +147,22 @@ class FaultProxy:
             self._seen[signature] += 1
             nth = self._seen[signature]
         rng = random.Random(f"{self.seed}|{signature}|{nth}")
-        if not self.enabled or rng.random() >= self.fail_rate:
-            outcome = "pass"
+        scripted = next(
+            (steps for prefix, steps in self.script.items() if signature.startswith(prefix)), []
+        )
+        if self.enabled and nth <= len(scripted):
+            outcome = scripted[nth - 1]
+            applied = outcome in ("pass", "reset", "stall", "500-applied")
+            outcome = outcome.removesuffix("-applied")
         else:
-            kinds = list(self.weights)
-            outcome = rng.choices(kinds, weights=[self.weights[k] for k in kinds])[0]
-        applied = outcome in ("pass", "reset", "stall") or (outcome == "500" and rng.random() < 0.5)
+            if not self.enabled or rng.random() >= self.fail_rate:
+                outcome = "pass"
+            else:
+                kinds = list(self.weights)
+                outcome = rng.choices(kinds, weights=[self.weights[k] for k in kinds])[0]
+            applied = outcome in ("pass", "reset", "stall") or (
+                outcome == "500" and rng.random() < 0.5
+            )
         with self._lock:
             self.counts[outcome] += 1
             self.log.append((method, signature, outcome))
@@ -161,7 +176,7 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, and "Expect: 100-continue" handled
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the proxy keeps its own log
 
             def _read_body(self) -> bytes:
@@ -195,7 +210,9 @@ class FaultProxy:
                 finally:
                     conn.close()
 
-            def _head_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
+            def _head_bytes(
+                self, status: int, headers: list[tuple[str, str]], body: bytes
+            ) -> bytes:
                 reason = http.client.responses.get(status, "")
                 lines = [f"HTTP/1.1 {status} {reason}"]
                 lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_BY_HOP]
@@ -211,10 +228,8 @@ class FaultProxy:
             def _reset(self) -> None:
                 """Close with SO_LINGER 0: the kernel sends RST, not FIN."""
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.wfile.flush()
-                except OSError:
-                    pass
                 sock = self.connection
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.rfile.close()
@@ -226,7 +241,9 @@ class FaultProxy:
             def _error(self, status: int, code: str, message: str) -> None:
                 data = _ERROR_XML.format(code=code, message=message).encode()
                 headers = [("Content-Type", "application/xml")]
-                self.wfile.write(self._head_bytes(status, headers, b"" if self.command == "HEAD" else data))
+                self.wfile.write(
+                    self._head_bytes(status, headers, b"" if self.command == "HEAD" else data)
+                )
                 if self.command != "HEAD":
                     self.wfile.write(data)
 

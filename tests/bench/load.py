@@ -355,7 +355,7 @@ def _memory_rows(
 
 def run(quick: bool = False) -> list[Row]:
     """The load rows of the benchmark table."""
-    runs = 3 if quick else 7
+    runs = 1 if quick else 7
     rows: list[Row] = []
     small_n, large_n = EPISODES
     bench = f"load: podcast no-op ({large_n:,} episodes)"
