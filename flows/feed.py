@@ -120,6 +120,9 @@ _XML_FORBIDDEN = re.compile(
 )
 
 
+_C1_CONTROLS = re.compile("[\u007f-\u009f]")
+
+
 def clean_text(text: str) -> str:
     """Remove the characters XML 1.0 forbids.
 
@@ -406,6 +409,8 @@ def _add_item(
     children = list(item)
     children[_TITLE].text = one_line(episode.title)
     body = _description_body(episode)
+    if _C1_CONTROLS.search(body):  # allowed by XML, but parsers misread them: remove
+        body = clean_text(body)
     try:
         cdata = etree.CDATA(body)
     except ValueError:  # lxml refuses exactly the characters XML 1.0 forbids: remove them

@@ -60,7 +60,10 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 # --- the documented normalisations, as pure functions ------------------------------------
 
-_XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# What flows/feed.py removes: XML 1.0's forbidden characters, DEL and the C1 controls.
+_XML_FORBIDDEN = re.compile(
+    "[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 _EMAIL_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _HTML_SPACE = re.compile("[ \t\n\r\f]+")
 
@@ -226,7 +229,7 @@ def test_forbidden_characters_never_make_the_feed_invalid():
     show = SHOW.model_copy(update={"title": nasty, "description": nasty + "x", "hosts": [nasty]})
     xml = build_feed(show, [episode], public_url="https://cdn.example/", now=FEED_NOW)
     root, parsed, _ = _parse_all(xml)
-    assert parsed.entries[0].title == expected_title(nasty) == "\x7f]]>\U0010ffff"
+    assert parsed.entries[0].title == expected_title(nasty) == "]]>\U0010ffff"
     assert root.find("channel/description").text == xml_chars(nasty + "x")
 
 
