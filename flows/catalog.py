@@ -17,10 +17,11 @@ Removal is lasting. A removed episode keeps its record, with `removed_at` set, s
 never reused and no later run (hourly feed, re-drop of the audio) brings it back:
 
 - the feed leaves out every episode with `removed_at` and its gate accepts their absence;
-- `upsert` keeps `removed_at`. A re-drop of the same audio after a removal is "unchanged"
-  (the episode stays removed); new audio or new metadata for the slug updates the record but
-  it stays removed too. Only an operator restores an episode: in `podcast/catalog.json` set
-  the episode's `"removed_at"` to `null` (a dated backup of every version is kept under
+- `upsert` keeps `removed_at`. A re-drop of the same audio after a removal changes nothing
+  in the catalog (`upsert` says "unchanged"; the publish report says "removed", with the way
+  back); new audio or new metadata for the slug updates the record but it stays removed too.
+  Only an operator restores an episode: in `podcast/catalog.json` set the episode's
+  `"removed_at"` to `null` (a dated backup of every version is kept under
   `podcast/catalog-backups/`); the next feed run puts it back with its old guid.
 - Audio objects are never deleted, not for a removed or a replaced episode: podcast apps
   that already downloaded the old URL keep working, and a restore needs no re-upload.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,7 +136,7 @@ def parse_catalog(data: bytes, source: str = CATALOG_KEY) -> list[Episode]:
     guids = [ep.guid for ep in episodes]
     slugs = [ep.slug for ep in episodes]
     for label, values in (("guid", guids), ("slug", slugs)):
-        twice = sorted({value for value in values if values.count(value) > 1})
+        twice = sorted(value for value, n in Counter(values).items() if n > 1)
         if twice:
             raise CatalogError(
                 f"{source}: {label} {', '.join(twice)} appears more than once. {restore}"

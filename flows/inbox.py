@@ -437,6 +437,8 @@ def find_number_clashes(candidates: list[Candidate], published: list[Episode]) -
     Returns {slug: reason}. A number already published for another slug refuses the
     newcomer; two newcomers claiming the same free number are both refused.
     """
+    if not any(cand.meta.episode is not None for cand in candidates):
+        return {}  # the common case: nothing claims a number, so the catalog is not walked
     taken = {(ep.season, ep.episode): ep.slug for ep in published if ep.episode is not None}
     reasons: dict[str, str] = {}
     claims: dict[tuple[int | None, int], list[Candidate]] = {}
@@ -521,6 +523,15 @@ def scan_inbox(
 
     `now` is a POSIX timestamp (passed in, never read here); `published` is the catalog's
     episodes, used to refuse an episode number that another slug already has.
+    """
+    return refuse_clashes(read_inbox(inbox, now, settle_seconds), published or [])
+
+
+def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
+    """The first half of `scan_inbox`: the folder alone, before slug and number clashes.
+
+    Its candidates may still clash; pass the result to `refuse_clashes`. A caller that
+    finds nothing here need not read the catalog at all.
     """
     inbox = Path(inbox)
     if not inbox.is_dir():
@@ -607,7 +618,14 @@ def scan_inbox(
             waiting.extend(group + extras)
             continue
         candidates.append(Candidate(name, slug, path, sidecar, meta, transcript, image))
+    return ScanResult(tuple(candidates), tuple(refused), tuple(waiting))
 
+
+def refuse_clashes(found: ScanResult, published: list[Episode]) -> ScanResult:
+    """`found` (from `read_inbox`) with clashing candidates moved to refused: two files with
+    one slug, or an episode number that another slug has (`published`: the catalog's)."""
+    candidates = list(found.candidates)
+    refused = list(found.refused)
     # Two files that would publish under one slug: neither can win.
     by_slug: dict[str, list[Candidate]] = {}
     for cand in candidates:
@@ -629,7 +647,7 @@ def scan_inbox(
             refused.append(Refused(cand.name, cand.files, clashes[cand.slug], cand.slug))
         else:
             kept.append(cand)
-    return ScanResult(tuple(kept), tuple(refused), tuple(waiting))
+    return ScanResult(tuple(kept), tuple(refused), found.waiting, found.warnings)
 
 
 def _attached(

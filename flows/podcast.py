@@ -7,9 +7,11 @@ Plan, then execute:
    created with If-None-Match). A second run stops cleanly and does nothing; a lock older
    than `lock_stale_seconds` (a crashed run) is taken over with If-Match on its ETag.
    The lock is released in a `finally`. The catalog's own If-Match still guards its writes;
-   the lock keeps two runs from encoding, uploading and moving the same files.
-1. `plan_run`: read show.yaml and the cover, load the catalog, scan the inbox (pure sorting
-   of files into candidates, refused and waiting).
+   the lock keeps two runs from encoding, uploading and moving the same files. Holding it,
+   a run first finishes the file moves of a run killed while moving (`complete_moves`), and
+   after taking over a stale lock it rebuilds the feed even if it publishes nothing.
+1. `plan_run`: read show.yaml and the cover, scan the inbox (pure sorting of files into
+   candidates, refused and waiting), and load the catalog only if the inbox holds work.
 2. `prepare_episode` (per candidate): make the audio to publish (`flows.loudness`: a
    WAV/FLAC/AIFF master is encoded to a loudness-normalised MP3; an MP3/M4A is measured and
    published as it is, with a warning when it is off target, or re-encoded if the settings
@@ -23,8 +25,10 @@ Plan, then execute:
 4. `commit_catalog`: ONE catalog update for all good episodes, conditional on the ETag the
    plan read, so a concurrent run is detected instead of overwritten.
 5. `settle_files`: move each episode's files to `published/` or `failed/` (with an
-   `<name>.error.txt`); files of episodes that storage could not take stay in the inbox
-   and are retried by the next run. Producers' files are never deleted.
+   `<name>.error.txt`), each group through a journal (`inbox/.moving-<slug>.json`) that
+   the next run completes if this one is killed halfway; files of episodes that storage
+   could not take stay in the inbox and are retried by the next run. Producers' files are
+   never deleted.
 
 An episode that an operator removed from the feed (`removed_at` in the catalog) stays
 removed when its audio is dropped again: the drop is recorded, and the report says
@@ -40,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -76,7 +81,9 @@ from flows.inbox import (
     ScanResult,
     clean_text,
     master_title_reason,
-    scan_inbox,
+    read_inbox,
+    refuse_clashes,
+    slugify,
 )
 from flows.loudness import (
     PreparedAudio,
@@ -103,6 +110,10 @@ CHAPTERS_VERSION = "1.2.0"
 IMAGE_TYPES = {"JPEG": (".jpg", "image/jpeg"), "PNG": (".png", "image/png")}
 DESCRIPTION_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote"}
 LOCK_KEY = "podcast/.lock"
+MOVE_JOURNAL = ".moving-{}.json"  # in the inbox: hidden, so the scan never sees it
+_BLOCK = r"</?(?:p|br|ul|ol|li|blockquote)\b[^>]*>"
+# A newline right after or right before a block-level tag (with the spaces around it).
+_BLOCK_NEWLINE = re.compile(rf"({_BLOCK})[ \t]*\n[ \t\n]*|[ \t]*\n[ \t\n]*(?={_BLOCK})")
 LOSSY_EXTENSIONS = {"mp3": (".mp3",), "m4a": (".m4a", ".mp4", ".aac")}
 
 # Encodes (and loudness measurements) at once in this process: one per core, since each
@@ -306,10 +317,13 @@ def chapters_json(title: str, podcast_name: str, chapters: Sequence[Any]) -> byt
 
 
 def description_to_html(markdown: str) -> str:
-    """The producer's Markdown as sanitised HTML for the feed (raw HTML is escaped).
+    """The producer's Markdown as sanitised HTML for the feed (raw HTML is escaped), on
+    one line: newlines beside block tags go, a soft line break becomes a space.
 
     >>> description_to_html("Hej **du** & <b>x</b>")
     '<p>Hej <strong>du</strong> &amp; &lt;b&gt;x&lt;/b&gt;</p>'
+    >>> description_to_html("styrelsen\\nanvänder **AI**\\n*nu*\\n\\n- ett\\n- två")
+    '<p>styrelsen använder <strong>AI</strong> <em>nu</em></p><ul><li>ett</li><li>två</li></ul>'
     """
     import nh3
     from markdown_it import MarkdownIt
@@ -323,7 +337,10 @@ def description_to_html(markdown: str) -> str:
         attributes={"a": {"href"}},
         url_schemes={"http", "https", "mailto"},
     )
-    return cleaned.strip().replace("\n", "")
+    # markdown-it puts a newline after each block tag (layout, dropped) and keeps a soft
+    # line break inside a paragraph as a newline (a space between words, kept as one).
+    cleaned = _BLOCK_NEWLINE.sub(lambda m: m.group(1) or "", cleaned.strip())
+    return re.sub(r"[ \t]*\n[ \t\n]*", " ", cleaned)
 
 
 # --- 1. the plan ------------------------------------------------------------------------------
@@ -341,18 +358,31 @@ def read_cover(show: Show, show_dir: Path) -> tuple[bytes, str]:
 
 
 def plan_run(
-    settings: Settings, storage: Storage, now: datetime, scan_time: float, workdir: Path
+    settings: Settings,
+    storage: Storage,
+    now: datetime,
+    scan_time: float,
+    workdir: Path,
+    *,
+    need_catalog: bool = False,
 ) -> Plan:
-    """Read show.yaml, the catalog and the inbox; decide which files to work on.
+    """Read show.yaml, the inbox and the catalog; decide which files to work on.
 
     `now` is the run's time (catalog dates, default publish time); `scan_time` is the wall
-    clock as a POSIX timestamp, for telling whether a file is still being copied.
+    clock as a POSIX timestamp, for telling whether a file is still being copied. The
+    catalog is read only when the inbox holds something to work on (or `need_catalog`):
+    the 15-minute run with an empty inbox reads no catalog, however long it is, and its
+    plan carries an empty, unread `Catalog` (etag None) that nothing writes.
     """
     show_dir = Path(settings.episodes_dir)
     show = load_show(show_dir / "show.yaml")
     cover, cover_mime = read_cover(show, show_dir)
-    catalog = load_catalog(storage)
-    scan = scan_inbox(show_dir / "inbox", scan_time, settings.settle_seconds, catalog.episodes)
+    found = read_inbox(show_dir / "inbox", scan_time, settings.settle_seconds)
+    if found.candidates or found.refused or need_catalog:
+        catalog = load_catalog(storage)
+    else:
+        catalog = Catalog([], None)
+    scan = refuse_clashes(found, catalog.episodes)
     context = RunContext(
         settings=settings,
         show=show,
@@ -742,20 +772,97 @@ def _free_names(folder: Path, files: Sequence[Path], extra_suffix: str | None) -
         number += 1
 
 
+def _journal_path(files: Sequence[Path]) -> Path:
+    """`inbox/.moving-<slug>.json` for a group (named after its audio file)."""
+    audio = files[0]
+    return audio.parent / MOVE_JOURNAL.format(slugify(audio.stem) or "episode")
+
+
+def _write_journal(path: Path, document: dict[str, Any]) -> None:
+    """Write the journal whole or not at all (temporary file, fsync, rename)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        json.dump(document, handle, ensure_ascii=False, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _do_moves(journal: Path, document: dict[str, Any]) -> None:
+    """Carry out a journal's moves (those not done yet), its error file, then delete it.
+
+    Paths are relative to the journal's folder, so a copied drop folder still works.
+    """
+    here = journal.parent
+    for source_name, target_name in document["moves"]:
+        source, target = here / source_name, here / target_name
+        if not source.exists():
+            continue  # moved before the crash
+        if target.exists():  # taken meanwhile (by hand): never overwrite, take the next name
+            target = _free_names(target.parent, [target], None)[target]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), str(target))
+    if document.get("error_file"):
+        error_file = here / document["error_file"]
+        if not error_file.exists():
+            error_file.write_text(document["error_text"], encoding="utf-8")
+    journal.unlink()
+
+
 def move_group(files: Sequence[Path], folder: Path, error_text: str | None = None) -> Path:
     """Move a group of files (audio first) into `folder`; never overwrites, never deletes.
 
     With `error_text`, `<name>.error.txt` is written beside them. Returns the audio's path.
+    The moves are first written to a journal (`inbox/.moving-<slug>.json`): a run killed
+    halfway leaves it, and the next run completes it (`complete_moves`), so no sidecar or
+    transcript is left alone in the inbox.
     """
     folder.mkdir(parents=True, exist_ok=True)
     present = [f for f in files if f.exists()]
     targets = _free_names(folder, present, ".error.txt" if error_text is not None else None)
-    for source, target in targets.items():
-        shutil.move(str(source), str(target))
     audio_target = targets.get(files[0], folder / files[0].name)
+    journal = _journal_path(files)
+
+    def relative(path: Path) -> str:
+        return os.path.relpath(path, journal.parent)
+
+    document = {
+        "moves": [[relative(source), relative(target)] for source, target in targets.items()],
+        "error_file": None,
+        "error_text": error_text,
+    }
     if error_text is not None:
-        (folder / f"{audio_target.stem}.error.txt").write_text(error_text, encoding="utf-8")
+        document["error_file"] = relative(folder / f"{audio_target.stem}.error.txt")
+    _write_journal(journal, document)
+    _do_moves(journal, document)
     return audio_target
+
+
+def complete_moves(inbox: Path) -> list[str]:
+    """Finish the file moves of a run that was killed while moving (its journals).
+
+    Call it holding the publish lock, before scanning. Returns what it did, for the report;
+    a journal that cannot be read is left in place and named.
+    """
+    done: list[str] = []
+    for leftover in sorted(Path(inbox).glob(MOVE_JOURNAL.format("*") + ".tmp")):
+        leftover.unlink()  # killed while writing the journal: nothing was moved yet
+    for journal in sorted(Path(inbox).glob(MOVE_JOURNAL.format("*"))):
+        try:
+            document = json.loads(journal.read_text(encoding="utf-8"))
+            moves = [(str(a), str(b)) for a, b in document["moves"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            done.append(
+                f"{journal} is not a readable move journal; left in place. Move the files "
+                "it names by hand, then delete it."
+            )
+            continue
+        _do_moves(journal, document)
+        names = ", ".join(
+            Path(os.path.normpath(Path(inbox.name) / target)).as_posix() for _, target in moves
+        )
+        done.append(f"Finished moving the files of an interrupted run: {names}.")
+    return done
 
 
 def error_text(failed: Failed, now: datetime) -> str:
@@ -887,6 +994,9 @@ def acquire_run_lock(
             continue
         data, etag = found
         holder = RunLock.from_bytes(data, etag)
+        if holder is not None and holder.run_id == ours.run_id:
+            # Our own create, applied but its answer lost: the client's retry got 412.
+            return LockAttempt(True, holder)
         age = (now - holder.started_at).total_seconds() if holder else None
         if holder is not None and age is not None and age <= stale_seconds:
             return LockAttempt(False, holder)
@@ -933,8 +1043,12 @@ def inbox_has_work(settings: Settings, scan_time: float) -> bool:
     scan uses the same `scan_time`, so it cannot find a file this scan did not (a newer file
     counts as still being copied).
     """
-    scan = scan_inbox(Path(settings.episodes_dir) / "inbox", scan_time, settings.settle_seconds)
-    return bool(scan.candidates or scan.refused)
+    inbox = Path(settings.episodes_dir) / "inbox"
+    scan = read_inbox(inbox, scan_time, settings.settle_seconds)
+    if scan.candidates or scan.refused:
+        return True
+    # A run killed while moving files left a journal: finishing it is work (under the lock).
+    return any(inbox.glob(MOVE_JOURNAL.format("*")))
 
 
 def locked_run(
@@ -942,29 +1056,42 @@ def locked_run(
     settings: Settings,
     now: datetime,
     scan_time: float,
-    work: Callable[[], PublishReport],
+    work: Callable[[bool], PublishReport],
     *,
     run_id: str | None = None,
 ) -> PublishReport:
     """Run `work` holding the publish lock; if another run holds it, do nothing and say so.
 
     With nothing in the inbox to work on, `work` runs without the lock (it only reads).
+    Holding the lock, the file moves of a run killed halfway are finished first
+    (`complete_moves`). `work(repair_feed)` is told whether a stale lock was taken over:
+    the run before crashed, maybe between its catalog and its feed, so the feed is rebuilt
+    even if this run changes nothing (`publish_feed` uploads nothing when it is current).
     """
     if not inbox_has_work(settings, scan_time):
-        return work()
-    attempt = acquire_run_lock(storage, now, settings.lock_stale_seconds, run_id=run_id)
+        return work(False)
+    run_id = run_id or uuid.uuid4().hex
+    try:
+        attempt = acquire_run_lock(storage, now, settings.lock_stale_seconds, run_id=run_id)
+    except StorageError:
+        # Our create may have been applied with its answer lost: remove it if it is ours
+        # (release only deletes a lock with our run id), so later runs are not held off.
+        release_run_lock(storage, RunLock(run_id, now, "?"))
+        raise
     if not attempt.acquired:
         return PublishReport(storage.describe(), locked_by=attempt.lock.describe())
     try:
-        report = work()
+        finished = complete_moves(Path(settings.episodes_dir) / "inbox")
+        report = work(attempt.took_over is not None)
     finally:
         release_run_lock(storage, attempt.lock)
+    notes = list(finished)
     if attempt.took_over is not None:
-        report.notes = (
-            *report.notes,
+        notes.append(
             f"Took over a stale publish lock from {attempt.took_over.describe()}; that run "
-            "seems to have stopped without finishing. Check the inbox for its files.",
+            "seems to have stopped without finishing. Check the inbox for its files."
         )
+    report.notes = (*report.notes, *notes)
     return report
 
 
@@ -1008,10 +1135,15 @@ def finish(
     failures: Sequence[Failed],
     uploads: int,
     commit: Any,
+    *,
+    repair_feed: bool = False,
 ) -> PublishReport:
     """Catalog, feed, files and report: the common tail of `publish` and the flow.
 
     `commit(base, records)` performs the catalog update (a plain call or a Prefect task).
+    The feed is rebuilt whenever episodes reached the catalog (changed or not), and with
+    `repair_feed` (a crashed run's lock was taken over) also when none did; the plan must
+    then have read the catalog (`plan_run(need_catalog=True)`).
     """
     context, now = plan.context, plan.context.now
     failures = list(failures)
@@ -1038,6 +1170,9 @@ def finish(
         # its feed leaves a stale feed, and a re-drop must repair it. publish_feed uploads
         # nothing when the live feed is already what the catalog gives.
         report.feed, report.feed_error = publish_feed_step(plan, storage, update.catalog, now)
+    elif repair_feed and not prepared:
+        # Nothing was committed (and no commit failed): the catalog as planned is current.
+        report.feed, report.feed_error = publish_feed_step(plan, storage, plan.catalog, now)
 
     moved = settle_files(plan.show_dir, good, failures, now)
     for prep in good:
@@ -1100,16 +1235,16 @@ def publish(
         settings,
         now,
         scanned,
-        lambda: _publish_unlocked(settings, storage, now, scanned),
+        lambda repair: _publish_unlocked(settings, storage, now, scanned, repair),
         run_id=run_id,
     )
 
 
 def _publish_unlocked(
-    settings: Settings, storage: Storage, now: datetime, scan_time: float
+    settings: Settings, storage: Storage, now: datetime, scan_time: float, repair_feed: bool
 ) -> PublishReport:
     with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as work:
-        plan = plan_run(settings, storage, now, scan_time, Path(work))
+        plan = plan_run(settings, storage, now, scan_time, Path(work), need_catalog=repair_feed)
         failures = refused_as_failed(plan)
         prepared: list[Prepared] = []
         uploads = 0
@@ -1131,6 +1266,7 @@ def _publish_unlocked(
             failures,
             uploads,
             lambda base, records: commit_catalog(storage, base, records, now),
+            repair_feed=repair_feed,
         )
 
 
@@ -1192,12 +1328,12 @@ def _artifact_rows(report: PublishReport) -> list[dict[str, str]]:
 
 
 def _run_as_tasks(
-    settings: Settings, store: Storage, now: datetime, scan_time: float
+    settings: Settings, store: Storage, now: datetime, scan_time: float, repair_feed: bool
 ) -> PublishReport:
     """The flow's steps as tasks: several episodes prepared and uploaded at a time (encodes
     are bounded separately by `_ENCODE_SLOTS`), then one catalog update."""
     with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as work:
-        plan = plan_run(settings, store, now, scan_time, Path(work))
+        plan = plan_run(settings, store, now, scan_time, Path(work), need_catalog=repair_feed)
         failures = refused_as_failed(plan)
         prepared: list[Prepared] = []
         uploads = 0
@@ -1229,6 +1365,7 @@ def _run_as_tasks(
             failures,
             uploads,
             lambda base, records: catalog_task(store, quote(base), records, now),
+            repair_feed=repair_feed,
         )
 
 
@@ -1255,7 +1392,11 @@ def publish_episodes(
     now = now or datetime.now(UTC)
     store = open_storage(settings)
     report = locked_run(
-        store, settings, now, scan_time, lambda: _run_as_tasks(settings, store, now, scan_time)
+        store,
+        settings,
+        now,
+        scan_time,
+        lambda repair: _run_as_tasks(settings, store, now, scan_time, repair),
     )
     create_table_artifact(
         table=_artifact_rows(report),

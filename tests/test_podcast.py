@@ -25,13 +25,19 @@ from mutagen.mp4 import MP4
 from PIL import Image
 
 from flows.catalog import CATALOG_KEY, load_catalog, save_catalog, upsert
-from flows.errors import PublishIncompleteError, StorageError
+from flows.errors import CatalogError, PublishIncompleteError, StorageError
+from flows.feed import FEED_KEY
 from flows.models import STOCKHOLM
 from flows.podcast import (
     CHAPTERS_TYPE,
+    LOCK_KEY,
     Failed,
+    RunLock,
     commit_catalog,
+    complete_moves,
+    description_to_html,
     finish,
+    move_group,
     plan_run,
     publish,
     refused_as_failed,
@@ -580,6 +586,111 @@ def test_s3_inprocess_publish(show_dir, audio, s3_inprocess):
         Bucket=s3_inprocess.bucket, Key="kraft/" + CATALOG_KEY
     )
     assert catalog_head["CacheControl"] == "private, no-store"
+
+
+# --- descriptions, the no-op run, crash leftovers ------------------------------------------------
+
+
+def test_soft_line_breaks_become_spaces_not_glued_words():
+    html = description_to_html(
+        "I detta avsnitt berättar styrelsen\nanvänder **AI**\n*varje dag*.\n\n"
+        "- första\n- andra\n\nRad ett  \nrad två"
+    )
+    assert html == (
+        "<p>I detta avsnitt berättar styrelsen använder <strong>AI</strong> "
+        "<em>varje dag</em>.</p><ul><li>första</li><li>andra</li></ul>"
+        "<p>Rad ett<br>rad två</p>"
+    )
+    assert "\n" not in html
+
+
+def test_the_empty_inbox_run_does_not_read_the_catalog(show_dir, tmp_path):
+    storage = LocalStorage(tmp_path / "storage")
+    storage.put_bytes(
+        CATALOG_KEY,
+        b"{not json",
+        content_type="application/json",
+        cache_control="no-store",
+        public=False,
+    )
+    report = run(show_dir, storage)
+    assert report.outcomes == [] and "Nothing new" in report.summary()
+    # With something to publish, the broken catalog is read, and it stops the run.
+    put(show_dir, "ep.mp3", b"\0" * 10)
+    with pytest.raises(CatalogError, match="is not valid JSON"):
+        run(show_dir, storage)
+
+
+def test_moves_interrupted_by_a_crash_are_finished_by_the_next_run(show_dir, audio, tmp_path):
+    inbox = show_dir / "inbox"
+    files = [put(show_dir, "ep.mp3", audio["mp3"]), put(show_dir, "ep.md", "---\ntitle: A\n---\n")]
+    files.append(put(show_dir, "ep.vtt", "WEBVTT\n"))
+    move_group(files, show_dir / "published")
+    assert inbox_names(show_dir) == set()  # done: no journal left behind
+    # A journal as a run killed after its first move leaves it: the audio is moved already.
+    for path in files:
+        shutil.copy(show_dir / "published" / path.name, path)
+    (show_dir / "published" / "ep-2.mp3").write_bytes(files[0].read_bytes())
+    files[0].unlink()
+    journal = {
+        "moves": [[f"{name}", f"../published/{name.replace('.', '-2.')}"] for name in (
+            "ep.mp3", "ep.md", "ep.vtt")],
+        "error_file": None,
+        "error_text": None,
+    }  # fmt: skip
+    (inbox / ".moving-ep.json").write_text(json.dumps(journal), encoding="utf-8")
+    (inbox / ".moving-x.json.tmp").write_text("{", encoding="utf-8")  # killed mid-write
+    storage = LocalStorage(tmp_path / "storage")
+    report = run(show_dir, storage)  # the inbox holds only hidden files: still work to do
+    assert report.outcomes == []
+    assert inbox_names(show_dir) == set()
+    assert sorted(p.name for p in (show_dir / "published").iterdir()) == [
+        "ep-2.md", "ep-2.mp3", "ep-2.vtt", "ep.md", "ep.mp3", "ep.vtt",
+    ]  # fmt: skip
+    assert any("published/ep-2.vtt" in note for note in report.notes), report.notes
+    assert storage.get_bytes(LOCK_KEY) is None
+    assert complete_moves(inbox) == []
+
+
+def test_a_failed_groups_error_file_is_written_when_its_moves_are_finished(show_dir):
+    inbox = show_dir / "inbox"
+    (inbox / "x.md").write_text("oops", encoding="utf-8")
+    journal = {
+        "moves": [["x.md", "../failed/x.md"]],
+        "error_file": "../failed/x.error.txt",
+        "error_text": "Fel / Error",
+    }
+    (inbox / ".moving-x.json").write_text(json.dumps(journal), encoding="utf-8")
+    (inbox / ".moving-bad.json").write_text("[", encoding="utf-8")
+    notes = complete_moves(inbox)
+    assert (show_dir / "failed" / "x.error.txt").read_text(encoding="utf-8") == "Fel / Error"
+    assert (show_dir / "failed" / "x.md").exists() and not (inbox / "x.md").exists()
+    assert any(".moving-bad.json is not a readable move journal" in n for n in notes), notes
+    assert (inbox / ".moving-bad.json").exists()  # left for a person, never guessed at
+
+
+def test_after_a_crashed_run_the_feed_is_rebuilt_even_if_nothing_is_published(
+    show_dir, audio, tmp_path
+):
+    storage = LocalStorage(tmp_path / "storage")
+    put(show_dir, "ep.mp3", audio["mp3"])
+    put(show_dir, "ep.md", "---\ntitle: A\n---\n")
+    run(show_dir, storage)
+    # A run killed between its catalog and its feed: the feed is gone, the lock is left.
+    storage.delete(FEED_KEY)
+    storage.put_bytes(
+        LOCK_KEY,
+        RunLock("crashed", T0, "elsewhere").to_bytes(),
+        content_type="application/json",
+        cache_control="no-store",
+        public=False,
+    )
+    put(show_dir, "tom.mp3", b"")  # the only work: a file to refuse
+    report = run(show_dir, storage, T1)
+    assert [o.status for o in report.outcomes] == ["failed"]
+    assert any("stale publish lock" in note for note in report.notes)
+    assert storage.get_bytes(FEED_KEY) is not None, report.summary()
+    assert storage.get_bytes(LOCK_KEY) is None
 
 
 # --- the Prefect flow ---------------------------------------------------------------------------

@@ -359,6 +359,23 @@ def test_lock_is_exclusive_stale_locks_are_taken_over_and_release_is_careful(tmp
     assert storage.get_bytes(LOCK_KEY) is None
 
 
+def test_a_lock_read_back_with_our_own_run_id_is_ours(tmp_path):
+    storage = LocalStorage(tmp_path / "storage")
+    # Our create was applied but its answer lost: the retry finds our own lock.
+    storage.put_bytes(
+        LOCK_KEY,
+        RunLock("run-a", T0, "host-a").to_bytes(),
+        content_type="application/json",
+        cache_control="no-store",
+        public=False,
+    )
+    attempt = acquire_run_lock(storage, T0, 7200, run_id="run-a")
+    assert attempt.acquired and attempt.took_over is None
+    assert not acquire_run_lock(storage, T0, 7200, run_id="run-b").acquired
+    release_run_lock(storage, attempt.lock)
+    assert storage.get_bytes(LOCK_KEY) is None
+
+
 def test_a_second_run_stops_cleanly_while_one_is_publishing(show_dir, tones, tmp_path):
     storage = LocalStorage(tmp_path / "storage")
     held = acquire_run_lock(storage, T0, 7200, run_id="other-run", host="elsewhere")
