@@ -115,9 +115,7 @@ _ATOM_LINK = f"{{{ATOM}}}link"
 # U+FFFE/U+FFFF): lxml refuses such text, and a feed containing it is not XML.
 # XML 1.0's forbidden characters, plus DEL and the C1 controls, which parsers misread as
 # Windows-1252 letters.
-_XML_FORBIDDEN = re.compile(
-    "[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+_XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 _C1_CONTROLS = re.compile("[\u007f-\u009f]")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from flows.cli import build_parser
 from flows.settings import Settings
 

@@ -1,4 +1,4 @@
-"""prefect.yaml: every deployment imports, validates its parameters and schedules in Stockholm time."""
+"""prefect.yaml: each deployment imports, validates its parameters, schedules in Stockholm time."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+from conftest import REPO_ROOT
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.flows import load_flow_from_entrypoint
 from prefect.server.schemas.schedules import CronSchedule
-
-from conftest import REPO_ROOT
 
 DEPLOYMENTS = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
 EXPECTED = {"monthly-newsletter", "publish-episodes", "regenerate-feed"}

@@ -61,9 +61,7 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 # --- the documented normalisations, as pure functions ------------------------------------
 
 # What flows/feed.py removes: XML 1.0's forbidden characters, DEL and the C1 controls.
-_XML_FORBIDDEN = re.compile(
-    "[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+_XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _EMAIL_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _HTML_SPACE = re.compile("[ \t\n\r\f]+")
 

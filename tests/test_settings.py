@@ -1,4 +1,4 @@
-"""Settings: defaults run the demo, the environment and overrides win, bad values explain themselves."""
+"""Settings: defaults run the demo, environment and overrides win, bad values explain."""
 
 from __future__ import annotations
 
