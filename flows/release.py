@@ -79,6 +79,23 @@ def awaiting_review(issue_dir: Path) -> bool:
         return False
 
 
+def resolve_smtp_password(settings: Settings) -> Settings:
+    """Settings with the SMTP password from the named Prefect Secret block, when one is set."""
+    if settings.smtp_password is not None or not settings.smtp_password_block:
+        return settings
+    from prefect.blocks.system import Secret
+    from pydantic import SecretStr
+
+    try:
+        secret = Secret.load(settings.smtp_password_block)
+    except ValueError:
+        raise SettingsError(
+            f"No Prefect Secret block named {settings.smtp_password_block!r}: create it in the "
+            "Prefect UI (Blocks > Secret) or unset KRAFTSAMLING_SMTP_PASSWORD_BLOCK."
+        ) from None
+    return settings.model_copy(update={"smtp_password": SecretStr(str(secret.get()))})
+
+
 def check_release_request(recipients: list[str] | None, approve: bool | None) -> None:
     """Refuse a send without recipients before anything is rendered or sent."""
     if not recipients:
@@ -139,6 +156,7 @@ def release_issue(
     `approve` decides up front (demo, tests); None waits for a person.
     """
     check_release_request(recipients, approve)
+    settings = resolve_smtp_password(settings)
     issue_dir = Path(settings.newsletters_dir) / month
     ensure_not_sent(issue_dir)
     draft_sha = read_issue(issue_dir).content_sha256

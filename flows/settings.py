@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
+    smtp_password_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block with the SMTP password (when "
+        "KRAFTSAMLING_SMTP_PASSWORD is unset).",
+    )
     mail_from: str = "Kraftsamling <nyhetsbrev@kraftsamling.example>"
     reply_to: str = "kontakt@kraftsamling.example"
     approval_poll_seconds: int = Field(

@@ -176,3 +176,17 @@ def test_approve_without_a_waiting_run_explains(prefect_harness, capsys):
 def test_send_without_recipients_is_refused_before_rendering(prefect_harness, tmp_path):
     assert main(["newsletter", "--month", "2026-12", "--out", str(tmp_path), "--send"]) == 1
     assert not (tmp_path / "2026-12").exists()
+
+
+def test_smtp_password_can_come_from_a_prefect_secret_block(prefect_harness):
+    from prefect.blocks.system import Secret
+
+    from flows.errors import SettingsError
+    from flows.release import resolve_smtp_password
+
+    Secret(value="FAKE-BLOCK-PASSWORD-7c1d").save("kraftsamling-smtp-test", overwrite=True)
+    settings = resolve_smtp_password(Settings.load(smtp_password_block="kraftsamling-smtp-test"))
+    assert settings.smtp_password.get_secret_value() == "FAKE-BLOCK-PASSWORD-7c1d"
+    assert "FAKE-BLOCK" not in repr(settings)
+    with pytest.raises(SettingsError, match="no-such-block"):
+        resolve_smtp_password(Settings.load(smtp_password_block="no-such-block"))
