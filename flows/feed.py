@@ -64,11 +64,11 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.catalog import Catalog, Removal, load_catalog, remove_episodes
-from flows.errors import FeedGateError, InputError, StorageError
+from flows.errors import FeedGateError, InputError
 from flows.models import STOCKHOLM, Episode, Show
 from flows.settings import Settings
 from flows.show import load_show
-from flows.storage import CACHE_LONG, CACHE_SHORT, Storage, open_storage
+from flows.storage import CACHE_LONG, CACHE_SHORT, Storage, open_storage, retry_on_storage_error
 from flows.storage import public_url as storage_public_url
 
 log = logging.getLogger(__name__)
@@ -804,21 +804,10 @@ def publish_feed(
 # --- Prefect: thin wrappers -------------------------------------------------------------
 
 
-def _storage_trouble(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only storage failures; a refused feed or bad input will not fix itself."""
-    try:
-        state.result()
-    except StorageError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
 _RETRY: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": [2, 10, 30],
-    "retry_condition_fn": _storage_trouble,
+    "retry_condition_fn": retry_on_storage_error,
     "cache_policy": NO_CACHE,  # the inputs include a storage client
 }
 

@@ -96,7 +96,7 @@ from flows.loudness import (
 from flows.models import STOCKHOLM, Episode, Show
 from flows.settings import Settings
 from flows.show import load_show
-from flows.storage import CACHE_LONG, CACHE_PRIVATE, Storage, open_storage
+from flows.storage import CACHE_LONG, CACHE_PRIVATE, Storage, open_storage, retry_on_storage_error
 from flows.storage import public_url as object_url
 
 log = logging.getLogger(__name__)
@@ -1273,17 +1273,6 @@ def _publish_unlocked(
 # --- Prefect: thin wrappers ---------------------------------------------------------------------
 
 
-def _storage_trouble(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only storage failures; bad input does not fix itself."""
-    try:
-        state.result()
-    except StorageError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
 @task(name="prepare-episode", cache_policy=NO_CACHE)
 def prepare_task(candidate: Candidate, context: RunContext) -> Prepared | Failed:
     """Inspect, check and tag one episode."""
@@ -1294,7 +1283,7 @@ def prepare_task(candidate: Candidate, context: RunContext) -> Prepared | Failed
     name="upload-episode",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_condition_fn=_storage_trouble,
+    retry_condition_fn=retry_on_storage_error,
     cache_policy=NO_CACHE,  # the inputs include a storage client
 )
 def upload_task(storage: Storage, prepared: Prepared) -> int:

@@ -109,6 +109,17 @@ class Storage(Protocol):
         ...
 
 
+def retry_on_storage_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry only storage failures; bad input will not fix itself."""
+    try:
+        state.result()
+    except StorageError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could leave the storage prefix or that only one store could hold.
 
