@@ -7,6 +7,7 @@ clean message and exit status 1. Prefect is imported only by the commands that r
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,20 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The temporary server can take over 20 s (Prefect's default wait) on a busy 2-core box.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+class _HideOwnErrorTracebacks(logging.Filter):
+    """Our errors already carry a fix-it message that the command prints; Prefect's log of
+    the same failure with a traceback only buries it. Other exceptions keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, KraftsamlingError)
+
+
+def _hide_own_error_tracebacks() -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_HideOwnErrorTracebacks())
 
 
 def _add_storage_args(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "bench" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _quiet_prefect()
+    import prefect  # noqa: F401  (configures Prefect's logging before we add a filter)
+
+    _hide_own_error_tracebacks()
     try:
         if args.command == "demo":
             from flows.demo import run_demo
