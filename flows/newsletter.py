@@ -396,14 +396,12 @@ def render_task(selection: Selection, settings: Settings, *, intro_md: str | Non
 @task(name="read-catalog", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
 def read_catalog_episodes(settings: Settings) -> list[Episode] | None:
     """The podcast catalog's episodes for the listen section; None when there is no catalog."""
-    try:
-        from flows.catalog import load_catalog
-        from flows.storage import open_storage
+    from flows.catalog import load_catalog
+    from flows.storage import open_storage
 
+    try:
         return list(load_catalog(open_storage(settings)).episodes)
-    except (ImportError, NotImplementedError):
-        return None  # the catalog module is not there yet: the listen section uses posts only
-    except KraftsamlingError as exc:
+    except KraftsamlingError as exc:  # the issue is still built, from the site's posts
         get_run_logger().warning("Podcast catalog not used: %s", exc)
         return None
 
