@@ -3,7 +3,8 @@
 `build_issue` is the plain function that does the work (testable without Prefect):
 
 1. read what earlier issues did (their `manifest.json`) and the issue's `intro.md`;
-2. read posts and events through the injected readers (`flows.sources` by default);
+2. read posts (those before the window start only counted) and events through the injected
+   readers (`flows.sources` by default);
 3. select (`flows.select`), render (`flows.render`) and plan every file in memory;
 4. one writer writes the planned files, the manifest last.
 
@@ -38,7 +39,7 @@ from flows import sources
 from flows.errors import InputError, IssueSentError, KraftsamlingError, SettingsError
 from flows.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.render import RenderedIssue, render_issue
-from flows.select import SECTIONS, Selection, month_start, select_issue
+from flows.select import SECTIONS, Selection, month_start, select_issue, window_start
 from flows.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,10 @@ def build_issue(
     previous = earlier_manifests(Path(settings.newsletters_dir), month)
     intro_md = read_intro(folder)
 
-    posts, post_status = read_posts(list(settings.posts), settings)
+    # Posts before the window cannot be selected: the reader counts them without the costly
+    # per-entry work (sanitising, images, deadlines). select_issue applies the same bound.
+    since = window_start(month, previous, settings.first_issue_days)
+    posts, post_status = read_posts(list(settings.posts), settings, since=since)
     until = now + timedelta(days=settings.events_days)
     events, event_status = read_events(list(settings.events), settings, now, until)
     statuses = [("posts", s) for s in post_status] + [("events", s) for s in event_status]

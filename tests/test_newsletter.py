@@ -23,6 +23,7 @@ from flows.errors import IssueSentError, SettingsError
 from flows.models import STOCKHOLM, Episode, Event, Post, PostKind, SourceStatus
 from flows.newsletter import FILES, MANIFEST, build_issue
 from flows.settings import REPO_ROOT, Settings
+from flows.sources import read_posts
 
 DEMO_MONTH = "2026-12"
 DEMO_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
@@ -135,6 +136,23 @@ def test_demo_issue_content_and_manifest(tmp_path):
     assert "Utlysningar: " in summary and "Left out (over the limit): 0" in summary
 
 
+def test_posts_are_read_from_the_window_start_and_the_issue_is_the_same(tmp_path):
+    """build_issue passes the window start; reading every entry in full changes nothing."""
+    asked: list[datetime | None] = []
+
+    def read_everything(sources_, settings, *, since=None, **kw):
+        asked.append(since)
+        return read_posts(sources_, settings, **kw)  # the real reader, without the window
+
+    windowed = build_demo(tmp_path / "windowed")
+    full = build_demo(tmp_path / "full", read_posts=read_everything)
+    assert asked == [datetime(2026, 10, 31, tzinfo=STOCKHOLM)]
+    assert files_of(tmp_path / "windowed" / DEMO_MONTH) == files_of(tmp_path / "full" / DEMO_MONTH)
+    status = windowed.sources[0]
+    assert status.source.endswith("posts.xml")
+    assert status.old == 9 and status.items == 20 and full.sources[0].old == 0
+
+
 def test_two_builds_are_byte_identical(tmp_path):
     build_demo(tmp_path / "a")
     build_demo(tmp_path / "b")
@@ -174,6 +192,27 @@ def test_consecutive_months_never_repeat_a_post(tmp_path):
     assert dec_posts == {"mid-nov", "call", "pod"}
     assert not dec_posts & nov_ids
     assert november.written and december.written
+
+
+def test_the_next_issue_reads_posts_from_the_last_cutoff(tmp_path):
+    settings = Settings.load(newsletters_dir=tmp_path)
+    readers = memory_readers()
+    asked: list[datetime] = []
+
+    def read_posts_recording(sources_, settings_, **kw):
+        asked.append(kw["since"])
+        return readers["read_posts"](sources_, settings_, **kw)
+
+    nov_now = datetime(2026, 11, 2, 8, tzinfo=STOCKHOLM)
+    for month, now in (("2026-11", nov_now), ("2026-12", DEMO_NOW)):
+        build_issue(
+            settings,
+            month,
+            now,
+            read_posts=read_posts_recording,
+            read_events=readers["read_events"],
+        )
+    assert asked == [datetime(2026, 10, 1, tzinfo=STOCKHOLM), nov_now]
 
 
 def test_nothing_new_writes_no_draft_unless_forced(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.errors import InputError, SourceError
+from flows.errors import InputError, SettingsError, SourceError
 from flows.fetch import fetch_source
 from flows.models import STOCKHOLM, Event, Post, PostKind
 from flows.settings import DEMO_DIR, Settings
@@ -411,6 +411,83 @@ def test_parse_posts_never_reads_a_path_given_as_bytes(tmp_path):
     secret.write_bytes(rss(item("Hemlig")))
     posts, status = parse_posts(str(secret).encode(), "t", DEFAULT_KIND_MAP)
     assert posts == [] and not status.ok
+
+
+def dated_item(title: str, when: str, link: str, body: str = "", extra: str = "") -> str:
+    return (
+        f"<item><title>{title}</title><link>{link}</link><pubDate>{when}</pubDate>"
+        f"<description><![CDATA[{body}]]></description>{extra}</item>"
+    )
+
+
+SINCE = sthlm(2026, 11, 1)  # 2026-10-31 23:00 UTC
+WINDOWED = rss(
+    dated_item("Ny", "Mon, 02 Nov 2026 09:00:00 +0000", "https://t.example/ny", "<p>NYTT</p>")
+    + dated_item("Gräns", "Sat, 31 Oct 2026 23:00:00 +0000", "https://t.example/grans")
+    + dated_item(
+        "Gammal",
+        "Sat, 31 Oct 2026 22:59:59 +0000",
+        "https://t.example/gammal",
+        '<p>GAMMALT <img src="https://t.example/g.jpg"> Sista ansökningsdag: 1 maj 2027</p>',
+    )
+    + dated_item("Äldst", "Thu, 01 Oct 2026 07:00:00 +0000", "https://t.example/aldst")
+    + dated_item("Gammal utan länk", "Thu, 01 Oct 2026 07:00:00 +0000", "")
+)
+
+
+def test_entries_before_since_are_counted_not_sanitised_or_returned(monkeypatch):
+    import nh3
+
+    cleaned: list[str] = []
+    real_clean = nh3.clean
+
+    def spy(html: str, *args, **kwargs) -> str:  # a pass-through: nh3 still does the work
+        cleaned.append(html)
+        return real_clean(html, *args, **kwargs)
+
+    monkeypatch.setattr(nh3, "clean", spy)
+    posts, status = parse_posts(WINDOWED, "t", DEFAULT_KIND_MAP, since=SINCE)
+
+    # The entry published exactly at `since` is read; select_issue applies its own bound.
+    assert [p.title for p in posts] == ["Ny", "Gräns"]
+    assert status.ok and status.old == 2 and status.items == 4  # usable entries, old included
+    # An entry without a link is broken whatever its age, and reported as before.
+    assert status.skipped == 1
+    assert status.warnings == ("skipped 'Gammal utan länk': no absolute http(s) link",)
+    assert any("NYTT" in html for html in cleaned)
+    assert not any("GAMMALT" in html or "Äldst" in html for html in cleaned)
+
+    cleaned.clear()
+    everything, full = parse_posts(WINDOWED, "t", DEFAULT_KIND_MAP)
+    assert [p.title for p in everything] == ["Ny", "Gräns", "Gammal", "Äldst"]
+    assert full.old == 0 and full.items == 4 and full.skipped == 1
+    assert any("GAMMALT" in html for html in cleaned)
+    # Inside the window a post is the same whether or not older entries were skipped.
+    assert everything[:2] == posts
+
+
+def test_a_feed_with_only_old_entries_is_ok_and_empty():
+    only_old = rss(dated_item("Äldst", "Thu, 01 Oct 2026 07:00:00 +0000", "https://t.example/a"))
+    posts, status = parse_posts(only_old, "t", DEFAULT_KIND_MAP, since=SINCE)
+    assert posts == [] and status.ok and not status.message
+    assert status.items == 1 and status.old == 1 and status.skipped == 0
+
+
+def test_since_must_be_timezone_aware():
+    with pytest.raises(SettingsError, match="'since' must be timezone-aware"):
+        parse_posts(WINDOWED, "t", DEFAULT_KIND_MAP, since=datetime(2026, 11, 1))
+
+
+def test_read_posts_with_since_keeps_a_newer_copy_from_a_later_source(tmp_path, fast_settings):
+    # The same guid: first as an old entry of one feed, then republished in another.
+    guid = "<guid>https://t.example/?p=7</guid>"
+    first, second = tmp_path / "a.xml", tmp_path / "b.xml"
+    old, new = "Thu, 01 Oct 2026 07:00:00 +0000", "Mon, 02 Nov 2026 09:00:00 +0000"
+    first.write_bytes(rss(dated_item("Gammal", old, "https://t.example/7", extra=guid)))
+    second.write_bytes(rss(dated_item("Ny", new, "https://t.example/7", extra=guid)))
+    posts, statuses = read_posts([str(first), str(second)], fast_settings, since=SINCE)
+    assert [(p.title, p.id) for p in posts] == [("Ny", "https://t.example/?p=7")]
+    assert [(s.ok, s.items, s.old) for s in statuses] == [(True, 1, 1), (True, 1, 0)]
 
 
 # --------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from flows.render import (  # noqa: E402
     compile_mjml,
     render_template,
 )
-from flows.select import select_issue  # noqa: E402
+from flows.select import select_issue, window_start  # noqa: E402
 from flows.settings import Settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,7 +83,8 @@ def one_run(
     t0 = clock()
     previous = earlier_manifests(out, month)
     intro_md = read_intro(out / month)
-    posts, post_status = sources.read_posts(list(settings.posts), settings)
+    since = window_start(month, previous, settings.first_issue_days)
+    posts, post_status = sources.read_posts(list(settings.posts), settings, since=since)
     events, event_status = sources.read_events(
         list(settings.events), settings, now, now + timedelta(days=settings.events_days)
     )
