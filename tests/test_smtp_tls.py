@@ -1,0 +1,165 @@
+"""SMTP over TLS against a real server on 127.0.0.1: STARTTLS (587) and implicit TLS (465).
+
+The server's certificate comes from a test CA made by `trustme`; the client trusts it only
+through SSL_CERT_FILE, so `connect_smtp` keeps its production TLS context (certificate and
+host name verified) and an untrusted certificate must fail the same way it would in use.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from flows.delivery import connect_smtp
+from flows.errors import DeliveryError
+from flows.settings import Settings
+
+USER = "redaktionen"
+PASSWORD = "hemligt-lösenord-4711"  # non-ASCII: goes through AUTH PLAIN, over TLS only
+
+
+class TlsRecorder:
+    """Keeps each accepted message with whether its session was encrypted and logged in."""
+
+    def __init__(self) -> None:
+        self.sessions: list[dict] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.sessions.append(
+            {
+                "tls": server.transport.get_extra_info("ssl_object") is not None,
+                "authenticated": session.authenticated,
+                "rcpt": list(envelope.rcpt_tos),
+            }
+        )
+        return "250 Message accepted for delivery"
+
+
+def _authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == USER.encode()
+        and auth_data.password == PASSWORD.encode()
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def trust_ca(ca: trustme.CA, tmp_path, monkeypatch) -> None:
+    """The client trusts the test CA as a system CA (read when a default context is made)."""
+    pem = tmp_path / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+
+
+@contextmanager
+def smtp_server(handler: TlsRecorder, **kwargs) -> Iterator[int]:
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=_free_port(),
+        server_hostname="localhost",
+        authenticator=_authenticator,
+        **kwargs,
+    )
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
+def settings_for(port: int, security: str) -> Settings:
+    return Settings.load(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security=security,
+        smtp_user=USER,
+        smtp_password=PASSWORD,
+    )
+
+
+def send_one(settings: Settings) -> None:
+    client = connect_smtp(settings, timeout=10)
+    try:
+        client.sendmail("nyhetsbrev@example.org", ["person01@example.org"], b"Subject: t\r\n\r\nx")
+    finally:
+        client.quit()
+
+
+def test_starttls_encrypts_before_logging_in(server_context, trust_ca):
+    recorder = TlsRecorder()
+    # require_starttls: the server refuses MAIL and AUTH until the session is encrypted.
+    with smtp_server(recorder, tls_context=server_context, require_starttls=True) as port:
+        send_one(settings_for(port, "starttls"))
+    assert recorder.sessions == [
+        {"tls": True, "authenticated": True, "rcpt": ["person01@example.org"]}
+    ]
+
+
+def test_implicit_tls_sends(server_context, trust_ca):
+    recorder = TlsRecorder()
+    # aiosmtpd counts only STARTTLS as TLS when deciding to offer AUTH; this socket is
+    # encrypted from its first byte, which the handler checks on the transport itself.
+    with smtp_server(recorder, ssl_context=server_context, auth_require_tls=False) as port:
+        send_one(settings_for(port, "ssl"))
+    assert recorder.sessions == [
+        {"tls": True, "authenticated": True, "rcpt": ["person01@example.org"]}
+    ]
+
+
+def test_untrusted_certificate_is_refused_before_the_password(server_context, monkeypatch):
+    # No trust_ca: the certificate is valid but signed by a CA the client does not know.
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    recorder = TlsRecorder()
+    with (
+        smtp_server(recorder, tls_context=server_context, require_starttls=True) as port,
+        pytest.raises(DeliveryError, match=rf"TLS with the SMTP server 127\.0\.0\.1:{port}"),
+    ):
+        connect_smtp(settings_for(port, "starttls"), timeout=10)
+    assert recorder.sessions == []
+
+
+def test_starttls_to_a_server_without_it_says_what_to_set(trust_ca):
+    recorder = TlsRecorder()
+    with (
+        smtp_server(recorder, auth_require_tls=False) as port,
+        pytest.raises(DeliveryError, match="does not offer STARTTLS") as info,
+    ):
+        connect_smtp(settings_for(port, "starttls"), timeout=10)
+    assert "'ssl'" in str(info.value) and PASSWORD not in str(info.value)
+
+
+def test_implicit_tls_to_a_starttls_port_names_the_mismatch(server_context, trust_ca):
+    recorder = TlsRecorder()
+    with (
+        smtp_server(recorder, tls_context=server_context, require_starttls=True) as port,
+        pytest.raises(DeliveryError, match="smtp_security matches the port") as info,
+    ):
+        connect_smtp(settings_for(port, "ssl"), timeout=10)
+    assert PASSWORD not in str(info.value)
