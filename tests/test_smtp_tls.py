@@ -112,22 +112,24 @@ def send_one(settings: Settings) -> None:
         client.quit()
 
 
-def test_starttls_encrypts_before_logging_in(server_context, trust_ca):
-    recorder = TlsRecorder()
-    # require_starttls: the server refuses MAIL and AUTH until the session is encrypted.
-    with smtp_server(recorder, tls_context=server_context, require_starttls=True) as port:
-        send_one(settings_for(port, "starttls"))
-    assert recorder.sessions == [
-        {"tls": True, "authenticated": True, "rcpt": ["person01@example.org"]}
-    ]
+CONTEXT = object()  # stands for the server_context fixture in parameters
 
 
-def test_implicit_tls_sends(server_context, trust_ca):
+@pytest.mark.parametrize(
+    ("security", "server_kwargs"),
+    [
+        # require_starttls: the server refuses MAIL and AUTH until the session is encrypted.
+        ("starttls", {"tls_context": CONTEXT, "require_starttls": True}),
+        # aiosmtpd counts only STARTTLS as TLS when deciding to offer AUTH; this socket is
+        # encrypted from its first byte, which the handler checks on the transport itself.
+        ("ssl", {"ssl_context": CONTEXT, "auth_require_tls": False}),
+    ],
+)
+def test_sends_encrypted_and_logged_in(security, server_kwargs, server_context, trust_ca):
+    kwargs = {k: server_context if v is CONTEXT else v for k, v in server_kwargs.items()}
     recorder = TlsRecorder()
-    # aiosmtpd counts only STARTTLS as TLS when deciding to offer AUTH; this socket is
-    # encrypted from its first byte, which the handler checks on the transport itself.
-    with smtp_server(recorder, ssl_context=server_context, auth_require_tls=False) as port:
-        send_one(settings_for(port, "ssl"))
+    with smtp_server(recorder, **kwargs) as port:
+        send_one(settings_for(port, security))
     assert recorder.sessions == [
         {"tls": True, "authenticated": True, "rcpt": ["person01@example.org"]}
     ]
