@@ -7,7 +7,8 @@ The feed is regenerated from this file, so it is written with care:
 - a private object (`public=False`, `CACHE_PRIVATE`);
 - a compare-and-swap write: `If-Match` the ETag it was read with (or `If-None-Match: *` when it
   is new), so a concurrent writer is detected instead of overwritten;
-- a dated backup of the previous version under `podcast/catalog-backups/` before each change.
+- a dated backup of the previous version under `podcast/catalog-backups/` before each change
+  (a publish run that changed the catalog then prunes all but the newest ones).
 
 The pure parts are `upsert`: it decides whether a freshly built record is new, unchanged, a
 replacement of the audio or a metadata update, and keeps the guid assigned at first publish;
@@ -21,8 +22,9 @@ never reused and no later run (hourly feed, re-drop of the audio) brings it back
   in the catalog (`upsert` says "unchanged"; the publish report says "removed", with the way
   back); new audio or new metadata for the slug updates the record but it stays removed too.
   Only an operator restores an episode: in `podcast/catalog.json` set the episode's
-  `"removed_at"` to `null` (a dated backup of every version is kept under
-  `podcast/catalog-backups/`); the next feed run puts it back with its old guid.
+  `"removed_at"` to `null` (dated backups of earlier versions, the newest
+  `catalog_backups_keep`, are under `podcast/catalog-backups/`); the next feed run puts it
+  back with its old guid.
 - Audio objects are never deleted, not for a removed or a replaced episode: podcast apps
   that already downloaded the old URL keep working, and a restore needs no re-upload.
 """
@@ -162,6 +164,30 @@ def backup_key(now: datetime, attempt: int = 1) -> str:
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     suffix = "" if attempt == 1 else f"-{attempt}"
     return f"{BACKUP_PREFIX}catalog-{stamp}{suffix}.json"
+
+
+def _backup_order(key: str) -> tuple[str, int]:
+    """Oldest first: by time stamp, then by the same-second number (no number is 1)."""
+    name = key.removeprefix(f"{BACKUP_PREFIX}catalog-").removesuffix(".json")
+    stamp, _, attempt = name.partition("-")
+    return stamp, int(attempt) if attempt.isdigit() else 1
+
+
+def prune_backups(storage: Storage, keep: int) -> list[str]:
+    """Delete all but the newest `keep` catalog backups (0 keeps every one); returns the
+    deleted keys. Only keys this module names are touched: other files an operator put in
+    the backup folder stay."""
+    if keep <= 0:
+        return []
+    ours = [
+        key
+        for key in storage.list_keys(BACKUP_PREFIX)
+        if key.startswith(f"{BACKUP_PREFIX}catalog-") and key.endswith(".json")
+    ]
+    old = sorted(ours, key=_backup_order)[:-keep]
+    for key in old:
+        storage.delete(key)
+    return old
 
 
 def save_catalog(storage: Storage, catalog: Catalog, now: datetime) -> Catalog:

@@ -63,7 +63,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
-from flows.catalog import Catalog, load_catalog, save_catalog, upsert
+from flows.catalog import Catalog, load_catalog, prune_backups, save_catalog, upsert
 from flows.errors import (
     AudioError,
     CatalogError,
@@ -1128,6 +1128,18 @@ def publish_feed_step(
     return result.summary(), ""
 
 
+def prune_catalog_backups(storage: Storage, keep: int) -> None:
+    """Keep the newest `keep` catalog backups; a failure only warns (the catalog is saved,
+    and the next run that changes it prunes again)."""
+    try:
+        deleted = prune_backups(storage, keep)
+    except StorageError as exc:
+        log.warning("Old catalog backups were not pruned (the next run tries again): %s", exc)
+        return
+    if deleted:
+        log.info("Pruned %d old catalog backup(s), keeping the newest %d.", len(deleted), keep)
+
+
 def finish(
     plan: Plan,
     storage: Storage,
@@ -1165,6 +1177,8 @@ def finish(
                 for p in good
             )
             good = []
+    if update is not None and update.changed:
+        prune_catalog_backups(storage, context.settings.catalog_backups_keep)
     if update is not None:
         # Also when the catalog did not change: a run that crashed between its catalog and
         # its feed leaves a stale feed, and a re-drop must repair it. publish_feed uploads

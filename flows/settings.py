@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     normalise_lossy: bool = Field(
         default=False, description="Re-encode MP3/M4A that are off target instead of warning."
     )
+    catalog_backups_keep: int = Field(
+        default=200,
+        ge=0,
+        description="Newest catalog backups kept (podcast/catalog-backups/); 0 keeps all.",
+    )
     lock_stale_seconds: float = Field(
         default=7200,
         ge=60,

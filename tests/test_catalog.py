@@ -16,6 +16,7 @@ from flows.catalog import (
     mark_removed,
     new_guid,
     parse_catalog,
+    prune_backups,
     remove_episodes,
     save_catalog,
     upsert,
@@ -154,6 +155,35 @@ def test_save_keeps_a_dated_backup_of_the_previous_version(tmp_path):
     # A second save in the same second gets its own backup, never overwriting one.
     save_catalog(storage, upsert(second, record("c", episode=3), T1)[0], T1)
     assert len(storage.list_keys(BACKUP_PREFIX)) == 2
+
+
+PRIVATE_JSON = {"content_type": "application/json", "cache_control": CACHE_PRIVATE, "public": False}
+
+
+def test_prune_keeps_the_newest_backups_in_time_order(tmp_path):
+    storage = LocalStorage(tmp_path)
+    # Same-second backups carry -2, -3: they are newer than the unnumbered one of that second
+    # although "-" sorts before "." as text.
+    names = [
+        "catalog-20260301T080000Z.json",
+        "catalog-20260302T080000Z.json",
+        "catalog-20260302T080000Z-2.json",
+        "catalog-20260302T080000Z-10.json",
+        "catalog-20260303T080000Z.json",
+    ]
+    for name in names:
+        storage.put_bytes(BACKUP_PREFIX + name, b"{}", **PRIVATE_JSON)
+    storage.put_bytes(BACKUP_PREFIX + "README.txt", b"notes", **PRIVATE_JSON)
+
+    assert prune_backups(storage, 0) == []  # 0 keeps every backup
+    deleted = prune_backups(storage, 2)
+    assert deleted == [BACKUP_PREFIX + n for n in names[:3]]
+    assert storage.list_keys(BACKUP_PREFIX) == [
+        BACKUP_PREFIX + "README.txt",  # not ours: never deleted
+        BACKUP_PREFIX + "catalog-20260302T080000Z-10.json",
+        BACKUP_PREFIX + "catalog-20260303T080000Z.json",
+    ]
+    assert prune_backups(storage, 2) == []
 
 
 def test_save_of_unchanged_content_writes_nothing(tmp_path):

@@ -24,7 +24,7 @@ from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
 from PIL import Image
 
-from flows.catalog import CATALOG_KEY, load_catalog, save_catalog, upsert
+from flows.catalog import BACKUP_PREFIX, CATALOG_KEY, load_catalog, save_catalog, upsert
 from flows.errors import CatalogError, PublishIncompleteError, StorageError
 from flows.feed import FEED_KEY
 from flows.models import STOCKHOLM
@@ -321,6 +321,20 @@ def test_replacement_keeps_the_guid_and_the_old_object(show_dir, audio, tmp_path
     assert after.first_published == T0 and after.last_updated == T1
     assert after.publish_at == before.publish_at  # no publish_at given: the first one is kept
     assert storage.head(before.audio_key) is not None  # the old object is kept for the feed
+
+
+def test_catalog_backups_are_pruned_to_the_setting(show_dir, audio, tmp_path):
+    storage = LocalStorage(tmp_path / "storage")
+    for day in range(4):  # four catalog changes: three backups of earlier versions
+        put(show_dir, "ep.mp3", audio["mp3"])
+        put(show_dir, "ep.md", f"---\ntitle: Titel {day}\n---\n")
+        run(show_dir, storage, T0 + timedelta(days=day), catalog_backups_keep=2)
+    backups = storage.list_keys(BACKUP_PREFIX)
+    assert len(backups) == 2
+    # The newest two remain: they hold the versions titled 1 and 2 (3 is the catalog itself).
+    titles = {json.loads(storage.get_bytes(k)[0])["episodes"][0]["title"] for k in backups}
+    assert titles == {"Titel 1", "Titel 2"}
+    assert load_catalog(storage).episodes[0].title == "Titel 3"
 
 
 def test_metadata_change_is_an_update_with_the_same_guid(show_dir, audio, tmp_path):
