@@ -255,9 +255,13 @@ def load_kind_map(path: Path | None) -> dict[str, PostKind]:
     return mapping
 
 
+# libyaml's loader when PyYAML was built with it: same nodes, marks and errors, ~5x faster.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _compose_yaml(text: str, what: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}" if mark else ""
@@ -850,7 +854,7 @@ def _yaml_items(data: bytes, source: str) -> list[_YamlItem]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise SourceError(f"Events file {source}: is not UTF-8 text. Save it as UTF-8.") from None
-    loader = yaml.SafeLoader(text)
+    loader = _SafeLoader(text)
     try:
         root = loader.get_single_node()
         document = loader.construct_document(root) if root is not None else None
