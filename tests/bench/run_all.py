@@ -36,6 +36,11 @@ for _path in (str(HERE), str(ROOT)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+# Prefect reads its settings once, when first imported (here by whichever bench imports the
+# flows first), so the podcast bench's start-up timeout must be in the environment already.
+# A busy 2-core machine can take longer than Prefect's default 20 s to start its server.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
 from table import Row, factor, format_table, machine_line, verdict  # noqa: E402
 
 
