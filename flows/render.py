@@ -144,11 +144,13 @@ def format_event_when(event: Event, *, year: int | None = None) -> str:
 def format_duration(seconds: int | None) -> str:
     """A podcast episode's length.
 
-    >>> format_duration(2520), format_duration(4000), format_duration(None)
-    ('42 min', '1 tim 7 min', '')
+    >>> format_duration(2520), format_duration(4000), format_duration(None), format_duration(10)
+    ('42 min', '1 tim 7 min', '', '10 sek')
     """
     if not seconds:
         return ""
+    if seconds < 30:  # would round to "0 min" (trailers, teasers)
+        return f"{seconds} sek"
     minutes = round(seconds / 60)
     if minutes < 60:
         return f"{minutes} min"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flows.errors import SettingsError
 from flows.models import STOCKHOLM, Episode, Event, Post, PostKind
+from flows.sources import html_to_text
 from flows.storage import public_url
 
 if TYPE_CHECKING:
@@ -144,7 +145,9 @@ def episode_item(episode: Episode, settings: Settings) -> ListenItem:
         title=episode.title,
         link=public_url(settings.public_url, episode.audio_key),
         published=episode.publish_at.astimezone(STOCKHOLM),
-        summary=_shorten(episode.description),
+        # The producer's description is Markdown: its sanitised HTML gives the plain text
+        # (no "**" or list numbers in the email); a record without HTML keeps the raw text.
+        summary=_shorten(html_to_text(episode.description_html) or episode.description),
         kind="podcast",
         duration=episode.duration,
     )

@@ -137,6 +137,22 @@ def test_events_start_within_the_configured_days_after_now():
     assert [e.id for e in short.events] == ["soon"]
 
 
+def test_catalog_episode_summary_is_plain_text_not_markdown(settings):
+    markdown = "Hur gör en **liten förening**?\n\nTips:\n\n1. Börja smått\n2. Fråga [oss](https://kraftsamling.example/)"
+    html = (
+        "<p>Hur gör en <strong>liten förening</strong>?</p><p>Tips:</p>"
+        '<ol><li>Börja smått</li><li>Fråga <a href="https://kraftsamling.example/">oss</a></li></ol>'
+    )
+    ep = episode("g1", NOW - timedelta(days=2)).model_copy(
+        update={"description": markdown, "description_html": html}
+    )
+    [item] = select(episodes=[ep], settings=settings).listen
+    assert item.summary == "Hur gör en liten förening? Tips: Börja smått Fråga oss"
+    # A record without HTML (written before it existed) keeps the producer's text.
+    old = ep.model_copy(update={"description_html": ""})
+    assert select(episodes=[old], settings=settings).listen[0].summary.startswith("Hur gör en **")
+
+
 def test_listen_merges_posts_and_catalog_episodes_without_duplicates(settings):
     pod = post("pod", NOW - timedelta(days=2), PostKind.PODCAST)
     video = post("vid", NOW - timedelta(days=1), PostKind.VIDEO)
