@@ -72,6 +72,9 @@ class SourceStatus:
     skipped: int = 0
     message: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # Posts feeds: usable entries older than the window, counted in `items` but not
+    # read further (see flows.sources.parse_posts).
+    old: int = 0
 
 
 class Show(BaseModel):

@@ -144,12 +144,14 @@ def format_event_when(event: Event, *, year: int | None = None) -> str:
 def format_duration(seconds: int | None) -> str:
     """A podcast episode's length.
 
-    >>> format_duration(2520), format_duration(4000), format_duration(None), format_duration(10)
-    ('42 min', '1 tim 7 min', '', '10 sek')
+    >>> format_duration(2520), format_duration(4000), format_duration(None)
+    ('42 min', '1 tim 7 min', '')
+    >>> format_duration(10), format_duration(30), format_duration(60)
+    ('10 sek', '30 sek', '1 min')
     """
     if not seconds:
         return ""
-    if seconds < 30:  # would round to "0 min" (trailers, teasers)
+    if seconds < 60:  # under a minute (trailers, teasers): minutes would round to 0 or 1
         return f"{seconds} sek"
     minutes = round(seconds / 60)
     if minutes < 60:

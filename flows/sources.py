@@ -13,7 +13,7 @@ Posts
 - Entries without a publication date (published, else updated) or without an absolute
   http(s) link are skipped and counted in `SourceStatus.skipped`.
 - With `since` (the issue's window start), entries published before it are usable but not
-  needed: they are counted in `PostsStatus.old` (and in `items`, the feed's usable entries)
+  needed: they are counted in `SourceStatus.old` (and in `items`, the feed's usable entries)
   and not read further - no sanitising, image or deadline search, no Post. Most of a big
   feed is such history, and that per-entry work was about half of the read's CPU time.
 - image: media:content, media:thumbnail, an image enclosure, else the first <img> of the
@@ -85,7 +85,6 @@ from flows.settings import Settings
 __all__ = [
     "DEFAULT_KIND_MAP",
     "SUMMARY_CHARS",
-    "PostsStatus",
     "fetch_source",
     "find_deadline",
     "html_to_text",
@@ -381,17 +380,6 @@ def _element_deadline(entry: Mapping[str, Any], published: date) -> date | None:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PostsStatus(SourceStatus):
-    """A posts feed's SourceStatus, with the entries left unread for being older than `since`.
-
-    `items` counts the feed's usable entries, old ones included (so a feed whose entries are
-    all older than the window is still ok), and `old` how many of them were not returned.
-    """
-
-    old: int = 0
-
-
 def parse_posts(
     data: bytes,
     source: str,
@@ -432,7 +420,7 @@ def parse_posts(
     # usable entry is a failure the manifest should show.
     empty_but_valid = bool(parsed.get("version")) and not parsed.entries and not reason
     if posts or old or empty_but_valid:
-        return posts, PostsStatus(
+        return posts, SourceStatus(
             source=source,
             ok=True,
             items=len(posts) + old,
@@ -450,7 +438,7 @@ def parse_posts(
             f"not a usable RSS/Atom feed ({reason or 'no RSS or Atom feed found'}). Check that "
             f"the URL or path points at the feed itself, not a web page."
         )
-    status = PostsStatus(
+    status = SourceStatus(
         source=source, ok=False, skipped=skipped, message=message, warnings=tuple(warnings)
     )
     return [], status
@@ -1044,7 +1032,7 @@ def read_posts(
     statuses: list[SourceStatus] = []
     for source, data in fetched:
         if isinstance(data, SourceError):
-            statuses.append(PostsStatus(source=source, ok=False, message=str(data)))
+            statuses.append(SourceStatus(source=source, ok=False, message=str(data)))
             continue
         found, status = parse_posts(data, source, kind_map, since=since)
         duplicates = 0

@@ -8,10 +8,8 @@ import email.utils
 import hashlib
 import json
 import smtplib
-import socket
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,8 +17,8 @@ from zoneinfo import ZoneInfo
 import feedparser
 import lxml.html
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from loopback import free_port, smtp_server
 
 from flows.delivery import (
     PROGRESS_FILE,
@@ -79,28 +77,6 @@ class Recorder:
 
     def delivered_to(self) -> Counter[str]:
         return Counter(rcpt for _, rcpts, _ in self.messages for rcpt in rcpts)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def smtp_server(handler: Recorder, **smtp_kwargs) -> Iterator[int]:
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=_free_port(),
-        server_hostname="localhost",
-        **smtp_kwargs,
-    )
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -312,7 +288,7 @@ def test_connection_lost_mid_batch_is_resumable(tmp_path, recorder, settings):
 
 def test_server_down_is_a_delivery_error_naming_host_and_port(tmp_path):
     issue = make_issue(tmp_path)
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     down = Settings.load(smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
     with pytest.raises(DeliveryError, match=rf"127\.0\.0\.1:{port} .*KRAFTSAMLING_SMTP_HOST"):
         send_issue(issue, PEOPLE[:2], down, NOW)

@@ -7,14 +7,13 @@ it does in production: `python -m flows approve` finds the paused run and resume
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
+from loopback import smtp_server
 
 from flows.approval import NoWaitingRunError, find_waiting_run
 from flows.cli import main
@@ -45,24 +44,15 @@ class Recorder:
         return [str(email.message_from_bytes(raw)["Subject"]) for _, raw in self.envelopes]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def smtp(monkeypatch):
     recorder = Recorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("KRAFTSAMLING_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("KRAFTSAMLING_SMTP_PORT", str(port))
-    monkeypatch.setenv("KRAFTSAMLING_SMTP_SECURITY", "none")
-    monkeypatch.setenv("KRAFTSAMLING_APPROVAL_POLL_SECONDS", "1")
-    yield recorder
-    controller.stop()
+    with smtp_server(recorder) as port:
+        monkeypatch.setenv("KRAFTSAMLING_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("KRAFTSAMLING_SMTP_PORT", str(port))
+        monkeypatch.setenv("KRAFTSAMLING_SMTP_SECURITY", "none")
+        monkeypatch.setenv("KRAFTSAMLING_APPROVAL_POLL_SECONDS", "1")
+        yield recorder
 
 
 def run_flow(tmp_path: Path, **kwargs):

@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from loopback import smtp_server
 
 from flows.delivery import publish_web_copy, send_issue
 from flows.models import STOCKHOLM
@@ -94,25 +91,13 @@ class Mailbox:
         return AuthResult(success=False, handled=False)
 
 
-@contextmanager
-def smtp_with_auth(mailbox: Mailbox) -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    controller = Controller(
+def smtp_with_auth(mailbox: Mailbox):
+    return smtp_server(
         mailbox,
-        hostname="127.0.0.1",
-        port=port,
-        server_hostname="localhost",
         authenticator=mailbox.authenticate,
         auth_require_tls=False,
         auth_required=True,
     )
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

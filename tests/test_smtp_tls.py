@@ -7,14 +7,11 @@ host name verified) and an untrusted certificate must fail the same way it would
 
 from __future__ import annotations
 
-import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 
+import loopback
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from flows.delivery import connect_smtp
@@ -51,12 +48,6 @@ def _authenticator(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=ok, handled=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
@@ -77,21 +68,8 @@ def trust_ca(ca: trustme.CA, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(pem))
 
 
-@contextmanager
-def smtp_server(handler: TlsRecorder, **kwargs) -> Iterator[int]:
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=_free_port(),
-        server_hostname="localhost",
-        authenticator=_authenticator,
-        **kwargs,
-    )
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
+def smtp_server(handler: TlsRecorder, **kwargs):
+    return loopback.smtp_server(handler, authenticator=_authenticator, **kwargs)
 
 
 def settings_for(port: int, security: str) -> Settings:

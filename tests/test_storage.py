@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loopback import free_port
 
 from flows.errors import ConcurrentWriteError, SettingsError, StorageError
 from flows.settings import Settings
@@ -494,17 +494,11 @@ def test_missing_bucket_says_so_and_how_to_fix(s3_inprocess, tmp_path: Path) -> 
         store.get_bytes("podcast/catalog.json")
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_storage_down_is_a_storage_error_naming_the_object(tmp_path: Path) -> None:
     store = S3Storage(
         "media-bucket",
         "kraft",
-        endpoint_url=f"http://127.0.0.1:{_closed_port()}",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",  # nothing listens
         max_attempts=1,
         connect_timeout=0.5,
         read_timeout=0.5,
