@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 from flows.errors import KraftsamlingError
 
@@ -44,6 +46,31 @@ def _add_storage_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-url", help="public https base URL of the storage's objects")
 
 
+def _instant(text: str) -> datetime:
+    """`--now`: an ISO-8601 moment with its UTC offset (a bare local time is ambiguous)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO-8601 time; write e.g. 2027-01-01T08:00:00+01:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; add one, e.g. {text}+01:00 (Stockholm in winter)"
+        )
+    return moment
+
+
+def _add_now_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--now",
+        type=_instant,
+        metavar="ISO-8601",
+        help="run as if it were this moment (with offset, e.g. 2027-01-01T08:00:00+01:00): "
+        "for re-running a past month or backfilling",
+    )
+
+
 class _Said:
     """A plain message for commands that return no result object."""
 
@@ -71,9 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     news.add_argument("--posts", nargs="+", metavar="SOURCE", help="posts feeds: URLs or paths")
     news.add_argument("--events", nargs="+", metavar="SOURCE", help=".ics/.yaml: URLs or paths")
     news.add_argument("--out", help="folder of issues (default: newsletters)")
-    news.add_argument("--force", action="store_true", help="build even with nothing new")
     news.add_argument(
-        "--send", action="store_true", help="after the draft: review, wait for approval, send"
+        "--force",
+        action="store_true",
+        help="build even with nothing new; with --send, rebuild instead of sending the "
+        "existing draft (a sent issue is never rebuilt)",
+    )
+    news.add_argument(
+        "--send",
+        action="store_true",
+        help="send the month's draft (built first when there is none) for review, wait for "
+        "approval, send",
     )
     news.add_argument("--to", nargs="+", metavar="ADDRESS", help="recipients (a list address)")
     news.add_argument("--reviewers", nargs="+", metavar="ADDRESS", help="get a test copy first")
@@ -88,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for a decision (default: 3 days)",
     )
     _add_storage_args(news)
+    _add_now_arg(news)
 
     approve = commands.add_parser(
         "approve", help="approve (or reject) the newsletter issue that waits for a decision"
@@ -99,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     podcast = commands.add_parser("podcast", help="publish the episodes dropped in the inbox")
     podcast.add_argument("--episodes", help="the drop folder (default: episodes)")
     _add_storage_args(podcast)
+    _add_now_arg(podcast)
 
     feed = commands.add_parser("feed", help="regenerate and publish the podcast feed")
     feed.add_argument("--episodes", help="folder with show.yaml (default: episodes)")
@@ -111,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with removed_at; no audio is deleted)",
     )
     _add_storage_args(feed)
+    _add_now_arg(feed)
 
     commands.add_parser(
         "bench",
@@ -122,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="serve all three deployments with their schedules (needs a Prefect server)"
     )
     _add_storage_args(serve)
+    serve.add_argument(
+        "--prefect-yaml",
+        default="prefect.yaml",
+        help="the deployments file (default: prefect.yaml in the working folder)",
+    )
     return parser
 
 
@@ -155,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reviewers=args.reviewers,
                 approve=True if args.approve else None,
                 approval_timeout_seconds=args.timeout,
+                now=args.now,
             )
         elif args.command == "approve":
             from flows.approval import resume_with_decision
@@ -166,19 +210,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flows.podcast import publish_episodes
 
             result = publish_episodes(
-                episodes=args.episodes, storage=args.storage, public_url=args.public_url
+                episodes=args.episodes,
+                storage=args.storage,
+                public_url=args.public_url,
+                now=args.now,
             )
         elif args.command == "bench":
             import runpy
 
-            from flows.settings import REPO_ROOT
-
-            script = REPO_ROOT / "tests" / "bench" / "run_all.py"
+            script = Path("tests") / "bench" / "run_all.py"
+            if not script.is_file():
+                print(
+                    f"error: {script.resolve()} does not exist: the benchmarks live in the "
+                    "repository. Run `python -m flows bench` from the root of a checkout "
+                    "installed with its test extra (`pip install -e '.[test]'`).",
+                    file=sys.stderr,
+                )
+                return 1
             return runpy.run_path(str(script))["main"](rest, prog="python -m flows bench")
         elif args.command == "serve":
             from flows.serve import serve_all
 
-            serve_all({"storage": args.storage, "public_url": args.public_url})
+            serve_all(
+                {"storage": args.storage, "public_url": args.public_url},
+                Path(args.prefect_yaml),
+            )
             return 0  # serve_all blocks until Ctrl-C/SIGTERM; nothing to summarise
         elif args.command == "feed":
             from flows.feed import regenerate_feed
@@ -188,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 storage=args.storage,
                 public_url=args.public_url,
                 remove_guids=args.remove,
+                now=args.now,
             )
     except KraftsamlingError as exc:
         print(f"error: {exc}", file=sys.stderr)

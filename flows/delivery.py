@@ -9,6 +9,9 @@ Three parts, top to bottom:
    `<issue>/delivery-progress.json`, so a crash resumes with the recipients not yet sent.
    When every batch is done the manifest says `"status": "sent"` and the issue is immutable:
    sending it again raises `IssueSentError`.
+   The sent state is also written to storage beside the web copy
+   (`newsletters/<YYYY-MM>/sent.json`, private), so every machine refuses to change it:
+   `ensure_issue_open` is the one check before a rebuild, a review or a send.
 3. Web archive: `publish_web_copy` uploads the issue's HTML and regenerates the archive page
    and its Atom feed from `newsletters/archive.json` (private state in storage, so any machine
    can rebuild both).
@@ -96,6 +99,12 @@ def web_copy_key(month: str) -> str:
     """The storage key of an issue's web copy."""
     _month_date(month)
     return f"{ARCHIVE_PREFIX}/{month}/index.html"
+
+
+def sent_state_key(month: str) -> str:
+    """The storage key that records an issue as sent (private, beside its web copy)."""
+    _month_date(month)
+    return f"{ARCHIVE_PREFIX}/{month}/sent.json"
 
 
 def web_copy_url(settings: Settings, month: str) -> str:
@@ -286,6 +295,64 @@ def _sent_error(issue: Issue) -> IssueSentError:
         "issue is immutable and is never sent twice, so nothing was sent. To correct it, send "
         "a new issue; to look at it again, send a test copy to reviewers."
     )
+
+
+def _immutable_error(month: str, where: str, sent_at: str) -> IssueSentError:
+    return IssueSentError(
+        f"Issue {month} was sent at {sent_at} (recorded in {where}). A sent issue is "
+        "immutable: its files, web copy and archive entry stay as subscribers got them, so "
+        "nothing was rebuilt, published or sent. To correct something, write it in the next "
+        "issue; to look at this one again, open its web copy or its files."
+    )
+
+
+def write_sent_state(
+    storage: Storage, month: str, sent_at: str | None, content_sha256: str | None
+) -> None:
+    """Record in storage that issue `month` was sent."""
+    state = {
+        "month": month,
+        "status": "sent",
+        "sent_at": sent_at,
+        "content_sha256": content_sha256,
+    }
+    storage.put_bytes(
+        sent_state_key(month),
+        (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+        content_type="application/json",
+        cache_control=CACHE_PRIVATE,
+        public=False,
+    )
+
+
+def ensure_issue_open(storage: Storage, issue_dir: Path, month: str) -> None:
+    """Raise IssueSentError when issue `month` was sent, per storage or the local manifest.
+
+    Storage speaks for every machine; an issue sent before the state was kept in storage is
+    recognised from its local manifest, and its state is written to storage now.
+    """
+    found = storage.get_bytes(sent_state_key(month))
+    if found is not None:
+        try:
+            sent_at = json.loads(found[0]).get("sent_at") or "an unknown time"
+        except (json.JSONDecodeError, AttributeError):
+            sent_at = "an unknown time"
+        raise _immutable_error(month, f"{storage.describe()}/{sent_state_key(month)}", sent_at)
+    manifest = Path(issue_dir) / MANIFEST_FILE
+    if not manifest.is_file():
+        return
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # not a sent issue's manifest; the build reports the broken file itself
+    if isinstance(data, dict) and data.get("status") == "sent":
+        sent_at = (data.get("delivery") or {}).get("sent_at")
+        try:
+            content_sha256: str | None = read_issue(Path(issue_dir)).content_sha256
+        except DeliveryError:
+            content_sha256 = None  # files edited after the send: the record still holds
+        write_sent_state(storage, month, sent_at, content_sha256)
+        raise _immutable_error(month, str(manifest), sent_at or "an unknown time")
 
 
 def ensure_not_sent(issue_dir: Path) -> None:

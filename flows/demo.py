@@ -1,9 +1,11 @@
 """The README's first command: publish the shipped demo episodes and build the demo newsletter.
 
-The demo names its own month and "now", so it gives the same issue on any day. It never
-changes tracked files: demo audio is copied from `demo/episodes/` into a working drop folder
-under `.demo/`, published to a local storage folder `.demo/storage/`, and the newsletter
-is written to `newsletters/<month>/` (generated files there are git-ignored). Running it
+The demo names its own month and "now", so it gives the same issue on any day. It runs in a
+checkout of the repository (the working folder): it never changes tracked files: demo audio
+is copied from `demo/episodes/` into a working drop folder under `.demo/`, published to a
+local storage folder `.demo/storage/`, and the newsletter is written to
+`newsletters/<month>/` (generated files there are git-ignored). Its posts and events are
+the files in `demo/`; no other command ever uses them by default. Running it
 twice works: the second run finds every episode already published and uploads nothing.
 """
 
@@ -16,15 +18,19 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.errors import SettingsError
 from flows.feed import regenerate_feed
 from flows.models import STOCKHOLM
 from flows.newsletter import newsletter
 from flows.podcast import publish_episodes
-from flows.settings import DEMO_DIR, REPO_ROOT
 
 DEMO_MONTH = "2026-12"
 DEMO_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 DEMO_PUBLIC_URL = "https://kraftsamling.example/"
+
+
+# What the demo reads from the checkout.
+DEMO_FILES = ("demo/posts.xml", "demo/events.ics", "demo/events.yaml", "episodes/show.yaml")
 
 
 @dataclass(frozen=True)
@@ -37,20 +43,39 @@ class DemoPaths:
     newsletters: Path
 
 
-def prepare_demo(workdir: Path) -> DemoPaths:
+def find_checkout(folder: Path) -> Path:
+    """The repository checkout the demo runs in: `folder` itself, which must hold the demo."""
+    folder = folder.resolve()
+    missing = [name for name in DEMO_FILES if not (folder / name).is_file()]
+    if missing:
+        raise SettingsError(
+            f"{folder} is not the repository's root (no {', '.join(missing)}): the demo "
+            "publishes the demo content shipped in the repository. Clone it, `cd` into it "
+            "and run `python -m flows demo` there."
+        )
+    return folder
+
+
+def demo_sources(root: Path) -> tuple[list[str], list[str]]:
+    """The demo's posts and events sources in checkout `root`."""
+    demo = root / "demo"
+    return [str(demo / "posts.xml")], [str(demo / "events.ics"), str(demo / "events.yaml")]
+
+
+def prepare_demo(workdir: Path, root: Path) -> DemoPaths:
     """A fresh drop folder filled with the demo episodes; storage is kept between runs."""
     workdir = workdir.resolve()
     episodes = workdir / "episodes"
     if episodes.exists():
         shutil.rmtree(episodes)
     (episodes / "inbox").mkdir(parents=True)
-    show_dir = REPO_ROOT / "episodes"
+    show_dir = root / "episodes"
     for name in ("show.yaml", "cover.jpg"):
         shutil.copy2(show_dir / name, episodes / name)
-    for source in sorted((DEMO_DIR / "episodes").iterdir()):
+    for source in sorted((root / "demo" / "episodes").iterdir()):
         if source.is_file() and not source.name.startswith("."):
             shutil.copy2(source, episodes / "inbox" / source.name)
-    return DemoPaths(workdir, episodes, workdir / "storage", REPO_ROOT / "newsletters")
+    return DemoPaths(workdir, episodes, workdir / "storage", root / "newsletters")
 
 
 @dataclass(frozen=True)
@@ -84,14 +109,24 @@ class DemoResult:
 @flow(name="demo", log_prints=False)
 def demo_flow(workdir: str = ".demo") -> DemoResult:
     """Publish the demo episodes, then build the demo month's newsletter (one Prefect start)."""
-    paths = prepare_demo(Path(workdir))
+    root = find_checkout(Path.cwd())
+    paths = prepare_demo(root / workdir, root)
+    posts, events = demo_sources(root)
     common = {"storage": str(paths.storage), "public_url": DEMO_PUBLIC_URL, "now": DEMO_NOW}
     podcast = publish_episodes(episodes=str(paths.episodes), settle_seconds=0, **common)
     feed = regenerate_feed(episodes=str(paths.episodes), **common)
-    issue = newsletter(month=DEMO_MONTH, out=str(paths.newsletters), force=True, **common)
+    issue = newsletter(
+        month=DEMO_MONTH,
+        out=str(paths.newsletters),
+        posts=posts,
+        events=events,
+        force=True,
+        **common,
+    )
     return DemoResult(paths, podcast, feed, issue)
 
 
 def run_demo(workdir: str = ".demo") -> DemoResult:
-    """Entry point of `python -m flows demo`."""
+    """Entry point of `python -m flows demo`; checks the checkout before Prefect starts."""
+    find_checkout(Path.cwd())
     return demo_flow(workdir)

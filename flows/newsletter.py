@@ -10,7 +10,8 @@
 
 Same inputs and the same `now` give byte-identical files: the manifest's `generated_at`
 is `now`, JSON keys are sorted and nothing reads the clock. An issue whose manifest says
-`"status": "sent"` is never overwritten (IssueSentError) unless forced.
+`"status": "sent"` is never overwritten (IssueSentError), with or without --force: a sent
+issue is immutable (its state is also kept in storage, see `delivery.ensure_issue_open`).
 
 `newsletter` is the thin Prefect flow around it: fetch tasks with retries, a render task,
 a Markdown artifact. It is the only place that reads the clock.
@@ -40,7 +41,7 @@ from flows.errors import InputError, IssueSentError, KraftsamlingError, Settings
 from flows.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.render import RenderedIssue, render_issue
 from flows.select import SECTIONS, Selection, month_start, select_issue, window_start
-from flows.settings import REPO_ROOT, Settings
+from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,23 @@ def read_intro(folder: Path) -> str | None:
 
 
 def _display(source: str) -> str:
-    """A source as the manifest shows it: repository paths relative, so builds match anywhere."""
-    return source.replace(str(REPO_ROOT) + os.sep, "")
+    """A source as the manifest shows it: paths under the working folder relative, so the
+    same build from the repository's root gives the same manifest on any machine."""
+    return source.replace(str(Path.cwd()) + os.sep, "")
+
+
+def require_sources(settings: Settings) -> tuple[list[str], list[str]]:
+    """The configured posts and events sources; never the demo's by default."""
+    missing = [name for name in ("posts", "events") if getattr(settings, name) is None]
+    if missing:
+        raise SettingsError(
+            f"No {' and no '.join(missing)} sources are configured, so no issue was built. "
+            "Set them with --posts/--events, the KRAFTSAMLING_POSTS/KRAFTSAMLING_EVENTS "
+            "environment variables (URLs or paths separated by spaces; KRAFTSAMLING_EVENTS='[]' "
+            "for none) or the deployment's `posts`/`events` parameters in prefect.yaml. "
+            "The demo content is used by `python -m flows demo` alone."
+        )
+    return list(settings.posts or []), list(settings.events or [])
 
 
 def _status_record(status: SourceStatus, kind: str) -> dict[str, Any]:
@@ -284,19 +300,28 @@ def build_issue(
 ) -> IssueResult:
     """Build the draft of `month` into `settings.newsletters_dir/<month>/`.
 
-    Raises SettingsError for a bad month, IssueSentError when the issue was already sent
-    (unless `force`). With nothing new since the last issue it writes nothing.
+    Raises SettingsError for a bad month or unconfigured sources, IssueSentError when the
+    issue was already sent (`force` never overrides that). With nothing new since the last
+    issue it writes nothing unless `force`.
     """
     month_start(month)
+    post_sources, event_sources = require_sources(settings)
     if now.tzinfo is None:
         raise SettingsError(f"'now' must be timezone-aware, got {now.isoformat()}.")
     now = now.astimezone(STOCKHOLM)
     folder = issue_dir(settings, month)
     existing = read_manifest(folder / MANIFEST)
-    if existing is not None and existing.get("status") == "sent" and not force:
+    if existing is not None and existing.get("status") == "sent":
         raise IssueSentError(
-            f"Issue {month} in {folder} was already sent, so it is not rebuilt. "
-            "Build the next month instead, or pass --force to overwrite it anyway."
+            f"Issue {month} in {folder} was already sent, so it is not rebuilt: a sent issue "
+            "is immutable, --force included. To correct something, write it in the next issue."
+        )
+    progress = read_manifest(folder / "delivery-progress.json")
+    if progress is not None and progress.get("sent"):
+        raise IssueSentError(
+            f"Issue {month} in {folder} is being sent ({len(progress['sent'])} recipients "
+            "already have it), so it is not rebuilt: they must all get the same issue. Finish "
+            f"the send with `python -m flows newsletter --month {month} --send --to ...`."
         )
     previous = earlier_manifests(Path(settings.newsletters_dir), month)
     intro_md = read_intro(folder)
@@ -304,9 +329,9 @@ def build_issue(
     # Posts before the window cannot be selected: the reader counts them without the costly
     # per-entry work (sanitising, images, deadlines). select_issue applies the same bound.
     since = window_start(month, previous, settings.first_issue_days)
-    posts, post_status = read_posts(list(settings.posts), settings, since=since)
+    posts, post_status = read_posts(post_sources, settings, since=since)
     until = now + timedelta(days=settings.events_days)
-    events, event_status = read_events(list(settings.events), settings, now, until)
+    events, event_status = read_events(event_sources, settings, now, until)
     statuses = [("posts", s) for s in post_status] + [("events", s) for s in event_status]
 
     selection = select_issue(
@@ -410,6 +435,27 @@ def read_catalog_episodes(settings: Settings) -> list[Episode] | None:
         return None
 
 
+def existing_draft(folder: Path, month: str, *, reason: str) -> IssueResult | None:
+    """The draft already in `folder` as an IssueResult, None when there is none to reuse."""
+    from flows.delivery import read_issue
+    from flows.errors import DeliveryError
+
+    try:
+        issue = read_issue(folder)
+    except DeliveryError:
+        return None  # no draft, or one edited by hand: build a new one
+    if issue.month != month or issue.manifest.get("status") != "draft":
+        return None
+    return IssueResult(
+        month=month,
+        issue_dir=folder,
+        written=True,
+        message=f"Draft of {month} {reason} from {folder}.",
+        counts=dict(issue.manifest.get("counts", {})),
+        files=dict(issue.manifest.get("files", {})),
+    )
+
+
 @flow(name="newsletter")
 def newsletter(
     month: str | None = None,
@@ -428,33 +474,35 @@ def newsletter(
 ) -> IssueResult:
     """Build the month's newsletter draft and report it as a Markdown artifact.
 
-    With `send`, the draft goes to review: a test copy to `reviewers`, then the run waits
-    for a person's decision (or takes `approve` given up front) and sends it to `to`.
+    With `send`, the month's draft goes to review: the one already built (the one staff
+    looked at) or, when there is none (or with `force`), a new one. A test copy goes to
+    `reviewers`, then the run waits for a person's decision (or takes `approve` given up
+    front) and sends it to `to`. A sent issue is never rebuilt, reviewed or sent again.
     """
+    from flows.delivery import ensure_issue_open
     from flows.release import awaiting_review, check_release_request, release_issue
+    from flows.storage import open_storage
 
     settings = Settings.load(
         posts=posts, events=events, newsletters_dir=out, storage=storage, public_url=public_url
     )
-    # The only place that reads the clock.
+    # The only place that reads the clock for the run's start; later moments (a send, an
+    # upload) are recorded by release_issue's own clock.
     now = (now or datetime.now(STOCKHOLM)).astimezone(STOCKHOLM)
     month = month or now.strftime("%Y-%m")
     month_start(month)
     if send:
         check_release_request(to, approve)
     folder = issue_dir(settings, month)
+    ensure_issue_open(open_storage(settings), folder, month)
+    result = None
     if send and awaiting_review(folder):
         # A run resumed after suspension starts from the top: reuse the draft under review
         # instead of rendering a different one.
-        manifest = read_manifest(folder / MANIFEST) or {}
-        result = IssueResult(
-            month=month,
-            issue_dir=folder,
-            written=True,
-            message=f"Draft of {month} under review reused from {folder}.",
-            files=dict(manifest.get("files", {})),
-        )
-    else:
+        result = existing_draft(folder, month, reason="under review reused")
+    elif send and not force:
+        result = existing_draft(folder, month, reason="goes to review as built")
+    if result is None:
         episodes = read_catalog_episodes(settings)
         result = build_issue(
             settings,
@@ -471,11 +519,16 @@ def newsletter(
             key=f"newsletter-{month}",
             description=f"Newsletter {month}",
         )
-    if send and result.written:
+    if send and not result.written:
+        raise InputError(
+            f"{result.message.split(': no draft')[0]}: there is no draft of {month} to send, "
+            "so nothing was sent. Wait for new posts, or build one anyway with "
+            f"`python -m flows newsletter --month {month} --force` and send that."
+        )
+    if send:
         release = release_issue(
             settings,
             month,
-            now,
             recipients=list(to or []),
             reviewers=list(reviewers or []),
             approve=approve,

@@ -12,6 +12,7 @@ a new one, and does not send the test copy twice. Addresses are never written to
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,18 +24,26 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.approval import Decision, await_decision
 from flows.delivery import (
+    STOCKHOLM,
     DeliveryReport,
-    ensure_not_sent,
+    ensure_issue_open,
     publish_web_copy,
     read_issue,
     send_issue,
     web_copy_url,
+    write_sent_state,
 )
 from flows.errors import DeliveryError, SettingsError
 from flows.settings import Settings
 from flows.storage import open_storage
 
 REVIEW_FILE = "review.json"
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """Now, in Stockholm: when a test copy, a decision or a send really happened."""
+    return datetime.now(STOCKHOLM)
 
 
 @dataclass(frozen=True)
@@ -144,29 +153,32 @@ def review_markdown(month: str, issue_dir: Path, settings: Settings, test_copy: 
 def release_issue(
     settings: Settings,
     month: str,
-    now: datetime,
     *,
     recipients: list[str],
     reviewers: list[str] | None = None,
     approve: bool | None = None,
     timeout_seconds: int = 3 * 24 * 3600,
+    clock: Clock = system_clock,
 ) -> ReleaseResult:
     """Run the review gate for the rendered issue of `month` and send it when approved.
 
-    `approve` decides up front (demo, tests); None waits for a person.
+    `approve` decides up front (demo, tests); None waits for a person. Moments are recorded
+    from `clock` when they happen, never from the run's (possibly pinned) start.
     """
     check_release_request(recipients, approve)
     settings = resolve_smtp_password(settings)
     issue_dir = Path(settings.newsletters_dir) / month
-    ensure_not_sent(issue_dir)
+    storage = open_storage(settings)
+    ensure_issue_open(storage, issue_dir, month)
     draft_sha = read_issue(issue_dir).content_sha256
     review = read_review(issue_dir) or {}
     if review.get("draft_sha256") != draft_sha:
         review = {"draft_sha256": draft_sha, "status": "awaiting"}
     test_copy = "No reviewers were given: no test copy was sent."
     if reviewers and not review.get("test_copy_sent_at"):
-        report = send_test_copy(issue_dir, reviewers, settings, now)
-        review["test_copy_sent_at"] = now.isoformat()
+        sent_at = clock()
+        report = send_test_copy(issue_dir, reviewers, settings, sent_at)
+        review["test_copy_sent_at"] = sent_at.isoformat()
         review["test_copy_count"] = report.sent
     if review.get("test_copy_sent_at"):
         test_copy = f"Test copy sent to {review.get('test_copy_count', 0)} reviewer(s)."
@@ -186,7 +198,7 @@ def release_issue(
         )
 
     if decision is None:
-        review.update(status="timed-out", decided_at=now.isoformat())
+        review.update(status="timed-out", decided_at=clock().isoformat())
         write_review(issue_dir, review)
         return ReleaseResult(month, "timed-out")
     review.update(
@@ -196,8 +208,12 @@ def release_issue(
     write_review(issue_dir, review)
     if not decision.approve:
         return ReleaseResult(month, "rejected", decision.comment)
-    web_url = publish_web_copy_task(issue_dir, month, settings, now)
-    delivery = send_issue_task(issue_dir, recipients, settings, now)
+    web_url = publish_web_copy_task(issue_dir, month, settings, clock())
+    delivery = send_issue_task(issue_dir, recipients, settings, clock())
+    sent = read_issue(issue_dir)
+    write_sent_state(
+        storage, month, (sent.manifest.get("delivery") or {}).get("sent_at"), sent.content_sha256
+    )
     review["status"] = "sent"
     write_review(issue_dir, review)
     return ReleaseResult(month, "approved", decision.comment, delivery, web_url)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,8 @@ from flows.sources import safe_chars
 if TYPE_CHECKING:
     from flows.settings import Settings
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# Shipped inside the package (package-data), so an installed copy finds them from anywhere.
+TEMPLATES_DIR = Path(str(resources.files("flows") / "templates"))
 LOCALE = "sv_SE"
 
 # Colours (WCAG AA on white): text, muted text, links, accent.
@@ -396,7 +398,7 @@ def compile_mjml(source: str) -> str:
         return mjml.mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain errors from the Rust side
         raise InputError(
-            f"The rendered MJML is invalid: {exc}. Check templates/newsletter.mjml.j2 "
+            f"The rendered MJML is invalid: {exc}. Check flows/templates/newsletter.mjml.j2 "
             "(open the draft's newsletter.mjml to see the rendered source)."
         ) from exc
 

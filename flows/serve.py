@@ -35,8 +35,8 @@ from flows.errors import InputError, SettingsError
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PREFECT_YAML = REPO_ROOT / "prefect.yaml"
+# Found in the working folder (the repository's root), as `prefect deploy` finds it.
+PREFECT_YAML = Path("prefect.yaml")
 SERVED_SUFFIX = "-served"
 # Keys of a prefect.yaml cron schedule entry and the Cron argument each one becomes.
 _CRON_KEYS = {"cron", "timezone", "day_or", "active", "parameters", "slug"}
@@ -46,6 +46,12 @@ def read_prefect_yaml(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
     """The `deployments:` entries of a prefect.yaml file."""
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(
+            f"{Path(path).resolve()} does not exist: `python -m flows serve` reads the "
+            "deployments from prefect.yaml. Run it from the repository's root, or name the "
+            "file with --prefect-yaml."
+        ) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the deployments file ({exc.strerror}).") from None
     except yaml.YAMLError as exc:

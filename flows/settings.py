@@ -8,16 +8,17 @@ The object is validated once and passed down; no module reads the environment it
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flows.errors import SettingsError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = REPO_ROOT / "demo"
+# A list of sources from the environment: a JSON list, or URLs/paths separated by spaces.
+SourceList = Annotated[list[str] | None, NoDecode]
 
 
 class Settings(BaseSettings):
@@ -54,13 +55,15 @@ class Settings(BaseSettings):
 
     # --- the newsletter -----------------------------------------------------------------
     newsletters_dir: Path = Field(default=Path("newsletters"))
-    posts: list[str] = Field(
-        default_factory=lambda: [str(DEMO_DIR / "posts.xml")],
-        description="Posts feeds (RSS/Atom): http(s) URLs or local paths.",
+    # No default: production must never build an issue from the demo content by accident.
+    posts: SourceList = Field(
+        default=None,
+        description="Posts feeds (RSS/Atom): http(s) URLs or local paths, separated by spaces.",
     )
-    events: list[str] = Field(
-        default_factory=lambda: [str(DEMO_DIR / "events.ics"), str(DEMO_DIR / "events.yaml")],
-        description="Events: iCalendar URLs/paths (.ics) and YAML files.",
+    events: SourceList = Field(
+        default=None,
+        description="Events: iCalendar (.ics) and YAML URLs or paths, separated by spaces; "
+        "`[]` for none.",
     )
     kind_map: Path | None = Field(
         default=None, description="YAML file mapping feed categories to post kinds."
@@ -136,6 +139,14 @@ class Settings(BaseSettings):
         default=None,
         description="Address of the List-Unsubscribe mailto link (default: the Reply-To address).",
     )
+
+    @field_validator("posts", "events", mode="before")
+    @classmethod
+    def _source_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.split()
+        return value
 
     @field_validator("public_url", "site_url", "unsubscribe_url")
     @classmethod

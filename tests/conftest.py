@@ -30,6 +30,10 @@ for _name in [n for n in os.environ if n.startswith("KRAFTSAMLING_")]:
 pytest_plugins = ["s3fixtures", "httpserver"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = REPO_ROOT / "demo"
+# The demo's sources, which production never uses by default: tests name them explicitly.
+DEMO_POSTS = [str(DEMO_DIR / "posts.xml")]
+DEMO_EVENTS = [str(DEMO_DIR / "events.ics"), str(DEMO_DIR / "events.yaml")]
 
 
 @pytest.fixture(scope="session")

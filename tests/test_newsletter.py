@@ -18,11 +18,12 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from conftest import DEMO_EVENTS, DEMO_POSTS, REPO_ROOT
 
 from flows.errors import IssueSentError, SettingsError
 from flows.models import STOCKHOLM, Episode, Event, Post, PostKind, SourceStatus
 from flows.newsletter import FILES, MANIFEST, build_issue
-from flows.settings import REPO_ROOT, Settings
+from flows.settings import Settings
 from flows.sources import read_posts
 
 DEMO_MONTH = "2026-12"
@@ -31,11 +32,18 @@ GOLDEN = REPO_ROOT / "tests" / "golden" / "newsletter" / DEMO_MONTH
 DEMO_INTRO = REPO_ROOT / "newsletters" / DEMO_MONTH / "intro.md"
 
 
+def demo_settings(out: Path, **kw) -> Settings:
+    """Settings that read the demo's posts and events (named: they are never a default)."""
+    return Settings.load(
+        **{"newsletters_dir": out, "posts": DEMO_POSTS, "events": DEMO_EVENTS, **kw}
+    )
+
+
 def build_demo(out: Path, **kw):
     """The demo issue into `out`, with the shipped intro, read by the real sources module."""
     (out / DEMO_MONTH).mkdir(parents=True, exist_ok=True)
     shutil.copy(DEMO_INTRO, out / DEMO_MONTH / "intro.md")
-    return build_issue(Settings.load(newsletters_dir=out), DEMO_MONTH, DEMO_NOW, **kw)
+    return build_issue(demo_settings(out), DEMO_MONTH, DEMO_NOW, **kw)
 
 
 # --- fixed in-memory inputs for the month-to-month tests ----------------------------------------
@@ -161,9 +169,7 @@ def test_two_builds_are_byte_identical(tmp_path):
 
 def test_a_failing_source_is_recorded_and_the_others_used(tmp_path):
     missing = str(tmp_path / "no-such-feed.xml")
-    settings = Settings.load(
-        newsletters_dir=tmp_path, posts=[str(REPO_ROOT / "demo" / "posts.xml"), missing]
-    )
+    settings = demo_settings(tmp_path, posts=[*DEMO_POSTS, missing])
     result = build_issue(settings, DEMO_MONTH, DEMO_NOW)
     manifest = json.loads((tmp_path / DEMO_MONTH / MANIFEST).read_text())
     failed = [s for s in manifest["sources"] if not s["ok"]]
@@ -177,7 +183,7 @@ def test_a_failing_source_is_recorded_and_the_others_used(tmp_path):
 
 
 def test_consecutive_months_never_repeat_a_post(tmp_path):
-    settings = Settings.load(newsletters_dir=tmp_path)
+    settings = demo_settings(tmp_path)
     readers = memory_readers()
     nov_now = datetime(2026, 11, 2, 8, tzinfo=STOCKHOLM)
     november = build_issue(settings, "2026-11", nov_now, **readers)
@@ -195,7 +201,7 @@ def test_consecutive_months_never_repeat_a_post(tmp_path):
 
 
 def test_the_next_issue_reads_posts_from_the_last_cutoff(tmp_path):
-    settings = Settings.load(newsletters_dir=tmp_path)
+    settings = demo_settings(tmp_path)
     readers = memory_readers()
     asked: list[datetime] = []
 
@@ -216,7 +222,7 @@ def test_the_next_issue_reads_posts_from_the_last_cutoff(tmp_path):
 
 
 def test_nothing_new_writes_no_draft_unless_forced(tmp_path):
-    settings = Settings.load(newsletters_dir=tmp_path)
+    settings = demo_settings(tmp_path)
     readers = memory_readers(events=[])
     build_issue(settings, "2026-12", DEMO_NOW, **readers)
     january_now = datetime(2027, 1, 4, 8, tzinfo=STOCKHOLM)
@@ -230,7 +236,7 @@ def test_nothing_new_writes_no_draft_unless_forced(tmp_path):
 
 
 def test_a_sent_issue_is_never_overwritten(tmp_path):
-    settings = Settings.load(newsletters_dir=tmp_path)
+    settings = demo_settings(tmp_path)
     readers = memory_readers()
     build_issue(settings, DEMO_MONTH, DEMO_NOW, **readers)
     folder = tmp_path / DEMO_MONTH
@@ -239,22 +245,45 @@ def test_a_sent_issue_is_never_overwritten(tmp_path):
     (folder / MANIFEST).write_text(json.dumps(manifest))
     before = files_of(folder)
     later = DEMO_NOW + timedelta(days=1)
-    with pytest.raises(IssueSentError, match=f"{DEMO_MONTH}.*already sent.*--force"):
-        build_issue(settings, DEMO_MONTH, later, **readers)
+    for force in (False, True):  # a sent issue is immutable: --force does not reopen it
+        with pytest.raises(IssueSentError, match=f"{DEMO_MONTH}.*already sent.*immutable"):
+            build_issue(settings, DEMO_MONTH, later, force=force, **readers)
     assert files_of(folder) == before
-    assert build_issue(settings, DEMO_MONTH, later, force=True, **readers).written
-    assert json.loads((folder / MANIFEST).read_text())["status"] == "draft"
+    assert json.loads((folder / MANIFEST).read_text())["status"] == "sent"
+
+
+def test_a_partly_sent_issue_is_not_rebuilt(tmp_path):
+    settings = demo_settings(tmp_path)
+    readers = memory_readers()
+    build_issue(settings, DEMO_MONTH, DEMO_NOW, **readers)
+    folder = tmp_path / DEMO_MONTH
+    (folder / "delivery-progress.json").write_text(json.dumps({"sent": ["abc"]}))
+    before = files_of(folder)
+    with pytest.raises(IssueSentError, match=r"being sent.*--send"):
+        build_issue(settings, DEMO_MONTH, DEMO_NOW, force=True, **readers)
+    assert files_of(folder) == before
+
+
+def test_without_sources_nothing_is_built_and_the_settings_are_named(tmp_path):
+    for given in ({}, {"posts": DEMO_POSTS}):
+        with pytest.raises(SettingsError, match="KRAFTSAMLING_EVENTS") as info:
+            build_issue(Settings.load(newsletters_dir=tmp_path, **given), DEMO_MONTH, DEMO_NOW)
+        assert "--posts/--events" in str(info.value) and "demo" in str(info.value)
+    assert not any(tmp_path.iterdir())
+    # An explicit empty events list is a choice, not a missing setting.
+    empty = Settings.load(newsletters_dir=tmp_path, posts=DEMO_POSTS, events=[])
+    assert build_issue(empty, DEMO_MONTH, DEMO_NOW).written
 
 
 def test_a_bad_month_is_a_settings_error(tmp_path):
-    settings = Settings.load(newsletters_dir=tmp_path)
+    settings = demo_settings(tmp_path)
     with pytest.raises(SettingsError, match="YYYY-MM"):
         build_issue(settings, "12-2026", DEMO_NOW, **memory_readers())
     assert not any(tmp_path.iterdir())
 
 
 def test_intro_md_is_used_and_sanitised(tmp_path):
-    settings = Settings.load(newsletters_dir=tmp_path)
+    settings = demo_settings(tmp_path)
     (tmp_path / DEMO_MONTH).mkdir()
     (tmp_path / DEMO_MONTH / "intro.md").write_text(
         "Välkommen till **decembernumret**!\n\n<script>alert(1)</script>\n\n"
@@ -303,6 +332,8 @@ def test_newsletter_flow_runs_in_ephemeral_mode(prefect_harness, tmp_path):
         out=str(tmp_path / "newsletters"),
         storage=str(storage),
         now=DEMO_NOW,
+        posts=DEMO_POSTS,
+        events=DEMO_EVENTS,
     )
     assert result.written and result.html_path.exists()
     manifest = json.loads((result.issue_dir / MANIFEST).read_text())

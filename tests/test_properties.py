@@ -33,6 +33,7 @@ import lxml.etree
 import lxml.html
 import podcastparser
 import pytest
+from conftest import REPO_ROOT
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -44,7 +45,7 @@ from flows.inbox import parse_sidecar
 from flows.models import STOCKHOLM, Event, Post, PostKind
 from flows.render import render_issue
 from flows.select import select_issue
-from flows.settings import REPO_ROOT, Settings
+from flows.settings import Settings
 from flows.show import load_show, parse_show
 
 # A failing 10,000-character example makes a large repr; hypothesis warns about that.

@@ -10,18 +10,22 @@ import json
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import DEMO_EVENTS, DEMO_POSTS
 from loopback import smtp_server
 
 from flows.approval import NoWaitingRunError, find_waiting_run
 from flows.cli import main
 from flows.demo import DEMO_MONTH, DEMO_NOW
 from flows.errors import IssueSentError
+from flows.models import STOCKHOLM
 from flows.newsletter import newsletter
 from flows.release import read_review, release_issue
 from flows.settings import Settings
+from flows.storage import LocalStorage
 
 LIST_ADDRESS = "nyhetsbrev-lista@lists.kraftsamling.example"
 REVIEWER = "granskare@kraftsamling.example"
@@ -56,16 +60,18 @@ def smtp(monkeypatch):
 
 
 def run_flow(tmp_path: Path, **kwargs):
-    return newsletter(
-        month=DEMO_MONTH,
-        now=DEMO_NOW,
-        out=str(tmp_path / "newsletters"),
-        storage=str(tmp_path / "storage"),
-        send=True,
-        to=[LIST_ADDRESS],
-        reviewers=[REVIEWER],
-        **kwargs,
-    )
+    options = {
+        "month": DEMO_MONTH,
+        "now": DEMO_NOW,
+        "out": str(tmp_path / "newsletters"),
+        "storage": str(tmp_path / "storage"),
+        "posts": DEMO_POSTS,
+        "events": DEMO_EVENTS,
+        "send": True,
+        "to": [LIST_ADDRESS],
+        "reviewers": [REVIEWER],
+    }
+    return newsletter(**{**options, **kwargs})
 
 
 def in_background(tmp_path: Path, **kwargs):
@@ -112,13 +118,79 @@ def test_approved_up_front_sends_once_and_publishes_the_web_copy(prefect_harness
     # Approving a sent issue again is refused before anything is sent.
     with pytest.raises(IssueSentError):
         release_issue(
-            Settings.load(newsletters_dir=str(tmp_path / "newsletters")),
+            Settings.load(
+                newsletters_dir=str(tmp_path / "newsletters"), storage=str(tmp_path / "storage")
+            ),
             DEMO_MONTH,
-            DEMO_NOW,
             recipients=[LIST_ADDRESS],
             approve=True,
         )
     assert sum(smtp.count().values()) == 2
+    # The sent state is in storage beside the web copy, with when it really went out (the
+    # run's start was pinned to DEMO_NOW, in the past).
+    state = json.loads((web_copy.parent / "sent.json").read_text())
+    assert state["status"] == "sent" and state["sent_at"] == manifest["delivery"]["sent_at"]
+    sent_at = datetime.fromisoformat(state["sent_at"])
+    assert sent_at != DEMO_NOW and abs(datetime.now(STOCKHOLM) - sent_at) < timedelta(minutes=10)
+
+
+def test_a_sent_issue_is_refused_on_another_machine_and_with_force(prefect_harness, tmp_path, smtp):
+    run_flow(tmp_path, approve=True)
+    web_copy = tmp_path / "storage" / "newsletters" / DEMO_MONTH / "index.html"
+    published = web_copy.read_bytes()
+    # A second machine: the same storage, an empty newsletters folder.
+    for force in (False, True):
+        with pytest.raises(IssueSentError, match="immutable") as info:
+            run_flow(tmp_path, out=str(tmp_path / "elsewhere"), approve=True, force=force)
+        assert "sent.json" in str(info.value)
+    # On the first machine, an edited intro and --force --send change nothing either.
+    (tmp_path / "newsletters" / DEMO_MONTH / "intro.md").write_text("Rättelse!", "utf-8")
+    with pytest.raises(IssueSentError, match="immutable"):
+        run_flow(tmp_path, approve=True, force=True)
+    assert web_copy.read_bytes() == published
+    assert not (tmp_path / "elsewhere" / DEMO_MONTH).exists()
+    assert sum(smtp.count().values()) == 2
+
+
+def test_an_issue_sent_before_the_storage_state_is_recognised_and_recorded(tmp_path):
+    from flows.delivery import ensure_issue_open
+
+    folder = tmp_path / "newsletters" / DEMO_MONTH
+    folder.mkdir(parents=True)
+    manifest = {"month": DEMO_MONTH, "status": "sent", "delivery": {"sent_at": "2026-12-02"}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    storage = LocalStorage(tmp_path / "storage")
+    with pytest.raises(IssueSentError, match="2026-12-02"):
+        ensure_issue_open(storage, folder, DEMO_MONTH)
+    state = json.loads(storage.get_bytes(f"newsletters/{DEMO_MONTH}/sent.json")[0])
+    assert (state["status"], state["sent_at"]) == ("sent", "2026-12-02")
+    with pytest.raises(IssueSentError, match=r"sent\.json"):  # now from storage, anywhere
+        ensure_issue_open(storage, tmp_path / "other", DEMO_MONTH)
+
+
+def test_send_takes_the_draft_that_was_built_and_reviewed(prefect_harness, tmp_path, smtp):
+    # Step 2 of the staff guide built the draft; new posts since must not change what is sent.
+    built = run_flow(tmp_path, send=False, to=None, reviewers=None)
+    assert built.written
+    html = (built.issue_dir / "index.html").read_bytes()
+    result = run_flow(tmp_path, approve=True, posts=[str(tmp_path / "no-such-feed.xml")])
+    assert result.release.decision == "approved"
+    assert "goes to review as built" in result.message
+    assert (built.issue_dir / "index.html").read_bytes() == html
+    assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
+
+
+def test_send_with_nothing_to_send_fails_and_says_so(prefect_harness, tmp_path, smtp, capsys):
+    empty = tmp_path / "empty.xml"
+    empty.write_text('<rss version="2.0"><channel><title>t</title></channel></rss>')
+    args = ["newsletter", "--month", "2027-01", "--now", "2026-12-20T10:00:00+01:00"]
+    args += ["--posts", str(empty), "--events", str(empty).replace(".xml", ".yaml")]
+    (tmp_path / "empty.yaml").write_text("[]\n")
+    args += ["--out", str(tmp_path / "n"), "--storage", str(tmp_path / "s")]
+    assert main([*args, "--send", "--to", LIST_ADDRESS, "--approve"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was sent" in err and "--force" in err
+    assert sum(smtp.count().values()) == 0
 
 
 def test_reviewer_approves_with_the_command_while_the_run_waits(prefect_harness, tmp_path, smtp):

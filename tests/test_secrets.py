@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import DEMO_DIR, DEMO_EVENTS, DEMO_POSTS, REPO_ROOT
 from loopback import smtp_server
 
 from flows.delivery import publish_web_copy, send_issue
 from flows.models import STOCKHOLM
 from flows.newsletter import build_issue
 from flows.podcast import publish
-from flows.settings import DEMO_DIR, REPO_ROOT, Settings
+from flows.settings import Settings
 from flows.storage import LocalStorage, open_storage
 
 # The test server asks for AUTH without TLS on loopback on purpose; aiosmtpd warns about it.
@@ -65,6 +66,8 @@ def expected_public(key: str) -> bool:
         return True  # an issue's web copy (and the archive page)
     if key.startswith(PUBLIC_PREFIXES):
         return True
+    if key.startswith("newsletters/") and key.endswith("/sent.json"):
+        return False  # an issue's sent state: for the flows, not for readers
     assert key.startswith(PRIVATE_PREFIXES), f"{key}: no rule says whether it is public"
     return False
 
@@ -171,6 +174,8 @@ def test_podcast_and_newsletter_leak_no_credentials(
     with smtp_with_auth(mailbox) as port:
         letters = Settings.load(
             newsletters_dir=str(tmp_path / "newsletters"),
+            posts=DEMO_POSTS,
+            events=DEMO_EVENTS,
             smtp_host="127.0.0.1",
             smtp_port=port,
             smtp_security="none",
@@ -249,6 +254,8 @@ def test_whole_flows_leak_nothing_into_prefect_logs_or_artifacts(
             month=MONTH,
             out=str(tmp_path / "newsletters"),
             storage=str(storage_dir),
+            posts=DEMO_POSTS,
+            events=DEMO_EVENTS,
             now=NOW,
             force=True,
             send=True,

@@ -1,21 +1,32 @@
-"""Settings: defaults run the demo, environment and overrides win, bad values explain."""
+"""Settings: defaults work offline, environment and overrides win, bad values explain."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from flows.errors import InputError, SettingsError
-from flows.settings import DEMO_DIR, Settings
+from flows.settings import Settings
 from flows.show import parse_show
 
 
-def test_defaults_point_at_the_shipped_demo_content():
+def test_sources_have_no_default_so_production_never_reads_the_demo():
     settings = Settings.load()
     assert settings.storage == ".storage"
-    assert all(Path(source).is_file() for source in settings.posts + settings.events)
-    assert Path(settings.posts[0]).parent == DEMO_DIR
+    assert settings.posts is None
+    assert settings.events is None
+
+
+def test_sources_from_the_environment_as_words_or_json(monkeypatch):
+    monkeypatch.setenv("KRAFTSAMLING_POSTS", "https://a.example/feed/  site/news.xml")
+    monkeypatch.setenv("KRAFTSAMLING_EVENTS", "[]")
+    settings = Settings.load()
+    assert settings.posts == ["https://a.example/feed/", "site/news.xml"]
+    assert settings.events == []
+    monkeypatch.setenv("KRAFTSAMLING_EVENTS", '["my events.ics"]')
+    assert Settings.load().events == ["my events.ics"]
+    monkeypatch.setenv("KRAFTSAMLING_EVENTS", "[not json")
+    with pytest.raises(SettingsError, match="events"):
+        Settings.load()
 
 
 def test_environment_then_overrides(monkeypatch):
