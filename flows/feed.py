@@ -64,6 +64,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.catalog import Catalog, Removal, load_catalog, remove_episodes
 from flows.errors import FeedGateError, InputError
+from flows.inbox import read_regular
 from flows.models import STOCKHOLM, Episode, Show
 from flows.settings import Settings
 from flows.show import load_show
@@ -755,7 +756,7 @@ class FeedResult:
 def _publish_cover_art(storage: Storage, path: Path) -> tuple[str, bool]:
     """Check the cover art and upload it under its content hash if it is not there yet."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, path.parent)  # never through a link (the drop folder rule)
     except FileNotFoundError:
         raise InputError(
             f"{path}: the cover art named in show.yaml is missing. Put it there or fix 'image'."

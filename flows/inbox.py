@@ -13,7 +13,13 @@ changes a file. It sorts what it sees into:
 - waiting: files still being copied (temporary suffixes, or changed in the last
   `settle_seconds`), left alone for a later run.
 
-Everything else in the folder (notes, stray images, dotfiles) is left alone.
+Everything else in the folder (notes, stray images, dotfiles, folders) is left alone.
+
+The drop folder is a boundary: only regular files inside it are read. A symlink, FIFO,
+device or directory with an episode file's name (audio, sidecar, transcript, chapters,
+image) is refused and never read; with the stem of an audio file it refuses that episode.
+Files are opened with O_NOFOLLOW (`open_regular`), so a file swapped for a link after the
+scan is refused too. The drop folder itself may be a symlink or a mount point.
 
 A master needs a sidecar with a title. MP3 and M4A exports carry title tags that we can use
 when there is no sidecar; WAV/FLAC/AIFF masters from an editor seldom do, and the file name
@@ -35,13 +41,18 @@ A sidecar is YAML front matter between `---` lines, then a Markdown body (the de
 
 from __future__ import annotations
 
+import difflib
+import errno
 import math
+import os
 import re
+import stat
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -53,6 +64,9 @@ MASTER_SUFFIXES = (".wav", ".flac", ".aiff", ".aif")  # lossless masters, encode
 AUDIO_SUFFIXES = LOSSY_SUFFIXES + MASTER_SUFFIXES
 TRANSCRIPT_TYPES = {".vtt": "text/vtt", ".srt": "application/x-subrip"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CHAPTERS_SUFFIXES = (".json",)  # Podcasting 2.0 chapters; never read, but never a link either
+# An episode's files: a link, FIFO or folder with one of these names is refused, never read.
+DROP_SUFFIXES = (*AUDIO_SUFFIXES, ".md", *TRANSCRIPT_TYPES, *CHAPTERS_SUFFIXES, *IMAGE_SUFFIXES)
 TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".download", ".partial", ".filepart")
 EPISODE_TYPES = ("full", "trailer", "bonus")
 KNOWN_KEYS = (
@@ -292,11 +306,37 @@ def _refuse_surrogates(value: Any, source: str, key: str) -> None:
         )
 
 
+def did_you_mean(key: str, known: Sequence[str]) -> str:
+    """A hint for a misspelt key, or "" when no known key is close.
+
+    >>> did_you_mean("publish-at", ["title", "publish_at"])
+    " (did you mean 'publish_at'?)"
+    """
+    close = difflib.get_close_matches(key.lower(), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_keys_reason(
+    source: str, unknown: Sequence[str], read: Sequence[str], known: Sequence[str]
+) -> str:
+    """Why a file with keys the project does not know is refused, and the fix.
+
+    >>> unknown_keys_reason("a.md", ["titel"], ["titel"], ["title"]).split(", so")[0]
+    "a.md: unknown key 'titel' (did you mean 'title'?)"
+    """
+    named = ", ".join(f"{key!r}{did_you_mean(key, known)}" for key in unknown)
+    return (
+        f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {named}, so the episode "
+        f"was not published (a misspelt key would be ignored). Keys read: {', '.join(read)}. "
+        f"Known keys: {', '.join(known)}. Correct the spelling and drop the files again."
+    )
+
+
 def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
     """Parse a sidecar: YAML front matter between `---` lines, then a Markdown description.
 
-    Unknown keys give a warning; broken YAML and wrong values raise InputError naming the
-    file, the key (or line) and the fix.
+    Unknown keys, broken YAML and wrong values raise InputError naming the file, the key
+    (or line) and the fix.
     """
     text = text.lstrip("\ufeff")
     _refuse_surrogates(text, source, "the file")
@@ -337,10 +377,10 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
             f"{source}: no front matter ('---' lines); the whole file is the description."
         )
 
-    for key in sorted(set(front) - set(KNOWN_KEYS)):
-        warnings.append(
-            f"{source}: unknown key {key!r} was ignored (known keys: {', '.join(KNOWN_KEYS)})."
-        )
+    # A misspelt key ("publish-at") would be ignored and the episode published at once.
+    unknown = [key for key in front if key not in KNOWN_KEYS]
+    if unknown:
+        raise InputError(unknown_keys_reason(source, unknown, list(front), KNOWN_KEYS))
 
     title: str | None = None
     if front.get("title") is not None:
@@ -490,6 +530,73 @@ def master_title_reason(audio: Path, sidecar: Path | None, kind: str | None = No
 
 # --- reading the folder -----------------------------------------------------------------------
 
+_FILE_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+# O_NOFOLLOW: a link swapped in after the check is not followed; O_NONBLOCK, O_NOCTTY: a
+# FIFO or terminal swapped in neither hangs the run nor becomes its terminal (a regular file
+# reads the same).
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def not_readable(path: Path, folder: Path) -> str | None:
+    """Why `path` may not be read from the drop folder `folder` (None: it may be read).
+
+    Only a regular file whose resolved path lies inside the resolved folder is read; the
+    folder itself may be a symlink or a mount point. Looks at the entry, never through it.
+    Raises FileNotFoundError.
+    """
+    place = Path(folder).absolute().name
+    mode = path.lstat().st_mode
+    if not stat.S_ISREG(mode):
+        what = next((word for is_kind, word in _FILE_KINDS if is_kind(mode)), "a special file")
+        return (
+            f"{path.name} is {what}, not a regular file, so it was not read. "
+            f"Copy the file itself (not a link to it) into {place}/."
+        )
+    if not path.resolve().is_relative_to(Path(folder).resolve()):
+        return (
+            f"{path.name} is outside {place}/ (its path leads through a link or '..'), so it "
+            f"was not read. Copy the file itself into {place}/."
+        )
+    return None
+
+
+def open_regular(path: Path, folder: Path) -> BinaryIO:
+    """Open a file of the drop folder `folder` for reading, never through a link.
+
+    Checked with `not_readable`, opened without following a link, and checked again on the
+    open file, so a file swapped for a link, FIFO or folder after the scan is refused too.
+    Raises InputError (the reason names the file and the fix) or FileNotFoundError.
+    """
+    problem = not_readable(path, folder)
+    if problem is not None:
+        raise InputError(problem)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:  # ELOOP: the name is a link now
+            raise
+    else:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return os.fdopen(fd, "rb")
+        os.close(fd)
+    raise InputError(
+        not_readable(path, folder)
+        or f"{path.name} changed while it was read. Copy it into {folder.name}/ again."
+    )
+
+
+def read_regular(path: Path, folder: Path) -> bytes:
+    """The bytes of a drop-folder file, read as `open_regular` opens it."""
+    with open_regular(path, folder) as handle:
+        return handle.read()
+
 
 def is_temporary(path: Path) -> bool:
     """Dotfiles and partial downloads/copies, which must never be touched."""
@@ -502,10 +609,10 @@ def _settling(path: Path, now: float, settle_seconds: float) -> bool:
 
     ctime counts too: `cp -p` or rsync keep the original mtime, but the copy is new."""
     try:
-        stat = path.stat()
+        info = path.lstat()
     except FileNotFoundError:
         return True
-    return now - max(stat.st_mtime, stat.st_ctime) < settle_seconds
+    return now - max(info.st_mtime, info.st_ctime) < settle_seconds
 
 
 def _temporary_twin(path: Path, names: set[str]) -> bool:
@@ -539,17 +646,33 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
             f"{inbox}: the drop folder does not exist. Create it or pass --episodes DIR "
             "(the folder that holds inbox/ and show.yaml)."
         )
-    entries = sorted((p for p in inbox.iterdir() if p.is_file()), key=lambda p: p.name)
+    # Entries named like an episode's files that are not regular files in the inbox: each
+    # is refused (with its episode, if it has one) and never read.
+    special: dict[Path, str] = {}
+    entries: list[Path] = []
+    for path in sorted(inbox.iterdir(), key=lambda p: p.name):
+        if path.name.startswith((".", "~")):
+            continue  # hidden files (e.g. macOS "._x.mp3") are never ours to touch
+        try:
+            problem = not_readable(path, inbox)
+        except FileNotFoundError:
+            continue  # removed while we looked
+        if problem is None:
+            entries.append(path)
+        elif path.suffix.lower() in DROP_SUFFIXES:
+            special[path] = problem
+        # else: a folder of old files, a link to notes: not an episode's, left alone
     names = {p.name for p in entries}
-    by_lower = {p.name.lower(): p for p in entries}
+    by_lower = {p.name.lower(): p for p in [*entries, *special]}
+    claimed: set[Path] = set()  # in a group already: waiting, refused or a candidate
     waiting: list[Path] = []
     refused: list[Refused] = []
     candidates: list[Candidate] = []
 
-    for path in entries:
+    for path in sorted([*entries, *special], key=lambda p: p.name):
         suffix = path.suffix.lower()
-        if path.name.startswith((".", "~")):
-            continue  # hidden files (e.g. macOS "._x.mp3") are never ours to touch
+        if path in claimed:
+            continue
         if is_temporary(path):
             waiting.append(path)
             continue
@@ -557,11 +680,21 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
             continue
         sidecar = by_lower.get(path.stem.lower() + ".md")
         group = [path] + ([sidecar] if sidecar else [])
-        if _temporary_twin(path, names) or any(_settling(p, now, settle_seconds) for p in group):
-            waiting.extend(group)
+        # A link, FIFO or folder with this episode's name (its audio, sidecar, transcript,
+        # chapters or image) refuses the episode: the producer meant it as part of it.
+        odd = [p for p in special if p.stem.lower() == path.stem.lower()]
+        files = list(dict.fromkeys(p for p in [*group, *odd] if p == path or p not in claimed))
+        claimed.update(files)
+        regular = [p for p in group if p not in special]
+        if _temporary_twin(path, names) or any(_settling(p, now, settle_seconds) for p in regular):
+            waiting.extend(regular)
             continue
         name, slug = path.stem, slugify(path.stem)
-        if path.stat().st_size == 0:
+        if odd:
+            reason = special.get(path) or special.get(sidecar) or special[odd[0]]
+            refused.append(Refused(name, tuple(files), reason, slug))
+            continue
+        if path.lstat().st_size == 0:
             refused.append(
                 Refused(name, tuple(group), f"{path.name} is empty (0 bytes). Copy it again.", slug)
             )
@@ -578,7 +711,7 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
             continue
         try:
             if sidecar is not None:
-                text = sidecar.read_text(encoding="utf-8")
+                text = read_regular(sidecar, inbox).decode("utf-8")
                 meta = parse_sidecar(text, sidecar.name)
             else:
                 meta = EpisodeMeta()
@@ -614,10 +747,17 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
             refused.append(Refused(name, tuple(group), str(exc), slug))
             continue
         extras = [p for p in (transcript, image) if p is not None]
+        claimed.update(extras)
+        linked = [p for p in extras if p in special]
+        if linked:  # the sidecar names a link (or FIFO, folder …) as its transcript or image
+            refused.append(Refused(name, tuple(group + linked), special[linked[0]], slug))
+            continue
         if any(_settling(p, now, settle_seconds) for p in extras):
             waiting.extend(group + extras)
             continue
         candidates.append(Candidate(name, slug, path, sidecar, meta, transcript, image))
+    # Alone (a stray link named like an image or transcript): refused with its note.
+    refused.extend(Refused(p.stem, (p,), why) for p, why in special.items() if p not in claimed)
     return ScanResult(tuple(candidates), tuple(refused), tuple(waiting))
 
 

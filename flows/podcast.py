@@ -81,7 +81,9 @@ from flows.inbox import (
     ScanResult,
     clean_text,
     master_title_reason,
+    open_regular,
     read_inbox,
+    read_regular,
     refuse_clashes,
     slugify,
 )
@@ -285,6 +287,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def copy_dropped(path: Path, folder: Path, target: Path) -> str:
+    """Copy a file of the drop folder `folder` to `target`, reading it once and never through
+    a link (`open_regular`); returns its SHA-256.
+
+    The checks, ffmpeg, mutagen and the upload then open the copy, so a dropped file swapped
+    for a link halfway through the run is never followed.
+    """
+    digest = hashlib.sha256()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open_regular(path, folder) as source, target.open("wb") as copy:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+            copy.write(chunk)
+    return digest.hexdigest()
+
+
 def audio_key(slug: str, sha256: str, extension: str) -> str:
     """The content-addressed key of an episode's audio; never overwritten in place.
 
@@ -349,7 +367,7 @@ def description_to_html(markdown: str) -> str:
 def read_cover(show: Show, show_dir: Path) -> tuple[bytes, str]:
     """The show's cover art bytes and MIME type (embedded in every episode's tags)."""
     path = show_dir / show.image
-    data = path.read_bytes()
+    data = read_regular(path, show_dir)  # a regular file in the episodes folder, no link
     if data.startswith(b"\x89PNG"):
         return data, "image/png"
     if data.startswith(b"\xff\xd8"):
@@ -463,16 +481,18 @@ def audio_note(prepared: PreparedAudio, source_format: str) -> str:
     )
 
 
-def make_audio(candidate: Candidate, context: RunContext) -> tuple[PreparedAudio, Any, str]:
+def make_audio(
+    candidate: Candidate, source: Path, context: RunContext
+) -> tuple[PreparedAudio, Any, str]:
     """The audio to publish: (prepared audio, its AudioInfo, the source's format).
 
-    A lossless master (by content) is encoded to a loudness-normalised MP3; an MP3/M4A is
-    inspected, measured and published as it is (or re-encoded, see `prepare_audio`).
+    `source` is the run's copy of the dropped audio (`copy_dropped`). A lossless master (by
+    content) is encoded to a loudness-normalised MP3; an MP3/M4A is inspected, measured and
+    published as it is (or re-encoded, see `prepare_audio`).
     Raises AudioError (bad audio, silence, ffmpeg failing: never retried).
     """
     from flows.audio import inspect_audio
 
-    source = candidate.audio
     lossless = _content_format(source)
     if lossless is not None and candidate.meta.title is None:
         # The scan refuses a .wav without a title; this is a master under another name.
@@ -526,7 +546,11 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     meta = candidate.meta
     show = context.show
     existing = context.published.get(candidate.slug)
-    prepared_audio, info, source_format = make_audio(candidate, context)
+    # Each dropped file is copied once, never through a link; the steps below read the copy.
+    inbox, dropped = candidate.audio.parent, _dropped_dir(candidate, context)
+    source = dropped / candidate.audio.name
+    source_sha256 = copy_dropped(candidate.audio, inbox, source)
+    prepared_audio, info, source_format = make_audio(candidate, source, context)
     warnings = [
         *meta.warnings,
         *_name_warning(candidate, source_format),
@@ -582,7 +606,6 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     digest = sha256_file(work)
     key = audio_key(candidate.slug, digest, extension)
     uploads = [Upload(key, info.mime_type, path=work)]
-    source_sha256 = sha256_file(candidate.audio)
     kept_master = None
     if prepared_audio.master is not None:
         # The dropped master itself, privately, so the episode can be encoded again later.
@@ -591,7 +614,7 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
             Upload(
                 kept_master,
                 prepared_audio.master.mime_type,
-                path=candidate.audio,
+                path=source,
                 public=False,
                 cache_control=CACHE_PRIVATE,
             )
@@ -599,12 +622,13 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
 
     transcript_key = transcript_type = None
     if candidate.transcript is not None:
-        _check_transcript(candidate.transcript)
+        transcript = dropped / candidate.transcript.name
+        transcript_hash = copy_dropped(candidate.transcript, inbox, transcript)
+        _check_transcript(transcript)
         suffix = candidate.transcript.suffix.lower()
         transcript_type = TRANSCRIPT_TYPES[suffix]
-        transcript_hash = sha256_file(candidate.transcript)
         transcript_key = f"{TRANSCRIPT_PREFIX}{candidate.slug}-{transcript_hash[:8]}{suffix}"
-        uploads.append(Upload(transcript_key, transcript_type, path=candidate.transcript))
+        uploads.append(Upload(transcript_key, transcript_type, path=transcript))
 
     chapters_key = None
     if meta.chapters:
@@ -616,10 +640,12 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
 
     image_key = None
     if candidate.image is not None:
-        ext, mime, image_warnings = _check_image(candidate.image)
+        art = dropped / candidate.image.name
+        art_hash = copy_dropped(candidate.image, inbox, art)
+        ext, mime, image_warnings = _check_image(art)
         warnings.extend(image_warnings)
-        image_key = f"{ART_PREFIX}{candidate.slug}-{sha256_file(candidate.image)[:8]}{ext}"
-        uploads.append(Upload(image_key, mime, path=candidate.image))
+        image_key = f"{ART_PREFIX}{candidate.slug}-{art_hash[:8]}{ext}"
+        uploads.append(Upload(image_key, mime, path=art))
 
     record = Episode(
         guid=existing.guid if existing else "",
@@ -659,13 +685,20 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     )
 
 
+def _dropped_dir(candidate: Candidate, context: RunContext) -> Path:
+    """Where the run keeps its copies of an episode's dropped files, under their names."""
+    return context.workdir / "dropped" / candidate.slug
+
+
 def try_prepare(candidate: Candidate, context: RunContext) -> Prepared | Failed:
     """`prepare_episode`, with bad input turned into a `Failed` (it goes to failed/)."""
     try:
         return prepare_episode(candidate, context)
     except InputError as exc:  # AudioError is an InputError
         # Producers know their inbox: "x.wav: …" reads better than the full path.
-        reason = str(exc).replace(f"{candidate.audio.parent}{os.sep}", "")
+        reason = str(exc)
+        for folder in (candidate.audio.parent, _dropped_dir(candidate, context)):
+            reason = reason.replace(f"{folder}{os.sep}", "")
         return Failed(candidate.audio.name, candidate.slug, candidate.files, reason)
 
 
@@ -767,7 +800,7 @@ def _free_names(folder: Path, files: Sequence[Path], extra_suffix: str | None) -
         names = list(targets.values())
         if extra_suffix is not None:
             names.append(folder / f"{files[0].stem}{tag}{extra_suffix}")
-        if not any(path.exists() for path in names):
+        if not any(os.path.lexists(path) for path in names):
             return targets
         number += 1
 
@@ -796,9 +829,10 @@ def _do_moves(journal: Path, document: dict[str, Any]) -> None:
     here = journal.parent
     for source_name, target_name in document["moves"]:
         source, target = here / source_name, here / target_name
-        if not source.exists():
+        # lexists: a refused link is moved as itself, even when it points to nothing.
+        if not os.path.lexists(source):
             continue  # moved before the crash
-        if target.exists():  # taken meanwhile (by hand): never overwrite, take the next name
+        if os.path.lexists(target):  # taken meanwhile (by hand): never overwrite it
             target = _free_names(target.parent, [target], None)[target]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(source), str(target))
@@ -818,7 +852,7 @@ def move_group(files: Sequence[Path], folder: Path, error_text: str | None = Non
     transcript is left alone in the inbox.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    present = [f for f in files if f.exists()]
+    present = [f for f in files if os.path.lexists(f)]
     targets = _free_names(folder, present, ".error.txt" if error_text is not None else None)
     audio_target = targets.get(files[0], folder / files[0].name)
     journal = _journal_path(files)
@@ -1043,6 +1077,8 @@ def inbox_has_work(settings: Settings, scan_time: float) -> bool:
     scan uses the same `scan_time`, so it cannot find a file this scan did not (a newer file
     counts as still being copied).
     """
+    # show.yaml first: a broken one stops the run before its lock, the first thing it writes.
+    load_show(Path(settings.episodes_dir) / "show.yaml")
     inbox = Path(settings.episodes_dir) / "inbox"
     scan = read_inbox(inbox, scan_time, settings.settle_seconds)
     if scan.candidates or scan.refused:

@@ -8,6 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from flows.errors import InputError
+from flows.inbox import did_you_mean, not_readable, read_regular
 from flows.models import Show
 
 
@@ -27,25 +28,39 @@ def parse_show(text: str, source: str = "show.yaml") -> Show:
     try:
         return Show.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise InputError(f"{source}: {problems}. Fix these fields and run again.") from None
 
 
+def _problem(err: dict) -> str:
+    """One validation error in words; an unknown key (`extra="forbid"`) with a suggestion."""
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {where!r}{did_you_mean(where, list(Show.model_fields))}"
+    return f"{where}: {err['msg']}"
+
+
 def load_show(path: Path) -> Show:
-    """Read and validate `show.yaml`; the cover image path is checked to exist."""
+    """Read and validate `show.yaml`; the cover image is checked to exist.
+
+    Both are files of the episodes folder, read as the inbox is: a regular file inside the
+    folder, never through a link (see `flows.inbox.not_readable`).
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, path.parent).decode("utf-8")
     except FileNotFoundError:
         raise InputError(
             f"{path}: the show's metadata file is missing. Create it (see episodes/README.md)."
         ) from None
     show = parse_show(text, str(path))
-    if not (path.parent / show.image).is_file():
-        raise InputError(
-            f"{path}: image {show.image!r} does not exist next to show.yaml. "
+    try:
+        problem = not_readable(path.parent / show.image, path.parent)
+    except (FileNotFoundError, NotADirectoryError):
+        problem = (
+            f"image {show.image!r} does not exist next to show.yaml. "
             "Put the cover art there or fix the path."
         )
+    if problem is not None:
+        raise InputError(f"{path}: {problem}")
     return show

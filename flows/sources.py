@@ -52,12 +52,14 @@ Events
   (or location), online_url, url, description, id. A date-only start means all day, and a
   date-only end is the last day (inclusive). Naive times are Europe/Stockholm; an end may be
   a time of day ("12:00") on the start day. Mistakes raise SourceError naming the file, the
-  event number and title, and the line.
+  event number and title, and the line; an event with an unknown (misspelt) key is left out
+  with a warning naming the key, the event and the line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import html
 import io
@@ -816,7 +818,14 @@ def parse_events_yaml(
     items = _yaml_items(data, source)
     events: list[Event] = []
     problems: list[str] = []
+    warnings: list[str] = []
     for item in items:
+        # A misspelt key ("plats", "start_time") would be silently ignored: leave the event
+        # out, say which key, keep the rest of the file.
+        unknown = [str(k) for k in item.data if str(k) not in _YAML_KEYS]
+        if unknown:
+            warnings.append(_unknown_keys_warning(item, unknown, source))
+            continue
         try:
             events.append(_yaml_event(item, source))
         except _YamlProblem as exc:
@@ -830,11 +839,30 @@ def parse_events_yaml(
             "2026-12-10 10:00); see demo/events.yaml for an example."
         )
     kept = sorted((e for e in events if _overlaps(e, start, end)), key=_event_order)
-    return kept, SourceStatus(source=source, ok=True, items=len(kept))
+    status = SourceStatus(
+        source=source, ok=True, items=len(kept), skipped=len(warnings), warnings=tuple(warnings)
+    )
+    return kept, status
 
 
 class _YamlProblem(Exception):
     pass
+
+
+def _unknown_keys_warning(item: _YamlItem, unknown: list[str], source: str) -> str:
+    """The warning for an event left out for keys the events file does not know."""
+    title = item.data.get("title")
+    label = f"event {item.number}" + (f" ({title!r})" if isinstance(title, str) else "")
+    named = ", ".join(f"{key!r}{_did_you_mean(key)}" for key in unknown)
+    return (
+        f"line {item.lines.get(unknown[0], item.line)}: {label} was left out: unknown key "
+        f"{named}. Allowed keys: {', '.join(sorted(_YAML_KEYS))}. Fix the key in {source}."
+    )
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key.lower(), sorted(_YAML_KEYS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _yaml_items(data: bytes, source: str) -> list[_YamlItem]:
@@ -892,12 +920,6 @@ def _yaml_event(item: _YamlItem, source: str) -> Event:
         line = item.lines.get(key, item.line) if key else item.line
         return _YamlProblem(f"line {line}: {label}: {message}")
 
-    unknown = sorted(str(k) for k in data if str(k) not in _YAML_KEYS)
-    if unknown:
-        raise problem(
-            unknown[0],
-            f"unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_YAML_KEYS))}",
-        )
     if isinstance(title, str):
         title = safe_chars(title)
     if not isinstance(title, str) or not title.strip():

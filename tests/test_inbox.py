@@ -125,10 +125,21 @@ def test_bad_values_name_file_key_and_fix(line, message):
     assert str(info.value).startswith("avsnitt-3.md: ")
 
 
-def test_unknown_key_is_a_warning_not_an_error():
-    meta = parse_sidecar("---\ntitle: Hej\nhost: Anna\n---\n", "a.md")
-    assert meta.title == "Hej"
-    assert len(meta.warnings) == 1 and "unknown key 'host'" in meta.warnings[0]
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("publish-at", "unknown key 'publish-at' (did you mean 'publish_at'?)"),
+        ("titel", "unknown key 'titel' (did you mean 'title'?)"),
+        ("Title", "unknown key 'Title' (did you mean 'title'?)"),
+        ("värd", "unknown key 'värd', so"),  # nothing close: no guess
+    ],
+)
+def test_unknown_key_refuses_the_sidecar_with_a_suggestion(key, expected):
+    with pytest.raises(InputError) as raised:
+        parse_sidecar(f"---\nepisode: 3\n{key}: 2026-12-24 07:00\n---\n", "a.md")
+    message = str(raised.value)
+    assert message.startswith("a.md: ") and expected in message
+    assert f"Keys read: episode, {key}." in message and "Known keys: title, episode" in message
 
 
 def test_title_of_300_characters_is_refused_clearly():
@@ -330,6 +341,33 @@ def test_name_with_path_tricks_stays_in_the_folder(inbox):
     assert cand.slug == "ep-hack"
     assert cand.audio.parent == inbox
     assert result.waiting == () and result.refused == ()
+
+
+def test_links_and_special_files_are_refused_with_their_episode(inbox, tmp_path):
+    outside = tmp_path / "outside.md"
+    outside.write_text("---\ntitle: Utanför\n---\n")
+    drop(inbox, "a.mp3")
+    (inbox / "a.md").symlink_to(outside)
+    (inbox / "b.mp3").mkdir()
+    os.mkfifo(inbox / "c.vtt")
+    drop(inbox, "c.mp3")
+    (inbox / "lös.png").symlink_to(outside)
+    (inbox / "mapp").mkdir()  # not an episode file's name: left alone
+    result = scan(inbox)
+    assert result.candidates == () and result.waiting == ()
+    refused = {r.files[0].name: r for r in result.refused}
+    assert set(refused) == {"a.mp3", "b.mp3", "c.mp3", "lös.png"}
+    assert [p.name for p in refused["a.mp3"].files] == ["a.mp3", "a.md"]
+    assert refused["a.mp3"].reason.startswith("a.md is a symbolic link, not a regular file")
+    assert refused["b.mp3"].reason.startswith("b.mp3 is a directory, not a regular file")
+    assert refused["c.mp3"].reason.startswith("c.vtt is a FIFO (named pipe), not a regular")
+    assert "Copy the file itself" in refused["lös.png"].reason
+
+
+def test_a_link_to_nothing_is_refused_too(inbox, tmp_path):
+    (inbox / "borta.mp3").symlink_to(tmp_path / "finns-inte.mp3")
+    [refused] = scan(inbox).refused
+    assert refused.reason.startswith("borta.mp3 is a symbolic link, not a regular file")
 
 
 def test_name_without_letters_is_refused(inbox):

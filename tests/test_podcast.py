@@ -441,17 +441,6 @@ def test_bad_sidecar_goes_to_failed_with_the_fix(show_dir, audio, tmp_path, side
     assert storage.list_keys("podcast/audio/") == []
 
 
-def test_unknown_key_warns_and_publishes(show_dir, audio, tmp_path):
-    put(show_dir, "ep.mp3", audio["mp3"])
-    put(show_dir, "ep.md", "---\ntitle: X\nvärd: Anna\n---\n")
-    storage = LocalStorage(tmp_path / "storage")
-    report = run(show_dir, storage)
-    assert report.outcomes[0].status == "published"
-    assert any("unknown key 'värd'" in w for w in report.outcomes[0].warnings)
-    assert "warning: ep.md: unknown key" in report.summary()
-    assert any("värd" in w for w in load_catalog(storage).episodes[0].warnings)
-
-
 def test_title_with_emoji_ampersand_quotes_and_control_characters(show_dir, audio, tmp_path):
     title = "Vi & <de> \"andra\" 🎙\x07 – 'slut'"
     put(show_dir, "ep.mp3", audio["mp3"])

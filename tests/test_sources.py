@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from conftest import DEMO_DIR, DEMO_EVENTS, DEMO_POSTS
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.errors import InputError, SettingsError, SourceError
 from flows.fetch import fetch_source
 from flows.models import STOCKHOLM, Event, Post, PostKind
-from flows.settings import DEMO_DIR, Settings
+from flows.settings import Settings
 from flows.sources import (
     DEFAULT_KIND_MAP,
     find_deadline,
@@ -663,8 +664,8 @@ def test_yaml_mistakes_name_file_event_and_line():
     assert f"Events file {path} has mistakes" in message
     assert "line 5: event 2 ('Fel datum'): start '11 december' is not a date" in message
     assert "line 9: event 3 ('Slutar innan start'): end is before start" in message
-    assert "line 13: event 4 ('Okänd nyckel'): unknown key 'plats'" in message
     assert "line 15: event 5: `title:` is missing" in message
+    assert "Okänd nyckel" not in message  # an unknown key leaves its event out, with a warning
     assert "Bra händelse" not in message
 
 
@@ -682,6 +683,19 @@ def test_yaml_structure_errors(text, words):
     with pytest.raises(SourceError, match=r"events\.yaml") as raised:
         parse_events_yaml(text.encode(), "events.yaml", *WINDOW)
     assert words in str(raised.value)
+
+
+def test_yaml_event_with_an_unknown_key_is_left_out_with_a_warning():
+    text = (
+        "- title: Julmarknad\n  start: 2026-12-12\n  plats: Torget\n"
+        "- title: Kurs\n  start: 2026-12-14 09:00\n  place: Biblioteket\n"
+    )
+    events, status = parse_events_yaml(text.encode(), "events.yaml", *WINDOW)
+    assert [e.title for e in events] == ["Kurs"]
+    assert status.ok and status.items == 1 and status.skipped == 1
+    [warning] = status.warnings
+    assert warning.startswith("line 3: event 1 ('Julmarknad') was left out: unknown key 'plats'")
+    assert "did you mean 'place'?" in warning and "events.yaml" in warning
 
 
 def test_yaml_accepts_an_events_key_and_empty_files():
@@ -857,7 +871,7 @@ DEMO_NOW = sthlm(2026, 12, 1, 8, 0)
 
 def test_demo_posts_cover_every_kind():
     settings = Settings.load()
-    posts, statuses = read_posts(settings.posts, settings)
+    posts, statuses = read_posts(DEMO_POSTS, settings)
 
     assert all(s.ok and not s.warnings for s in statuses)
     assert len(posts) >= 15
@@ -878,7 +892,7 @@ def test_demo_posts_cover_every_kind():
 def test_demo_events_cover_the_window():
     settings = Settings.load()
     start = DEMO_NOW
-    events, statuses = read_events(settings.events, settings, start, start + timedelta(days=60))
+    events, statuses = read_events(DEMO_EVENTS, settings, start, start + timedelta(days=60))
 
     assert all(s.ok for s in statuses) and len(statuses) == 2
     assert all(start <= e.start < sthlm(2027, 1, 31) for e in events)
