@@ -908,7 +908,7 @@ def test_demo_events_cover_the_window():
     (london,) = [e for e in events if e.id.startswith("europeiskt-webbinarium")]
     assert london.start == sthlm(2027, 1, 12, 11, 0)  # 10:00 in London
     assert all(7 <= e.start.hour <= 17 for e in events if not e.all_day)
-    assert {e.source for e in events} == set(settings.events)
+    assert {e.source for e in events} == set(DEMO_EVENTS)
 
 
 def test_demo_calendar_has_an_event_before_the_window():
