@@ -147,8 +147,10 @@ def test_staff_guide_a_month_from_draft_to_sent(shell, checkout, tmp_path):
     reject = the_command(commands, has="--reject")
     # The guide says where the sources are set; the test sets them there.
     assert "KRAFTSAMLING_POSTS" in text and "KRAFTSAMLING_EVENTS" in text
+    posts = tmp_path / "site-feed.xml"
+    shutil.copy(REPO_ROOT / "tests" / "data" / "guide" / "posts.xml", posts)
     sources = {
-        "KRAFTSAMLING_POSTS": str(REPO_ROOT / "tests" / "data" / "guide" / "posts.xml"),
+        "KRAFTSAMLING_POSTS": str(posts),
         "KRAFTSAMLING_EVENTS": str(DEMO_DIR / "events.yaml"),
     }
     list_address = re.search(r"--to (\S+)", send).group(1)
@@ -174,6 +176,15 @@ def test_staff_guide_a_month_from_draft_to_sent(shell, checkout, tmp_path):
         assert f"newsletters/{month}/index.html" in built.stdout  # the path the guide names
         assert (issue / "newsletter.txt").is_file()
         draft = (issue / "index.html").read_bytes()
+        # While staff read the draft, the site publishes a post: what goes to review and out
+        # is still the draft they read (step 3 "takes the draft you built in step 2").
+        new_post = (
+            "<item><title>Ny utlysning: Kompetensstöd för AI</title>"
+            "<link>https://kraftsamling.example/2026/12/19/ny-utlysning/</link>"
+            "<pubDate>Sat, 19 Dec 2026 09:00:00 +0000</pubDate>"
+            "<guid>https://kraftsamling.example/?p=1310</guid></item>"
+        )
+        posts.write_text(posts.read_text("utf-8").replace("<item>", new_post + "<item>", 1))
 
         # Step 3, then step 4's rejection: a test copy, nothing to the list.
         waiting = shell.start(send, **sources, **smtp)
