@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from flows.errors import KraftsamlingError
+from flows.core.errors import KraftsamlingError
 
 
 def _quiet_prefect() -> None:
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = run_demo(args.workdir)
         elif args.command == "newsletter":
-            from flows.newsletter import newsletter
+            from flows.newsletter.flow import newsletter
 
             result = newsletter(
                 month=args.month,
@@ -201,13 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 now=args.now,
             )
         elif args.command == "approve":
-            from flows.approval import resume_with_decision
+            from flows.newsletter.approval import resume_with_decision
 
             run_id = resume_with_decision(args.month, approve=not args.reject, comment=args.comment)
             verdict = "rejected" if args.reject else "approved"
             result = _Said(f"Issue {args.month} {verdict}; flow run {run_id} resumes.")
         elif args.command == "podcast":
-            from flows.podcast import publish_episodes
+            from flows.podcast.flow import publish_episodes
 
             result = publish_episodes(
                 episodes=args.episodes,
@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0  # serve_all blocks until Ctrl-C/SIGTERM; nothing to summarise
         elif args.command == "feed":
-            from flows.feed import regenerate_feed
+            from flows.podcast.flow import regenerate_feed
 
             result = regenerate_feed(
                 episodes=args.episodes,

@@ -18,11 +18,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.errors import SettingsError
-from flows.feed import regenerate_feed
-from flows.models import STOCKHOLM
-from flows.newsletter import newsletter
-from flows.podcast import publish_episodes
+from flows.core.errors import SettingsError
+from flows.core.models import STOCKHOLM
+from flows.newsletter.flow import newsletter
+from flows.podcast.flow import publish_episodes, regenerate_feed
 
 DEMO_MONTH = "2026-12"
 DEMO_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)

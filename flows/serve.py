@@ -30,7 +30,7 @@ from prefect.schedules import Cron, Schedule
 from prefect.settings import get_current_settings
 from pydantic import ValidationError
 
-from flows.errors import InputError, SettingsError
+from flows.core.errors import InputError, SettingsError
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment

@@ -1,7 +1,7 @@
 """Crash points for tests/test_crash.py: run a publish (or a newsletter send) and SIGKILL
 ourselves at a chosen point, as a power cut, an OOM kill or a lost worker would.
 
-Importing flows.podcast imports Prefect (~2-5 s), too slow to pay 20 times. So this script
+Importing flows.podcast.run imports Prefect (~2-5 s), too slow to pay 20 times. So this script
 is a small fork server: started once, it imports everything, then reads one JSON job per line
 on stdin, forks a child per job and prints one JSON result line per job:
 
@@ -132,7 +132,7 @@ def audio_key(key: str) -> bool:
 def _mid_local_write(nth: int, after_bytes: int) -> None:
     """The nth LocalStorage write of an audio object dies after `after_bytes` are written
     to its temporary file (blocks of 4 KiB, so a 16 KB episode is several blocks)."""
-    import flows.storage as storage_module
+    import flows.core.storage as storage_module
 
     storage_module._CHUNK = 4096
     original = storage_module.LocalStorage._write_atomically
@@ -194,21 +194,23 @@ def _mid_http_upload(storage: Any, nth: int) -> None:
 
 def install(point: str, storage: Any) -> None:
     """Arrange for this process to die at `point` (names as in POINTS)."""
-    import flows.audio
-    import flows.storage
-    from flows.catalog import BACKUP_PREFIX, CATALOG_KEY
-    from flows.feed import FEED_KEY
+    import flows.core.storage
+    import flows.podcast.audio
+    from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY
+    from flows.podcast.feed import FEED_KEY
 
     store = type(storage)
     local = point.removeprefix("http-")
     if point == "http-audio-2-mid":
         _mid_http_upload(storage, 2)
     elif local == "tag-1-before":
-        wrap(flows.audio, "tag_audio", nth=1, when="before")
+        wrap(flows.podcast.audio, "tag_audio", nth=1, when="before")
     elif local == "tag-2-mid":
-        wrap(flows.audio, "_write_mp3", nth=2, when="after")  # temp file written, not renamed
+        wrap(
+            flows.podcast.audio, "_write_mp3", nth=2, when="after"
+        )  # temp file written, not renamed
     elif local == "tag-4-after":
-        wrap(flows.audio, "tag_audio", nth=4, when="after")
+        wrap(flows.podcast.audio, "tag_audio", nth=4, when="after")
     elif local == "audio-1-before":
         wrap(store, "put_file", nth=1, when="before", match=key_is(audio_key))
     elif local == "audio-3-mid":
@@ -264,9 +266,9 @@ HTTP_POINTS = ("http-audio-2-mid", "http-backup-after", "http-catalog-after", "h
 
 
 def run_publish(job: dict[str, Any]) -> None:
-    from flows.podcast import publish
-    from flows.settings import Settings
-    from flows.storage import open_storage
+    from flows.core.settings import Settings
+    from flows.core.storage import open_storage
+    from flows.podcast.run import publish
 
     settings = Settings.load(
         episodes_dir=job["episodes"],
@@ -281,19 +283,22 @@ def run_publish(job: dict[str, Any]) -> None:
 
 
 def run_send(job: dict[str, Any]) -> None:
-    import flows.delivery
-    from flows.delivery import send_issue
-    from flows.settings import Settings
+    import flows.newsletter.delivery
+    from flows.core.settings import Settings
+    from flows.newsletter.delivery import send_issue
 
     nth = int(job["point"].removeprefix("after-batch-"))
-    original = flows.delivery._atomic_write_json
+    original = flows.newsletter.delivery._atomic_write_json
 
     def record(path: Path, data: dict[str, Any], **kwargs: Any) -> None:
         original(path, data, **kwargs)
-        if path.name == flows.delivery.PROGRESS_FILE and data["counts"]["batches"] == nth:
+        if (
+            path.name == flows.newsletter.delivery.PROGRESS_FILE
+            and data["counts"]["batches"] == nth
+        ):
             die()  # the batch is sent and recorded; the next one never starts
 
-    flows.delivery._atomic_write_json = record
+    flows.newsletter.delivery._atomic_write_json = record
     settings = Settings.load(
         smtp_host="127.0.0.1", smtp_port=job["smtp_port"], smtp_security="none"
     )
@@ -321,9 +326,15 @@ def serve() -> None:
     """The fork server: import once, then one forked child per job line."""
     import importlib
 
-    for name in ("flows.audio", "flows.catalog", "flows.delivery", "flows.feed", "flows.podcast"):
+    for name in (
+        "flows.podcast.audio",
+        "flows.podcast.catalog",
+        "flows.newsletter.delivery",
+        "flows.podcast.feed",
+        "flows.podcast.run",
+    ):
         importlib.import_module(name)  # what every child needs, imported once
-    from flows.storage import _new_session
+    from flows.core.storage import _new_session
 
     _new_session().client("s3", region_name="us-east-1")  # parse botocore's models once
     print(json.dumps({"ready": True}), flush=True)

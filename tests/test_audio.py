@@ -1,4 +1,4 @@
-"""flows.audio: inspecting, refusing and tagging episode audio, read back with mutagen.
+"""flows.podcast.audio: inspecting, refusing and tagging episode audio, read back with mutagen.
 
 Fixtures are real encodes made once per session with the ffmpeg binary imageio-ffmpeg ships.
 """
@@ -27,8 +27,10 @@ from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4, MP4Cover
 from PIL import Image
 
-import flows.audio
-from flows.audio import (
+import flows.podcast.audio
+from flows.core.errors import AudioError
+from flows.core.models import STOCKHOLM, Chapter
+from flows.podcast.audio import (
     AudioInfo,
     EpisodeTags,
     build_id3_frames,
@@ -36,8 +38,6 @@ from flows.audio import (
     inspect_audio,
     tag_audio,
 )
-from flows.errors import AudioError
-from flows.models import STOCKHOLM, Chapter
 
 MP3_MONO = ["-ac", "1", "-c:a", "libmp3lame", "-b:a", "64k"]
 AAC_MONO = ["-ac", "1", "-c:a", "aac", "-b:a", "64k"]
@@ -253,7 +253,7 @@ def test_large_random_file_is_refused(media):
 
 
 def test_doctests_hold():
-    assert doctest.testmod(flows.audio).failed == 0
+    assert doctest.testmod(flows.podcast.audio).failed == 0
 
 
 def test_id3_frames_cover_every_field():

@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows.catalog import (
+from flows.core.errors import CatalogError
+from flows.core.models import STOCKHOLM, Episode
+from flows.core.storage import CACHE_PRIVATE, LocalStorage
+from flows.podcast.catalog import (
     BACKUP_PREFIX,
     CATALOG_KEY,
     Catalog,
@@ -21,9 +24,6 @@ from flows.catalog import (
     save_catalog,
     upsert,
 )
-from flows.errors import CatalogError
-from flows.models import STOCKHOLM, Episode
-from flows.storage import CACHE_PRIVATE, LocalStorage
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=1)

@@ -41,11 +41,11 @@ from crashpoints import HTTP_POINTS, POINTS, drop, make_show, make_tone
 from pydantic import TypeAdapter
 from test_delivery import Recorder, make_issue, smtp_server
 
-from flows.catalog import BACKUP_PREFIX, CATALOG_KEY
-from flows.feed import FEED_KEY, rfc2822
-from flows.podcast import LOCK_KEY, publish
-from flows.settings import Settings
-from flows.storage import LocalStorage, S3Storage, Storage, open_storage
+from flows.core.settings import Settings
+from flows.core.storage import LocalStorage, S3Storage, Storage, open_storage
+from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY
+from flows.podcast.feed import FEED_KEY, rfc2822
+from flows.podcast.run import LOCK_KEY, publish
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # the crashed run and the reference
@@ -341,7 +341,7 @@ def test_send_killed_between_batches_resumes_without_duplicates(crasher, tmp_pat
         assert result["killed"], f"the send was never killed: {result['stderr']}"
         assert sum(recorder.delivered_to().values()) == 4, "two batches of two before the kill"
 
-        from flows.delivery import send_issue
+        from flows.newsletter.delivery import send_issue
 
         settings = Settings.load(smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
         report = send_issue(issue, PEOPLE, settings, now, batch_size=2)

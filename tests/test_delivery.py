@@ -20,7 +20,10 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from loopback import free_port, smtp_server
 
-from flows.delivery import (
+from flows.core.errors import DeliveryError, IssueSentError
+from flows.core.settings import Settings
+from flows.core.storage import LocalStorage
+from flows.newsletter.delivery import (
     PROGRESS_FILE,
     build_message,
     connect_smtp,
@@ -30,9 +33,6 @@ from flows.delivery import (
     send_issue,
     web_copy_url,
 )
-from flows.errors import DeliveryError, IssueSentError
-from flows.settings import Settings
-from flows.storage import LocalStorage
 
 STHLM = ZoneInfo("Europe/Stockholm")
 NOW = datetime(2026, 12, 3, 9, 30, tzinfo=STHLM)

@@ -35,10 +35,10 @@ TRANSITIVE_OK: dict[str, str] = {
     "botocore": (
         "boto3's own core: boto3 pins botocore to the one release line it was built with "
         "(botocore>=1.x.y,<1.x+1), so a separate pin could only duplicate or fight it; "
-        "flows/storage.py uses botocore's Session, Config and exceptions, boto3's API surface"
+        "flows/core/storage.py uses botocore's Session, Config and exceptions, boto3's API surface"
     ),
     "urllib3": (
-        "botocore's HTTP layer (botocore requires urllib3): flows/storage.py catches "
+        "botocore's HTTP layer (botocore requires urllib3): flows/core/storage.py catches "
         "urllib3.exceptions.HTTPError because botocore lets a bare urllib3 error escape when "
         "a connection drops while it reads an error body; the version is botocore's choice"
     ),
@@ -48,7 +48,7 @@ TRANSITIVE_OK: dict[str, str] = {
 @dataclass(frozen=True)
 class Import:
     module: str  # top-level module name, e.g. "podcastparser" for `import podcastparser.x`
-    where: str  # "flows/feed.py:632"
+    where: str  # "flows/podcast/feed.py:632"
     statement: str  # "import podcastparser"
 
 

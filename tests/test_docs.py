@@ -6,7 +6,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from flows.cli import build_parser
-from flows.settings import Settings
+from flows.core.settings import Settings
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 

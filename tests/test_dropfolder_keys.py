@@ -19,9 +19,9 @@ from test_podcast import (  # noqa: F401  (audio, cover_bytes, show_dir are fixt
     show_dir,
 )
 
-from flows.catalog import load_catalog
-from flows.errors import InputError
-from flows.storage import LocalStorage
+from flows.core.errors import InputError
+from flows.core.storage import LocalStorage
+from flows.podcast.catalog import load_catalog
 
 
 class RecordingStorage(LocalStorage):

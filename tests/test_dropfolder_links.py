@@ -29,11 +29,11 @@ from test_podcast import (  # noqa: F401  (audio, cover_bytes, show_dir are fixt
     show_dir,
 )
 
-from flows.catalog import load_catalog
-from flows.errors import InputError
-from flows.inbox import scan_inbox
-from flows.podcast import Failed, plan_run, try_prepare
-from flows.storage import LocalStorage
+from flows.core.errors import InputError
+from flows.core.storage import LocalStorage
+from flows.podcast.catalog import load_catalog
+from flows.podcast.inbox import scan_inbox
+from flows.podcast.run import Failed, plan_run, try_prepare
 
 SECRET = "HEMLIGT-8c1f2e innehåll utanför inkorgen"
 

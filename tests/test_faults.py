@@ -26,11 +26,11 @@ import pytest
 from crashpoints import drop, make_show, make_tone
 from faultproxy import FaultProxy, quick_retries
 
-from flows.catalog import CATALOG_KEY
-from flows.errors import KraftsamlingError
-from flows.feed import FEED_KEY
-from flows.podcast import LOCK_KEY, publish
-from flows.storage import S3Storage
+from flows.core.errors import KraftsamlingError
+from flows.core.storage import S3Storage
+from flows.podcast.catalog import CATALOG_KEY
+from flows.podcast.feed import FEED_KEY
+from flows.podcast.run import LOCK_KEY, publish
 
 EPISODES = 20
 FAIL_RATE = 0.3
@@ -133,7 +133,7 @@ def test_publishing_through_thirty_percent_failures_converges(
     items = podcastparser.parse(PUBLIC + FEED_KEY, io.BytesIO(feed[0]))["episodes"]
     assert sorted(item["guid"] for item in items) == sorted(guids.values()), (
         f"the feed lists {len(items)} of {EPISODES} episodes: the catalog got every episode "
-        "but the feed was not rebuilt after a lost catalog answer (flows/podcast.py `finish` "
+        "but the feed was not rebuilt after a lost catalog answer (flows/podcast/run.py `finish` "
         f"rebuilds the feed only when the catalog changed); {summary}"
     )
     for item in items:

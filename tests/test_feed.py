@@ -30,7 +30,11 @@ from hypothesis import strategies as st
 from lxml import etree
 from PIL import Image
 
-from flows.catalog import (
+from flows.core.errors import CatalogError, FeedGateError, InputError, StorageError
+from flows.core.models import STOCKHOLM, Episode, Show
+from flows.core.settings import Settings
+from flows.core.storage import CACHE_LONG, CACHE_SHORT, LocalStorage, ObjectInfo
+from flows.podcast.catalog import (
     BACKUP_PREFIX,
     CATALOG_KEY,
     Catalog,
@@ -38,8 +42,7 @@ from flows.catalog import (
     remove_episodes,
     save_catalog,
 )
-from flows.errors import CatalogError, FeedGateError, InputError, StorageError
-from flows.feed import (
+from flows.podcast.feed import (
     EMPTY_FEED_DATE,
     FEED_CONTENT_TYPE,
     FEED_KEY,
@@ -57,10 +60,7 @@ from flows.feed import (
     resolve_public_url,
     rfc2822,
 )
-from flows.models import STOCKHOLM, Episode, Show
-from flows.settings import Settings
-from flows.show import parse_show
-from flows.storage import CACHE_LONG, CACHE_SHORT, LocalStorage, ObjectInfo
+from flows.podcast.show import parse_show
 
 GOLDEN = Path(__file__).parent / "golden" / "feed" / "demo-feed.xml"
 BASE = "https://cdn.kraftsamling.example/"
@@ -860,7 +860,7 @@ def test_golden_demo_feed():
 
 @pytest.mark.prefect
 def test_regenerate_feed_flow_publishes_once(prefect_harness, place):
-    from flows.feed import regenerate_feed
+    from flows.podcast.flow import regenerate_feed
 
     episodes = [make_episode(1), make_episode(2)]
     upload_audio(place["storage"], episodes)

@@ -15,16 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.delivery import build_message
-from flows.errors import DeliveryError, InputError, StorageError
-from flows.inbox import parse_sidecar, scan_inbox, slugify
-from flows.models import STOCKHOLM
-from flows.podcast import audio_key
-from flows.render import render_issue
-from flows.select import select_issue
-from flows.settings import Settings
-from flows.sources import DEFAULT_KIND_MAP, parse_posts
-from flows.storage import LocalStorage, check_key
+from flows.core.errors import DeliveryError, InputError, StorageError
+from flows.core.models import STOCKHOLM
+from flows.core.settings import Settings
+from flows.core.storage import LocalStorage, check_key
+from flows.newsletter.delivery import build_message
+from flows.newsletter.render import render_issue
+from flows.newsletter.select import select_issue
+from flows.newsletter.sources import DEFAULT_KIND_MAP, parse_posts
+from flows.podcast.inbox import parse_sidecar, scan_inbox, slugify
+from flows.podcast.run import audio_key
 
 DATA = Path(__file__).parent / "data" / "hostile"
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)

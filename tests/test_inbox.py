@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.errors import InputError
-from flows.inbox import (
+from flows.core.errors import InputError
+from flows.core.models import STOCKHOLM, Episode
+from flows.podcast.inbox import (
     Candidate,
     EpisodeMeta,
     clean_text,
@@ -23,7 +24,6 @@ from flows.inbox import (
     scan_inbox,
     slugify,
 )
-from flows.models import STOCKHOLM, Episode
 
 
 def drop(inbox: Path, name: str, data: bytes | str = b"ID3 not inspected here", age: float = 60):

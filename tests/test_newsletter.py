@@ -1,4 +1,4 @@
-"""Building an issue end to end (flows.newsletter): goldens, determinism, months, refusals.
+"""Building an issue end to end (flows.newsletter.build): goldens, determinism, months, refusals.
 
 The demo issue (month 2026-12, now 2026-12-01 08:00 Europe/Stockholm, the shipped demo
 content and `newsletters/2026-12/intro.md`) is compared with the committed files in
@@ -20,11 +20,11 @@ import lxml.html
 import pytest
 from conftest import DEMO_EVENTS, DEMO_POSTS, REPO_ROOT
 
-from flows.errors import IssueSentError, SettingsError
-from flows.models import STOCKHOLM, Episode, Event, Post, PostKind, SourceStatus
-from flows.newsletter import FILES, MANIFEST, build_issue
-from flows.settings import Settings
-from flows.sources import read_posts
+from flows.core.errors import IssueSentError, SettingsError
+from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind, SourceStatus
+from flows.core.settings import Settings
+from flows.newsletter.build import FILES, MANIFEST, build_issue
+from flows.newsletter.sources import read_posts
 
 DEMO_MONTH = "2026-12"
 DEMO_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
@@ -305,9 +305,9 @@ def test_intro_md_is_used_and_sanitised(tmp_path):
 def test_newsletter_flow_runs_in_ephemeral_mode(prefect_harness, tmp_path):
     from prefect.artifacts import Artifact
 
-    from flows.catalog import Catalog, save_catalog
-    from flows.newsletter import newsletter
-    from flows.storage import LocalStorage
+    from flows.core.storage import LocalStorage
+    from flows.newsletter.flow import newsletter
+    from flows.podcast.catalog import Catalog, save_catalog
 
     storage = tmp_path / "storage"
     aired = datetime(2026, 11, 26, 7, tzinfo=STOCKHOLM)

@@ -24,11 +24,13 @@ from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
 from PIL import Image
 
-from flows.catalog import BACKUP_PREFIX, CATALOG_KEY, load_catalog, save_catalog, upsert
-from flows.errors import CatalogError, PublishIncompleteError, StorageError
-from flows.feed import FEED_KEY
-from flows.models import STOCKHOLM
-from flows.podcast import (
+from flows.core.errors import CatalogError, PublishIncompleteError, StorageError
+from flows.core.models import STOCKHOLM
+from flows.core.settings import Settings
+from flows.core.storage import CACHE_LONG, LocalStorage, open_storage
+from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY, load_catalog, save_catalog, upsert
+from flows.podcast.feed import FEED_KEY
+from flows.podcast.run import (
     CHAPTERS_TYPE,
     LOCK_KEY,
     Failed,
@@ -44,8 +46,6 @@ from flows.podcast import (
     try_prepare,
     upload_episode,
 )
-from flows.settings import Settings
-from flows.storage import CACHE_LONG, LocalStorage, open_storage
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=2)
@@ -703,7 +703,7 @@ def test_after_a_crashed_run_the_feed_is_rebuilt_even_if_nothing_is_published(
 def test_flow_publishes_the_good_and_fails_the_run_for_the_bad(
     prefect_harness, show_dir, audio, tmp_path
 ):
-    from flows.podcast import publish_episodes
+    from flows.podcast.flow import publish_episodes
 
     storage_dir = tmp_path / "storage"
     for number in (1, 2, 3):

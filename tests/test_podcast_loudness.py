@@ -2,7 +2,7 @@
 publish run at a time.
 
 The audio is made with the same ffmpeg the pipeline uses (sine tones at known loudness,
-checked with `measure_loudness` before use), published with `flows.podcast.publish` into
+checked with `measure_loudness` before use), published with `flows.podcast.run.publish` into
 LocalStorage and into moto over HTTP, and the published MP3 is measured again.
 """
 
@@ -21,17 +21,23 @@ from conftest import REPO_ROOT
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from flows.catalog import BACKUP_PREFIX, CATALOG_KEY, load_catalog, mark_removed, save_catalog
-from flows.loudness import ffmpeg_exe, master_key, measure_loudness
-from flows.podcast import (
+from flows.core.settings import Settings
+from flows.core.storage import CACHE_PRIVATE, LocalStorage, open_storage
+from flows.podcast.catalog import (
+    BACKUP_PREFIX,
+    CATALOG_KEY,
+    load_catalog,
+    mark_removed,
+    save_catalog,
+)
+from flows.podcast.loudness import ffmpeg_exe, master_key, measure_loudness
+from flows.podcast.run import (
     LOCK_KEY,
     RunLock,
     acquire_run_lock,
     publish,
     release_run_lock,
 )
-from flows.settings import Settings
-from flows.storage import CACHE_PRIVATE, LocalStorage, open_storage
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=1)

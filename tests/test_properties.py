@@ -2,7 +2,8 @@
 either carry it exactly (modulo the normalisations stated below as pure functions) or refuse
 it with a clear error. Never a crash, never XML or HTML that does not parse.
 
-Normalisations, on purpose (flows/feed.py, flows/sources.py, flows/render.py):
+Normalisations, on purpose (flows/podcast/feed.py, flows/newsletter/sources.py,
+flows/newsletter/render.py):
 
 - `xml_chars`: characters XML 1.0 forbids (C0 controls except tab/LF/CR, lone surrogates,
   U+FFFE/U+FFFF) are removed from everything the feed holds.
@@ -37,16 +38,16 @@ from conftest import REPO_ROOT
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from flows.catalog import dump_catalog, parse_catalog
-from flows.delivery import build_message
-from flows.errors import CatalogError, InputError
-from flows.feed import PODCAST, _example_episode, build_feed
-from flows.inbox import parse_sidecar
-from flows.models import STOCKHOLM, Event, Post, PostKind
-from flows.render import render_issue
-from flows.select import select_issue
-from flows.settings import Settings
-from flows.show import load_show, parse_show
+from flows.core.errors import CatalogError, InputError
+from flows.core.models import STOCKHOLM, Event, Post, PostKind
+from flows.core.settings import Settings
+from flows.newsletter.delivery import build_message
+from flows.newsletter.render import render_issue
+from flows.newsletter.select import select_issue
+from flows.podcast.catalog import dump_catalog, parse_catalog
+from flows.podcast.feed import PODCAST, _example_episode, build_feed
+from flows.podcast.inbox import parse_sidecar
+from flows.podcast.show import load_show, parse_show
 
 # A failing 10,000-character example makes a large repr; hypothesis warns about that.
 pytestmark = pytest.mark.filterwarnings(
@@ -61,7 +62,7 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 # --- the documented normalisations, as pure functions ------------------------------------
 
-# What flows/feed.py removes: XML 1.0's forbidden characters, DEL and the C1 controls.
+# What flows/podcast/feed.py removes: XML 1.0's forbidden characters, DEL and the C1 controls.
 _XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _EMAIL_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _HTML_SPACE = re.compile("[ \t\n\r\f]+")
@@ -237,7 +238,7 @@ def test_a_lone_cr_in_a_description_is_a_line_break():
     xml = build_feed(SHOW, [episode], public_url="https://cdn.example/", now=FEED_NOW)
     _, parsed, _ = _parse_all(xml)
     assert read_lines(parsed.entries[0].content[0].value) == [["Rad ett", "Rad två"]], (
-        "flows/feed.py turns CRLF into a <br> but a lone CR into a plain LF (shown as a "
+        "flows/podcast/feed.py turns CRLF into a <br> but a lone CR into a plain LF (shown as a "
         "space), so 'Rad ett\\rRad två' shows as one line. Fix: in _description_body, "
         "normalise line ends before splitting paragraphs: text = text.replace('\\r\\n', "
         "'\\n').replace('\\r', '\\n') right after `text = ... or episode.title`."
@@ -250,9 +251,10 @@ def test_c1_controls_are_removed_from_the_feed():
     xml = build_feed(SHOW, [episode], public_url="https://cdn.example/", now=FEED_NOW)
     _, parsed, _ = _parse_all(xml)
     assert parsed.entries[0].title == "Avsnitt ett", (
-        "flows/feed.py keeps C1 control characters (U+0080-U+009F) and feedparser shows them "
+        "flows/podcast/feed.py keeps C1 control characters (U+0080-U+009F) and feedparser "
+        "shows them "
         "as Windows-1252 letters ('\\x80' -> '€', '\\x85' -> '…'). Fix: let feed.py's "
-        "_XML_FORBIDDEN also match \\x7f-\\x9f (as flows/inbox.py's _CONTROL does)."
+        "_XML_FORBIDDEN also match \\x7f-\\x9f (as flows/podcast/inbox.py's _CONTROL does)."
     )
 
 
@@ -294,7 +296,8 @@ def test_catalog_with_a_lone_surrogate_is_refused_cleanly():
         dump_catalog(episodes)
     except UnicodeEncodeError as exc:
         pytest.fail(
-            "flows/catalog.py accepts a lone surrogate from a catalog's JSON escape and then "
+            "flows/podcast/catalog.py accepts a lone surrogate from a catalog's JSON escape and "
+            "then "
             f"crashes when saving the catalog ({exc}). Fix: in parse_catalog, refuse it with "
             "a CatalogError (e.g. a raw.encode('utf-8') check per episode string, or "
             "json.dumps(document, ensure_ascii=False).encode('utf-8') inside the try)."

@@ -17,15 +17,15 @@ import pytest
 from conftest import DEMO_EVENTS, DEMO_POSTS
 from loopback import smtp_server
 
-from flows.approval import NoWaitingRunError, find_waiting_run
 from flows.cli import main
+from flows.core.errors import IssueSentError
+from flows.core.models import STOCKHOLM
+from flows.core.settings import Settings
+from flows.core.storage import LocalStorage
 from flows.demo import DEMO_MONTH, DEMO_NOW
-from flows.errors import IssueSentError
-from flows.models import STOCKHOLM
-from flows.newsletter import newsletter
-from flows.release import read_review, release_issue
-from flows.settings import Settings
-from flows.storage import LocalStorage
+from flows.newsletter.approval import NoWaitingRunError, find_waiting_run
+from flows.newsletter.flow import newsletter
+from flows.newsletter.release import read_review, release_issue
 
 LIST_ADDRESS = "nyhetsbrev-lista@lists.kraftsamling.example"
 REVIEWER = "granskare@kraftsamling.example"
@@ -153,7 +153,7 @@ def test_a_sent_issue_is_refused_on_another_machine_and_with_force(prefect_harne
 
 
 def test_an_issue_sent_before_the_storage_state_is_recognised_and_recorded(tmp_path):
-    from flows.delivery import ensure_issue_open
+    from flows.newsletter.delivery import ensure_issue_open
 
     folder = tmp_path / "newsletters" / DEMO_MONTH
     folder.mkdir(parents=True)
@@ -243,8 +243,8 @@ def test_send_without_recipients_is_refused_before_rendering(prefect_harness, tm
 def test_smtp_password_can_come_from_a_prefect_secret_block(prefect_harness):
     from prefect.blocks.system import Secret
 
-    from flows.errors import SettingsError
-    from flows.release import resolve_smtp_password
+    from flows.core.errors import SettingsError
+    from flows.newsletter.release import resolve_smtp_password
 
     Secret(value="FAKE-BLOCK-PASSWORD-7c1d").save("kraftsamling-smtp-test", overwrite=True)
     settings = resolve_smtp_password(Settings.load(smtp_password_block="kraftsamling-smtp-test"))

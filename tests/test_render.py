@@ -1,4 +1,5 @@
-"""Rendering the email (flows.render): Swedish dates, HTML rules, the text part, the intro."""
+"""Rendering the email (flows.newsletter.render): Swedish dates, HTML rules, the text part,
+the intro."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from zoneinfo import ZoneInfo
 import lxml.html
 import pytest
 
-from flows.errors import InputError
-from flows.models import STOCKHOLM, Event, Post, PostKind
-from flows.render import (
+from flows.core.errors import InputError
+from flows.core.models import STOCKHOLM, Event, Post, PostKind
+from flows.core.settings import Settings
+from flows.newsletter.render import (
     build_context,
     compile_mjml,
     format_day,
@@ -21,8 +23,7 @@ from flows.render import (
     render_issue,
     render_template,
 )
-from flows.select import select_issue
-from flows.settings import Settings
+from flows.newsletter.select import select_issue
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 GMAIL_CLIP = 102_400

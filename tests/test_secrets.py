@@ -24,12 +24,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import DEMO_DIR, DEMO_EVENTS, DEMO_POSTS, REPO_ROOT
 from loopback import smtp_server
 
-from flows.delivery import publish_web_copy, send_issue
-from flows.models import STOCKHOLM
-from flows.newsletter import build_issue
-from flows.podcast import publish
-from flows.settings import Settings
-from flows.storage import LocalStorage, open_storage
+from flows.core.models import STOCKHOLM
+from flows.core.settings import Settings
+from flows.core.storage import LocalStorage, open_storage
+from flows.newsletter.build import build_issue
+from flows.newsletter.delivery import publish_web_copy, send_issue
+from flows.podcast.run import publish
 
 # The test server asks for AUTH without TLS on loopback on purpose; aiosmtpd warns about it.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -233,8 +233,8 @@ def test_whole_flows_leak_nothing_into_prefect_logs_or_artifacts(
     from prefect.client.orchestration import get_client
     from prefect.logging.handlers import APILogWorker
 
-    from flows.newsletter import newsletter
-    from flows.podcast import publish_episodes
+    from flows.newsletter.flow import newsletter
+    from flows.podcast.flow import publish_episodes
 
     caplog.set_level(logging.DEBUG)
     logging.getLogger("mail.log").setLevel(logging.WARNING)

@@ -1,4 +1,5 @@
-"""Selection rules of the newsletter (flows.select): windows, repeats, funding, events, limits."""
+"""Selection rules of the newsletter (flows.newsletter.select): windows, repeats, funding,
+events, limits."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from flows.errors import SettingsError
-from flows.models import STOCKHOLM, Episode, Event, Post, PostKind
-from flows.select import month_start, select_issue
-from flows.settings import Settings
+from flows.core.errors import SettingsError
+from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind
+from flows.core.settings import Settings
+from flows.newsletter.select import month_start, select_issue
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 MONTH = "2026-12"

@@ -16,10 +16,9 @@ from conftest import REPO_ROOT
 from prefect.server.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.errors import InputError, SettingsError
-from flows.feed import regenerate_feed
-from flows.newsletter import newsletter
-from flows.podcast import publish_episodes
+from flows.core.errors import InputError, SettingsError
+from flows.newsletter.flow import newsletter
+from flows.podcast.flow import publish_episodes, regenerate_feed
 from flows.serve import SERVED_SUFFIX, build_deployments, serve_all
 
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
@@ -123,7 +122,7 @@ def test_an_override_of_the_wrong_type_names_the_deployment():
     ("changes", "message"),
     [
         ({"entrypoint": "flows/nothing_here.py:flow"}, "nothing_here.*does not import"),
-        ({"entrypoint": "flows/settings.py:Settings"}, "does not name a Prefect flow"),
+        ({"entrypoint": "flows/core/settings.py:Settings"}, "does not name a Prefect flow"),
         ({"schedules": [{"interval": 3600}]}, "not supported.*cron"),
         ({"schedules": [{"cron": "61 * * * *", "timezone": "Europe/Stockholm"}]}, "invalid"),
         ({"concurrency_limit": {"limit": 1, "collision_strategy": "QUEUE"}}, "CANCEL_NEW"),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flows.errors import InputError, SettingsError
-from flows.settings import Settings
-from flows.show import parse_show
+from flows.core.errors import InputError, SettingsError
+from flows.core.settings import Settings
+from flows.podcast.show import parse_show
 
 
 def test_sources_have_no_default_so_production_never_reads_the_demo():

@@ -14,9 +14,9 @@ import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from flows.delivery import connect_smtp
-from flows.errors import DeliveryError
-from flows.settings import Settings
+from flows.core.errors import DeliveryError
+from flows.core.settings import Settings
+from flows.newsletter.delivery import connect_smtp
 
 USER = "redaktionen"
 PASSWORD = "hemligt-lösenord-4711"  # non-ASCII: goes through AUTH PLAIN, over TLS only

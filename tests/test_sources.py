@@ -13,11 +13,11 @@ from conftest import DEMO_DIR, DEMO_EVENTS, DEMO_POSTS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.errors import InputError, SettingsError, SourceError
-from flows.fetch import fetch_source
-from flows.models import STOCKHOLM, Event, Post, PostKind
-from flows.settings import Settings
-from flows.sources import (
+from flows.core.errors import InputError, SettingsError, SourceError
+from flows.core.fetch import fetch_source
+from flows.core.models import STOCKHOLM, Event, Post, PostKind
+from flows.core.settings import Settings
+from flows.newsletter.sources import (
     DEFAULT_KIND_MAP,
     find_deadline,
     html_to_text,

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback import free_port
 
-from flows.errors import ConcurrentWriteError, SettingsError, StorageError
-from flows.settings import Settings
-from flows.storage import (
+from flows.core.errors import ConcurrentWriteError, SettingsError, StorageError
+from flows.core.settings import Settings
+from flows.core.storage import (
     CACHE_LONG,
     CACHE_PRIVATE,
     CACHE_SHORT,

@@ -3,7 +3,8 @@
     python tests/bench/bench_feed.py [--runs 5]
 
 Side by side, on the same show and catalog:
-- ours:   `flows.feed.build_feed` (lxml builder, pretty-printed, forbidden characters removed);
+- ours:   `flows.podcast.feed.build_feed` (lxml builder, pretty-printed, forbidden
+  characters removed);
 - feedgen: `feedgen` with its podcast extension building the same items (it has no
   Podcasting 2.0 tags, so the catalog has no hosts or guests; the channel's podcast:guid,
   locked and medium are ours alone);
@@ -28,7 +29,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from flows.feed import (
+from flows.core.models import Episode, Show
+from flows.podcast.feed import (
     build_feed,
     check_feed,
     clean_text,
@@ -37,7 +39,6 @@ from flows.feed import (
     one_line,
     rfc2822,
 )
-from flows.models import Episode, Show
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table import Row, factor, ms, verdict

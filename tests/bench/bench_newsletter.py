@@ -2,11 +2,12 @@
 
     python tests/bench/bench_newsletter.py [--runs 20] [--no-prefect]
 
-Phases of `flows.newsletter.build_issue` on the shipped demo content (local files, so no
+Phases of `flows.newsletter.build.build_issue` on the shipped demo content (local files, so no
 network), each the median wall time of `--runs` runs after one warm-up run:
 
-- read:    posts feed + events (.ics, YAML) through `flows.sources`, earlier manifests, intro
-- select:  `flows.select.select_issue`
+- read:    posts feed + events (.ics, YAML) through `flows.newsletter.sources`, earlier
+           manifests, intro
+- select:  `flows.newsletter.select.select_issue`
 - render:  the Jinja2 templates (MJML source and plain text), context included
 - mjml:    `mjml2html` (mjml-python) compiling the MJML to HTML
 - write:   planning the manifest and writing the four files
@@ -38,23 +39,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from flows import sources  # noqa: E402
-from flows.models import STOCKHOLM, Episode  # noqa: E402
-from flows.newsletter import (  # noqa: E402
+from flows.core.models import STOCKHOLM, Episode  # noqa: E402
+from flows.core.settings import Settings  # noqa: E402
+from flows.newsletter import sources  # noqa: E402
+from flows.newsletter.build import (  # noqa: E402
     build_issue,
     earlier_manifests,
     plan_files,
     read_intro,
     write_files,
 )
-from flows.render import (  # noqa: E402
+from flows.newsletter.render import (  # noqa: E402
     RenderedIssue,
     build_context,
     compile_mjml,
     render_template,
 )
-from flows.select import select_issue, window_start  # noqa: E402
-from flows.settings import Settings  # noqa: E402
+from flows.newsletter.select import select_issue, window_start  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table import Row, factor, ms, verdict  # noqa: E402
@@ -134,8 +135,8 @@ FLOW_SCRIPT = """
 import json, sys, time
 t0 = time.perf_counter()
 from datetime import datetime
-from flows.models import STOCKHOLM
-from flows.newsletter import newsletter
+from flows.core.models import STOCKHOLM
+from flows.newsletter.flow import newsletter
 t1 = time.perf_counter()
 result = newsletter(month="2026-12", out=sys.argv[1], storage=sys.argv[2],
                     now=datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM), force=True)

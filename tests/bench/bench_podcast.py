@@ -7,7 +7,7 @@ catalog, scan the inbox, find nothing to do. Target: zero uploads and under 200 
 beyond Prefect's start-up.
 
 Rows (median wall time of `--runs` runs, after one warm-up):
-- plain, empty inbox:   `flows.podcast.publish` (no Prefect) on LocalStorage and on moto
+- plain, empty inbox:   `flows.podcast.run.publish` (no Prefect) on LocalStorage and on moto
                         in-process S3;
 - plain, re-drop:       one already-published episode dropped again (inspected, tagged,
                         hashed, found unchanged: still zero uploads);
@@ -39,11 +39,11 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 # A busy 2-core machine can take longer than Prefect's default 20 s to start its server.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from flows.catalog import Catalog, load_catalog, save_catalog  # noqa: E402
-from flows.models import Episode  # noqa: E402
-from flows.podcast import publish  # noqa: E402
-from flows.settings import Settings  # noqa: E402
-from flows.storage import LocalStorage, S3Storage  # noqa: E402
+from flows.core.models import Episode  # noqa: E402
+from flows.core.settings import Settings  # noqa: E402
+from flows.core.storage import LocalStorage, S3Storage  # noqa: E402
+from flows.podcast.catalog import Catalog, load_catalog, save_catalog  # noqa: E402
+from flows.podcast.run import publish  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table import Row, factor, verdict  # noqa: E402
@@ -120,7 +120,7 @@ def flow_row(
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    from flows.podcast import publish_episodes
+    from flows.podcast.flow import publish_episodes
 
     @flow(name="bench-empty")
     def empty_flow() -> None:

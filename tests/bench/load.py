@@ -12,10 +12,10 @@ builds its inputs, runs the operation once to warm up, then:
           in a further run. lxml's and mjml's C allocations show only in the first.
 
 Scenarios, each at a small and a large size (10x apart):
-- podcast no-op: `flows.podcast.publish` with an empty inbox over a catalog of 1,000 and
+- podcast no-op: `flows.podcast.run.publish` with an empty inbox over a catalog of 1,000 and
   10,000 realistic `Episode` records, in LocalStorage and in moto's in-process S3.
   Target (from the 500-episode benchmark): zero uploads, under 200 ms.
-- feed build: `flows.feed.build_feed` for the same catalogs (the feed-vs-feedgen rows are
+- feed build: `flows.podcast.feed.build_feed` for the same catalogs (the feed-vs-feedgen rows are
   in bench_feed.py's part of the table, at 100/1,000/10,000 episodes).
 - newsletter: `build_issue` (read/select/render/MJML/write) on a generated 2,000-entry (and
   200-entry) posts feed plus the demo events, with the 10,000-episode catalog passed in as
@@ -166,10 +166,10 @@ def episodes(count: int) -> list[Any]:
 def _noop(size: int, work: Path, where: str) -> tuple[Callable[[], Any], dict[str, float]]:
     from bench_podcast import episodes_folder
 
-    from flows.catalog import Catalog, save_catalog
-    from flows.podcast import publish
-    from flows.settings import Settings
-    from flows.storage import LocalStorage, S3Storage
+    from flows.core.settings import Settings
+    from flows.core.storage import LocalStorage, S3Storage
+    from flows.podcast.catalog import Catalog, save_catalog
+    from flows.podcast.run import publish
 
     settings = Settings.load(episodes_dir=str(episodes_folder(work)), settle_seconds=0)
     if where == "local":
@@ -199,8 +199,8 @@ def _noop(size: int, work: Path, where: str) -> tuple[Callable[[], Any], dict[st
 
 
 def _feed(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
-    from flows.feed import build_feed
-    from flows.show import load_show
+    from flows.podcast.feed import build_feed
+    from flows.podcast.show import load_show
 
     show = load_show(ROOT / "episodes" / "show.yaml")
     records = episodes(size)
@@ -217,8 +217,8 @@ def _feed(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
 def _newsletter(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
     from bench_newsletter import INTRO
 
-    from flows.newsletter import build_issue
-    from flows.settings import Settings
+    from flows.core.settings import Settings
+    from flows.newsletter.build import build_issue
 
     feed = work / "posts.xml"
     feed.write_bytes(posts_feed(size))
@@ -242,7 +242,7 @@ def _stages(size: int, work: Path, runs: int) -> dict[str, float]:
     """The newsletter build split by stage (bench_newsletter's phases) on the load inputs."""
     from bench_newsletter import bench_pipeline
 
-    from flows.settings import Settings
+    from flows.core.settings import Settings
 
     feed = work / "stages-posts.xml"
     feed.write_bytes(posts_feed(size))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlparse
 from urllib.request import url2pathname
 
-from flows.errors import ConcurrentWriteError, SettingsError, StorageError
+from flows.core.errors import ConcurrentWriteError, SettingsError, StorageError
 
 try:  # POSIX only; without it LocalStorage's conditional writes are checked but not locked.
     import fcntl
@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from flows.settings import Settings
+    from flows.core.settings import Settings
 
 CACHE_LONG = "public, max-age=31536000, immutable"  # content-addressed audio and art
 CACHE_SHORT = "public, max-age=300"  # the feed and web pages
@@ -132,7 +132,7 @@ def check_key(key: str) -> str:
     >>> check_key("podcast/../../etc/passwd")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    flows.errors.StorageError: Refused storage key 'podcast/../../etc/passwd': ...
+    flows.core.errors.StorageError: Refused storage key 'podcast/../../etc/passwd': ...
     """
     segments = key.split("/") if isinstance(key, str) else [""]
     if (

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from flows.errors import SettingsError
-from flows.models import STOCKHOLM, Episode, Event, Post, PostKind
-from flows.sources import html_to_text
-from flows.storage import public_url
+from flows.core.errors import SettingsError
+from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind
+from flows.core.storage import public_url
+from flows.newsletter.sources import html_to_text
 
 if TYPE_CHECKING:
-    from flows.settings import Settings
+    from flows.core.settings import Settings
 
 Section = Literal["news", "funding", "events", "listen"]
 SECTIONS: tuple[Section, ...] = ("news", "funding", "events", "listen")

@@ -14,7 +14,8 @@ Reading, top to bottom:
 3. `tag_audio(src, dst, tags, info)`: copy the audio without its old tags and write the new ones
    with fixed padding, so the output bytes depend only on the audio and the tags.
 
-Errors are `AudioError` (flows/errors.py); each message names the file, what is wrong and the fix.
+Errors are `AudioError` (flows/core/errors.py); each message names the file, what is wrong
+and the fix.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 from mutagen.wavpack import WavPack
 
-from flows.errors import AudioError
-from flows.models import Chapter
+from flows.core.errors import AudioError
+from flows.core.models import Chapter
 
 MIME_TYPES = {"mp3": "audio/mpeg", "m4a": "audio/mp4"}
 COVER_MIME_TYPES = ("image/jpeg", "image/png")

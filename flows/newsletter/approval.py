@@ -14,7 +14,7 @@ from uuid import UUID
 
 from prefect.input import RunInput
 
-from flows.errors import KraftsamlingError
+from flows.core.errors import KraftsamlingError
 
 
 class Decision(RunInput):

@@ -30,16 +30,16 @@ from babel.dates import format_date, format_datetime
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from flows.errors import InputError
-from flows.models import STOCKHOLM, Event
-from flows.select import ListenItem, Selection, month_start
-from flows.sources import safe_chars
+from flows.core.errors import InputError
+from flows.core.models import STOCKHOLM, Event
+from flows.newsletter.select import ListenItem, Selection, month_start
+from flows.newsletter.sources import safe_chars
 
 if TYPE_CHECKING:
-    from flows.settings import Settings
+    from flows.core.settings import Settings
 
 # Shipped inside the package (package-data), so an installed copy finds them from anywhere.
-TEMPLATES_DIR = Path(str(resources.files("flows") / "templates"))
+TEMPLATES_DIR = Path(str(resources.files("flows.newsletter") / "templates"))
 LOCALE = "sv_SE"
 
 # Colours (WCAG AA on white): text, muted text, links, accent.
@@ -110,7 +110,7 @@ def format_event_when(event: Event, *, year: int | None = None) -> str:
 
     The year is shown only when it differs from `year` (the issue's year).
 
-    >>> from flows.models import Event
+    >>> from flows.core.models import Event
     >>> start = datetime(2023, 5, 4, 10, 0, tzinfo=STOCKHOLM)
     >>> e = Event("x", "Webbinarium", start, start + timedelta(hours=2), False, "demo")
     >>> format_event_when(e, year=2023)
@@ -385,7 +385,8 @@ def render_template(name: str, context: dict[str, Any], templates_dir: Path = TE
     except jinja2.UndefinedError as exc:
         raise InputError(
             f"Template {Path(templates_dir) / name} uses an unknown variable ({exc.message}). "
-            "Fix the name in the template, or add the value to build_context in flows/render.py."
+            "Fix the name in the template, or add the value to build_context in "
+            "flows/newsletter/render.py."
         ) from exc
     except jinja2.TemplateError as exc:
         where = f"{getattr(exc, 'filename', None) or name}, line {getattr(exc, 'lineno', '?')}"
@@ -398,7 +399,8 @@ def compile_mjml(source: str) -> str:
         return mjml.mjml2html(source, disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain errors from the Rust side
         raise InputError(
-            f"The rendered MJML is invalid: {exc}. Check flows/templates/newsletter.mjml.j2 "
+            f"The rendered MJML is invalid: {exc}. Check "
+            "flows/newsletter/templates/newsletter.mjml.j2 "
             "(open the draft's newsletter.mjml to see the rendered source)."
         ) from exc
 

@@ -41,9 +41,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from flows.errors import CatalogError, ConcurrentWriteError
-from flows.models import Episode
-from flows.storage import CACHE_PRIVATE, Storage
+from flows.core.errors import CatalogError, ConcurrentWriteError
+from flows.core.models import Episode
+from flows.core.storage import CACHE_PRIVATE, Storage
 
 CATALOG_KEY = "podcast/catalog.json"
 BACKUP_PREFIX = "podcast/catalog-backups/"

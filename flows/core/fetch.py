@@ -1,6 +1,6 @@
 """Fetch the bytes of a source: a local file or an http(s) URL.
 
-This is the only module of the inputs that does I/O; `flows.sources` parses bytes.
+This is the only module of the inputs that does I/O; `flows.newsletter.sources` parses bytes.
 
 - Every request has a timeout (`settings.http_timeout`) and our User-Agent.
 - Connect errors, timeouts, HTTP 5xx and 429 are retried `settings.http_retries` times with
@@ -27,8 +27,8 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from flows.errors import SourceError
-from flows.settings import Settings
+from flows.core.errors import SourceError
+from flows.core.settings import Settings
 
 MAX_RETRY_AFTER = 30.0  # seconds; a server asking for longer is treated as down
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})

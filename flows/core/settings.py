@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from flows.errors import SettingsError
+from flows.core.errors import SettingsError
 
 # A list of sources from the environment: a JSON list, or URLs/paths separated by spaces.
 SourceList = Annotated[list[str] | None, NoDecode]

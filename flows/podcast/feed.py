@@ -58,18 +58,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lxml import etree
-from prefect import flow, task
-from prefect.artifacts import create_link_artifact
-from prefect.cache_policies import NO_CACHE
 
-from flows.catalog import Catalog, Removal, load_catalog, remove_episodes
-from flows.errors import FeedGateError, InputError
-from flows.inbox import read_regular
-from flows.models import STOCKHOLM, Episode, Show
-from flows.settings import Settings
-from flows.show import load_show
-from flows.storage import CACHE_LONG, CACHE_SHORT, Storage, open_storage, retry_on_storage_error
-from flows.storage import public_url as storage_public_url
+from flows.core.errors import FeedGateError, InputError
+from flows.core.models import STOCKHOLM, Episode, Show
+from flows.core.settings import Settings
+from flows.core.storage import CACHE_LONG, CACHE_SHORT, Storage
+from flows.core.storage import public_url as storage_public_url
+from flows.podcast.catalog import Catalog
+from flows.podcast.inbox import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -866,80 +862,6 @@ def publish_feed(
         if_none_match=live is None,
     )
     return replace(result, uploaded=True)
-
-
-# --- Prefect: thin wrappers -------------------------------------------------------------
-
-
-_RETRY: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [2, 10, 30],
-    "retry_condition_fn": retry_on_storage_error,
-    "cache_policy": NO_CACHE,  # the inputs include a storage client
-}
-
-
-@task(name="load-catalog", **_RETRY)
-def load_catalog_task(storage: Storage) -> Catalog:
-    """Read the catalog (retried: storage may be briefly unavailable)."""
-    return load_catalog(storage)
-
-
-@task(name="remove-episodes", **_RETRY)
-def remove_episodes_task(storage: Storage, guids: tuple[str, ...], now: datetime) -> Removal:
-    """`remove_episodes`, retried on storage errors (a retry re-reads the catalog)."""
-    return remove_episodes(storage, guids, now)
-
-
-@task(name="publish-feed", **_RETRY)
-def publish_feed_task(
-    storage: Storage,
-    show: Show,
-    show_dir: Path,
-    catalog: Catalog,
-    settings: Settings,
-    now: datetime,
-) -> FeedResult:
-    """`publish_feed`, retried on storage errors (a retry re-reads the live feed)."""
-    return publish_feed(storage, show, show_dir, catalog, settings, now)
-
-
-@flow(name="regenerate-feed")
-def regenerate_feed(
-    episodes: str | None = None,
-    storage: str | None = None,
-    public_url: str | None = None,
-    remove_guids: list[str] | None = None,
-    now: datetime | None = None,
-) -> FeedResult:
-    """Rebuild `podcast/feed.xml` from show.yaml and the catalog; upload it if it changed.
-
-    `remove_guids` removes those episodes for good: they are first marked removed in the
-    catalog (saved with If-Match and a backup; an unknown guid stops the run before anything
-    changes), then the feed is built without them. The removal stands even if the feed is
-    then refused for another reason; the next run publishes it. No audio is deleted.
-    """
-    settings = Settings.load(episodes_dir=episodes, storage=storage, public_url=public_url)
-    now = now or datetime.now(STOCKHOLM)  # the only place the clock is read
-    show_dir = Path(settings.episodes_dir)
-    show = load_show(show_dir / "show.yaml")
-    store = open_storage(settings)
-    removal: Removal | None = None
-    if remove_guids:
-        removal = remove_episodes_task(store, tuple(remove_guids), now)
-        catalog = removal.catalog
-    else:
-        catalog = load_catalog_task(store)
-    result = publish_feed_task(store, show, show_dir, catalog, settings, now)
-    if removal is not None:
-        result = replace(result, removed=removal.removed, already_removed=removal.already_removed)
-    create_link_artifact(
-        link=result.feed_url,
-        link_text=f"{show.title}: the podcast feed",
-        key="podcast-feed",
-        description=result.summary(),
-    )
-    return result
 
 
 def _example_episode(**changes: Any) -> Episode:

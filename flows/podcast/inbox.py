@@ -6,7 +6,7 @@ changes a file. It sorts what it sees into:
 - candidates: an audio file that has settled, with its parsed sidecar (`<name>.md`) and the
   transcript and image the sidecar names. Audio is `<name>.mp3` / `<name>.m4a` (published as
   it is, after a loudness check) or a lossless master `<name>.wav` / `.flac` / `.aiff` /
-  `.aif` (encoded to a loudness-normalised MP3 by `flows.loudness`; the master is kept
+  `.aif` (encoded to a loudness-normalised MP3 by `flows.podcast.loudness`; the master is kept
   privately);
 - refused: a group of files that cannot become an episode, with the reason and the fix
   (empty file, broken sidecar, a master without a sidecar title, a clash with another file);
@@ -56,8 +56,8 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from flows.errors import InputError
-from flows.models import STOCKHOLM, Chapter, Episode
+from flows.core.errors import InputError
+from flows.core.models import STOCKHOLM, Chapter, Episode
 
 LOSSY_SUFFIXES = (".mp3", ".m4a")  # published as they are (measured, maybe re-encoded)
 MASTER_SUFFIXES = (".wav", ".flac", ".aiff", ".aif")  # lossless masters, encoded to MP3

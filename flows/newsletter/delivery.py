@@ -48,9 +48,9 @@ from jinja2 import Environment, StrictUndefined
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from flows.errors import ConcurrentWriteError, DeliveryError, IssueSentError
-from flows.settings import Settings
-from flows.storage import CACHE_PRIVATE, CACHE_SHORT, Storage, public_url
+from flows.core.errors import ConcurrentWriteError, DeliveryError, IssueSentError
+from flows.core.settings import Settings
+from flows.core.storage import CACHE_PRIVATE, CACHE_SHORT, Storage, public_url
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Read the newsletter's inputs: posts (RSS 2.0 / Atom) and events (iCalendar, YAML).
 
 Parsers are pure: bytes in, records out (`parse_posts`, `parse_ics`, `parse_events_yaml`).
-Fetching lives in `flows.fetch`; `read_posts` and `read_events` join the two and decide what
+Fetching lives in `flows.core.fetch`; `read_posts` and `read_events` join the two and decide what
 a failing source means (recorded as not ok, or raised when a person must fix a local file).
 
 Posts
@@ -79,10 +79,10 @@ import recurring_ical_events
 import yaml
 from babel.dates import get_month_names
 
-from flows.errors import InputError, SettingsError, SourceError
-from flows.fetch import fetch_source, is_remote
-from flows.models import STOCKHOLM, Event, Post, PostKind, SourceStatus
-from flows.settings import Settings
+from flows.core.errors import InputError, SettingsError, SourceError
+from flows.core.fetch import fetch_source, is_remote
+from flows.core.models import STOCKHOLM, Event, Post, PostKind, SourceStatus
+from flows.core.settings import Settings
 
 __all__ = [
     "DEFAULT_KIND_MAP",

@@ -22,8 +22,11 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.approval import Decision, await_decision
-from flows.delivery import (
+from flows.core.errors import DeliveryError, SettingsError
+from flows.core.settings import Settings
+from flows.core.storage import open_storage
+from flows.newsletter.approval import Decision, await_decision
+from flows.newsletter.delivery import (
     STOCKHOLM,
     DeliveryReport,
     ensure_issue_open,
@@ -33,9 +36,6 @@ from flows.delivery import (
     web_copy_url,
     write_sent_state,
 )
-from flows.errors import DeliveryError, SettingsError
-from flows.settings import Settings
-from flows.storage import open_storage
 
 REVIEW_FILE = "review.json"
 Clock = Callable[[], datetime]

@@ -12,7 +12,7 @@ Plan, then execute:
    after taking over a stale lock it rebuilds the feed even if it publishes nothing.
 1. `plan_run`: read show.yaml and the cover, scan the inbox (pure sorting of files into
    candidates, refused and waiting), and load the catalog only if the inbox holds work.
-2. `prepare_episode` (per candidate): make the audio to publish (`flows.loudness`: a
+2. `prepare_episode` (per candidate): make the audio to publish (`flows.podcast.loudness`: a
    WAV/FLAC/AIFF master is encoded to a loudness-normalised MP3; an MP3/M4A is measured and
    published as it is, with a warning when it is off target, or re-encoded if the settings
    ask), inspect it, check the metadata, tag a work copy, hash it, and describe every object
@@ -53,28 +53,25 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
-from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
-from prefect.utilities.annotations import quote
-
-from flows.catalog import Catalog, load_catalog, prune_backups, save_catalog, upsert
-from flows.errors import (
+from flows.core.errors import (
     AudioError,
     CatalogError,
     ConcurrentWriteError,
     InputError,
     KraftsamlingError,
-    PublishIncompleteError,
     StorageError,
 )
-from flows.feed import publish_feed, resolve_public_url
-from flows.inbox import (
+from flows.core.models import STOCKHOLM, Episode, Show
+from flows.core.settings import Settings
+from flows.core.storage import CACHE_LONG, CACHE_PRIVATE, Storage
+from flows.core.storage import public_url as object_url
+from flows.podcast.catalog import Catalog, load_catalog, prune_backups, save_catalog, upsert
+from flows.podcast.feed import publish_feed, resolve_public_url
+from flows.podcast.inbox import (
     MAX_TITLE,
     TRANSCRIPT_TYPES,
     Candidate,
@@ -87,7 +84,7 @@ from flows.inbox import (
     refuse_clashes,
     slugify,
 )
-from flows.loudness import (
+from flows.podcast.loudness import (
     PreparedAudio,
     master_format,
     master_key,
@@ -95,11 +92,7 @@ from flows.loudness import (
     prepare_audio,
     probe_master,
 )
-from flows.models import STOCKHOLM, Episode, Show
-from flows.settings import Settings
-from flows.show import load_show
-from flows.storage import CACHE_LONG, CACHE_PRIVATE, Storage, open_storage, retry_on_storage_error
-from flows.storage import public_url as object_url
+from flows.podcast.show import load_show
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +308,7 @@ def audio_key(slug: str, sha256: str, extension: str) -> str:
 def chapters_json(title: str, podcast_name: str, chapters: Sequence[Any]) -> bytes:
     """Podcasting 2.0 JSON chapters (version 1.2.0), deterministic bytes.
 
-    >>> from flows.models import Chapter
+    >>> from flows.core.models import Chapter
     >>> json.loads(chapters_json("Ep", "Show", [Chapter(start=0, title="Intro")]))["chapters"]
     [{'startTime': 0, 'title': 'Intro'}]
     """
@@ -491,7 +484,7 @@ def make_audio(
     published as it is (or re-encoded, see `prepare_audio`).
     Raises AudioError (bad audio, silence, ffmpeg failing: never retried).
     """
-    from flows.audio import inspect_audio
+    from flows.podcast.audio import inspect_audio
 
     lossless = _content_format(source)
     if lossless is not None and candidate.meta.title is None:
@@ -541,7 +534,7 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
 
     Raises InputError/AudioError (the episode goes to failed/).
     """
-    from flows.audio import EpisodeTags, tag_audio
+    from flows.podcast.audio import EpisodeTags, tag_audio
 
     meta = candidate.meta
     show = context.show
@@ -1318,132 +1311,3 @@ def _publish_unlocked(
             lambda base, records: commit_catalog(storage, base, records, now),
             repair_feed=repair_feed,
         )
-
-
-# --- Prefect: thin wrappers ---------------------------------------------------------------------
-
-
-@task(name="prepare-episode", cache_policy=NO_CACHE)
-def prepare_task(candidate: Candidate, context: RunContext) -> Prepared | Failed:
-    """Inspect, check and tag one episode."""
-    return try_prepare(candidate, context)
-
-
-@task(
-    name="upload-episode",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_condition_fn=retry_on_storage_error,
-    cache_policy=NO_CACHE,  # the inputs include a storage client
-)
-def upload_task(storage: Storage, prepared: Prepared) -> int:
-    """Upload one episode's objects (retried with backoff on storage errors only)."""
-    return upload_episode(storage, prepared)
-
-
-@task(name="update-catalog", cache_policy=NO_CACHE)
-def catalog_task(
-    storage: Storage, base: Catalog, records: list[Episode], now: datetime
-) -> CatalogUpdate:
-    """One catalog update for all good episodes."""
-    return commit_catalog(storage, base, records, now)
-
-
-def _artifact_rows(report: PublishReport) -> list[dict[str, str]]:
-    return [
-        {
-            "episode": o.name,
-            "status": o.status,
-            "title": o.title,
-            "link": o.url,
-            "guid": o.guid,
-            "loudness": o.loudness_text,
-            "audio": o.audio_note,
-            "reason": o.reason or "; ".join(o.warnings),
-            "moved to": o.moved_to or ("inbox" if o.status == "retry" else ""),
-        }
-        for o in report.outcomes
-    ]
-
-
-def _run_as_tasks(
-    settings: Settings, store: Storage, now: datetime, scan_time: float, repair_feed: bool
-) -> PublishReport:
-    """The flow's steps as tasks: several episodes prepared and uploaded at a time (encodes
-    are bounded separately by `_ENCODE_SLOTS`), then one catalog update."""
-    with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as work:
-        plan = plan_run(settings, store, now, scan_time, Path(work), need_catalog=repair_feed)
-        failures = refused_as_failed(plan)
-        prepared: list[Prepared] = []
-        uploads = 0
-        candidates = list(plan.scan.candidates)
-        step = settings.upload_concurrency
-        for start in range(0, len(candidates), step):  # at most `step` episodes at a time
-            batch = [
-                prepare_task.submit(c, quote(plan.context))
-                for c in candidates[start : start + step]
-            ]
-            ready = []
-            for future in batch:
-                result = future.result()
-                if isinstance(result, Failed):
-                    failures.append(result)
-                else:
-                    ready.append((result, upload_task.submit(store, result)))
-            for result, future in ready:
-                try:
-                    uploads += future.result()
-                except StorageError as exc:
-                    failures.append(storage_failure(result, exc))
-                else:
-                    prepared.append(result)
-        return finish(
-            plan,
-            store,
-            prepared,
-            failures,
-            uploads,
-            lambda base, records: catalog_task(store, quote(base), records, now),
-            repair_feed=repair_feed,
-        )
-
-
-@flow(name="publish-episodes")
-def publish_episodes(
-    episodes: str | None = None,
-    storage: str | None = None,
-    public_url: str | None = None,
-    now: datetime | None = None,
-    settle_seconds: float | None = None,
-) -> PublishReport:
-    """Publish what producers dropped in the inbox: encode, tag, upload, catalog, feed.
-
-    If another run is publishing to the same storage, this run does nothing and ends
-    successfully, saying so.
-    """
-    settings = Settings.load(
-        episodes_dir=episodes,
-        storage=storage,
-        public_url=public_url,
-        settle_seconds=settle_seconds,
-    )
-    scan_time = time.time()  # the only places the clock is read
-    now = now or datetime.now(UTC)
-    store = open_storage(settings)
-    report = locked_run(
-        store,
-        settings,
-        now,
-        scan_time,
-        lambda repair: _run_as_tasks(settings, store, now, scan_time, repair),
-    )
-    create_table_artifact(
-        table=_artifact_rows(report),
-        key="publish-episodes",
-        description=report.summary().splitlines()[0],
-    )
-    if report.failed or report.feed_error:
-        raise PublishIncompleteError(
-            "Some episodes were not published (the others were):\n" + report.summary()
-        )
-    return report

@@ -68,11 +68,11 @@ from mutagen.aiff import AIFF
 from mutagen.flac import FLAC
 from mutagen.wave import WAVE
 
-from flows.errors import AudioError
+from flows.core.errors import AudioError
 
 if TYPE_CHECKING:
-    from flows.audio import AudioInfo
-    from flows.settings import Settings
+    from flows.core.settings import Settings
+    from flows.podcast.audio import AudioInfo
 
 OUTPUT_SAMPLE_RATE = 44_100  # loudnorm works at 192 kHz; the MP3 is always resampled to this
 ENCODE_TP_HEADROOM = 0.5  # pass 2 aims this far below the true-peak ceiling (MP3 overshoot)
@@ -825,7 +825,7 @@ def reencode_lossy(
     channels: int | None = None,
     ffmpeg: str | None = None,
 ) -> EncodeResult:
-    """Decode an MP3/M4A (already checked by `flows.audio.inspect_audio`, giving `info`) and
+    """Decode an MP3/M4A (already checked by `flows.podcast.audio.inspect_audio`, giving `info`) and
     run it through the same two-pass path into a new MP3. A second lossy generation: only
     when the settings ask for it (`normalise_lossy`)."""
     return normalise_to_mp3(
@@ -930,7 +930,7 @@ def prepare_audio(
             encode=result,
         )
     if info is None:
-        from flows.audio import inspect_audio
+        from flows.podcast.audio import inspect_audio
 
         info = inspect_audio(src)
     measured = measure_loudness(src, fmt=info.format, ffmpeg=ffmpeg, duration=info.duration)

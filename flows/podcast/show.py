@@ -7,9 +7,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from flows.errors import InputError
-from flows.inbox import did_you_mean, not_readable, read_regular
-from flows.models import Show
+from flows.core.errors import InputError
+from flows.core.models import Show
+from flows.podcast.inbox import did_you_mean, not_readable, read_regular
 
 
 def parse_show(text: str, source: str = "show.yaml") -> Show:
@@ -44,7 +44,7 @@ def load_show(path: Path) -> Show:
     """Read and validate `show.yaml`; the cover image is checked to exist.
 
     Both are files of the episodes folder, read as the inbox is: a regular file inside the
-    folder, never through a link (see `flows.inbox.not_readable`).
+    folder, never through a link (see `flows.podcast.inbox.not_readable`).
     """
     path = Path(path)
     try:

@@ -1,0 +1,66 @@
+"""The one way a file is written: whole or not at all.
+
+A temporary file beside the target, written, flushed and fsynced, then renamed over the
+target: a crash or a full disk leaves the old file or the new one, never half of either.
+The temporary name starts with a dot (and `prefix`), so folder scans skip it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(
+    path: Path,
+    data: bytes | Iterable[bytes],
+    *,
+    mode: int = 0o644,
+    prefix: str = TMP_PREFIX,
+) -> str:
+    """Write `data` (bytes, or an iterable of chunks) to `path` atomically.
+
+    `mode` is the file's permissions (mkstemp makes 0600; published files must be
+    readable). Returns the SHA-256 of what was written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = [data] if isinstance(data, bytes | bytearray) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+    digest = hashlib.sha256()
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                digest.update(chunk)
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must not expose an empty file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def atomic_write_json(
+    path: Path, data: Any, *, sort_keys: bool = False, indent: int | None = 2
+) -> str:
+    """Write `data` as UTF-8 JSON (non-ASCII kept, a final newline) with `atomic_write`."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, sort_keys=sort_keys) + "\n"
+    return atomic_write(path, text.encode("utf-8"))
+
+
+def atomic_replace(temporary: Path, path: Path, *, mode: int = 0o644) -> None:
+    """Publish a temporary file that a tool (ffmpeg, mutagen) wrote beside `path`."""
+    os.chmod(temporary, mode)
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,251 @@
+"""The podcast's Prefect wrappers: `publish-episodes` and `regenerate-feed`.
+
+The work is done by plain functions (`run.publish`, `feed.publish_feed`); these wrappers add
+tasks with retries, artifacts and the run's start time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
+
+from flows.core.errors import (
+    PublishIncompleteError,
+    StorageError,
+)
+from flows.core.models import STOCKHOLM, Episode, Show
+from flows.core.settings import Settings
+from flows.core.storage import Storage, open_storage, retry_on_storage_error
+from flows.podcast.catalog import Catalog, Removal, load_catalog, remove_episodes
+from flows.podcast.feed import FeedResult, publish_feed
+from flows.podcast.inbox import (
+    Candidate,
+)
+from flows.podcast.run import (
+    CatalogUpdate,
+    Failed,
+    Prepared,
+    PublishReport,
+    RunContext,
+    commit_catalog,
+    finish,
+    locked_run,
+    plan_run,
+    refused_as_failed,
+    storage_failure,
+    try_prepare,
+    upload_episode,
+)
+from flows.podcast.show import load_show
+
+# --- Prefect: thin wrappers ---------------------------------------------------------------------
+
+
+@task(name="prepare-episode", cache_policy=NO_CACHE)
+def prepare_task(candidate: Candidate, context: RunContext) -> Prepared | Failed:
+    """Inspect, check and tag one episode."""
+    return try_prepare(candidate, context)
+
+
+@task(
+    name="upload-episode",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=retry_on_storage_error,
+    cache_policy=NO_CACHE,  # the inputs include a storage client
+)
+def upload_task(storage: Storage, prepared: Prepared) -> int:
+    """Upload one episode's objects (retried with backoff on storage errors only)."""
+    return upload_episode(storage, prepared)
+
+
+@task(name="update-catalog", cache_policy=NO_CACHE)
+def catalog_task(
+    storage: Storage, base: Catalog, records: list[Episode], now: datetime
+) -> CatalogUpdate:
+    """One catalog update for all good episodes."""
+    return commit_catalog(storage, base, records, now)
+
+
+def _artifact_rows(report: PublishReport) -> list[dict[str, str]]:
+    return [
+        {
+            "episode": o.name,
+            "status": o.status,
+            "title": o.title,
+            "link": o.url,
+            "guid": o.guid,
+            "loudness": o.loudness_text,
+            "audio": o.audio_note,
+            "reason": o.reason or "; ".join(o.warnings),
+            "moved to": o.moved_to or ("inbox" if o.status == "retry" else ""),
+        }
+        for o in report.outcomes
+    ]
+
+
+def _run_as_tasks(
+    settings: Settings, store: Storage, now: datetime, scan_time: float, repair_feed: bool
+) -> PublishReport:
+    """The flow's steps as tasks: several episodes prepared and uploaded at a time (encodes
+    are bounded separately by `_ENCODE_SLOTS`), then one catalog update."""
+    with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as work:
+        plan = plan_run(settings, store, now, scan_time, Path(work), need_catalog=repair_feed)
+        failures = refused_as_failed(plan)
+        prepared: list[Prepared] = []
+        uploads = 0
+        candidates = list(plan.scan.candidates)
+        step = settings.upload_concurrency
+        for start in range(0, len(candidates), step):  # at most `step` episodes at a time
+            batch = [
+                prepare_task.submit(c, quote(plan.context))
+                for c in candidates[start : start + step]
+            ]
+            ready = []
+            for future in batch:
+                result = future.result()
+                if isinstance(result, Failed):
+                    failures.append(result)
+                else:
+                    ready.append((result, upload_task.submit(store, result)))
+            for result, future in ready:
+                try:
+                    uploads += future.result()
+                except StorageError as exc:
+                    failures.append(storage_failure(result, exc))
+                else:
+                    prepared.append(result)
+        return finish(
+            plan,
+            store,
+            prepared,
+            failures,
+            uploads,
+            lambda base, records: catalog_task(store, quote(base), records, now),
+            repair_feed=repair_feed,
+        )
+
+
+@flow(name="publish-episodes")
+def publish_episodes(
+    episodes: str | None = None,
+    storage: str | None = None,
+    public_url: str | None = None,
+    now: datetime | None = None,
+    settle_seconds: float | None = None,
+) -> PublishReport:
+    """Publish what producers dropped in the inbox: encode, tag, upload, catalog, feed.
+
+    If another run is publishing to the same storage, this run does nothing and ends
+    successfully, saying so.
+    """
+    settings = Settings.load(
+        episodes_dir=episodes,
+        storage=storage,
+        public_url=public_url,
+        settle_seconds=settle_seconds,
+    )
+    scan_time = time.time()  # the only places the clock is read
+    now = now or datetime.now(UTC)
+    store = open_storage(settings)
+    report = locked_run(
+        store,
+        settings,
+        now,
+        scan_time,
+        lambda repair: _run_as_tasks(settings, store, now, scan_time, repair),
+    )
+    create_table_artifact(
+        table=_artifact_rows(report),
+        key="publish-episodes",
+        description=report.summary().splitlines()[0],
+    )
+    if report.failed or report.feed_error:
+        raise PublishIncompleteError(
+            "Some episodes were not published (the others were):\n" + report.summary()
+        )
+    return report
+
+
+# --- Prefect: thin wrappers -------------------------------------------------------------
+
+
+_RETRY: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": [2, 10, 30],
+    "retry_condition_fn": retry_on_storage_error,
+    "cache_policy": NO_CACHE,  # the inputs include a storage client
+}
+
+
+@task(name="load-catalog", **_RETRY)
+def load_catalog_task(storage: Storage) -> Catalog:
+    """Read the catalog (retried: storage may be briefly unavailable)."""
+    return load_catalog(storage)
+
+
+@task(name="remove-episodes", **_RETRY)
+def remove_episodes_task(storage: Storage, guids: tuple[str, ...], now: datetime) -> Removal:
+    """`remove_episodes`, retried on storage errors (a retry re-reads the catalog)."""
+    return remove_episodes(storage, guids, now)
+
+
+@task(name="publish-feed", **_RETRY)
+def publish_feed_task(
+    storage: Storage,
+    show: Show,
+    show_dir: Path,
+    catalog: Catalog,
+    settings: Settings,
+    now: datetime,
+) -> FeedResult:
+    """`publish_feed`, retried on storage errors (a retry re-reads the live feed)."""
+    return publish_feed(storage, show, show_dir, catalog, settings, now)
+
+
+@flow(name="regenerate-feed")
+def regenerate_feed(
+    episodes: str | None = None,
+    storage: str | None = None,
+    public_url: str | None = None,
+    remove_guids: list[str] | None = None,
+    now: datetime | None = None,
+) -> FeedResult:
+    """Rebuild `podcast/feed.xml` from show.yaml and the catalog; upload it if it changed.
+
+    `remove_guids` removes those episodes for good: they are first marked removed in the
+    catalog (saved with If-Match and a backup; an unknown guid stops the run before anything
+    changes), then the feed is built without them. The removal stands even if the feed is
+    then refused for another reason; the next run publishes it. No audio is deleted.
+    """
+    settings = Settings.load(episodes_dir=episodes, storage=storage, public_url=public_url)
+    now = now or datetime.now(STOCKHOLM)  # the only place the clock is read
+    show_dir = Path(settings.episodes_dir)
+    show = load_show(show_dir / "show.yaml")
+    store = open_storage(settings)
+    removal: Removal | None = None
+    if remove_guids:
+        removal = remove_episodes_task(store, tuple(remove_guids), now)
+        catalog = removal.catalog
+    else:
+        catalog = load_catalog_task(store)
+    result = publish_feed_task(store, show, show_dir, catalog, settings, now)
+    if removal is not None:
+        result = replace(result, removed=removal.removed, already_removed=removal.already_removed)
+    create_link_artifact(
+        link=result.feed_url,
+        link_text=f"{show.title}: the podcast feed",
+        key="podcast-feed",
+        description=result.summary(),
+    )
+    return result
