@@ -88,6 +88,8 @@ step "deployed prefect.yaml to work pool $POOL"
 python3 - "$API" <<'PY' || fail "the deployments on the server differ from prefect.yaml"
 import json
 import sys
+import time
+import urllib.error
 import urllib.request
 
 import yaml
@@ -102,8 +104,15 @@ def call(method, path, body=None):
         data=json.dumps(body).encode(),
         headers={"content-type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
+    # A busy 2-core machine can make the fresh server answer 503 for a moment: retry those.
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == 5:
+                raise
+            time.sleep(2)
 
 
 wanted = yaml.safe_load(open("prefect.yaml"))["deployments"]
