@@ -131,7 +131,10 @@ def audio_key(key: str) -> bool:
 
 def _mid_local_write(nth: int, after_bytes: int) -> None:
     """The nth LocalStorage write of an audio object dies after `after_bytes` are written
-    to its temporary file (blocks of 4 KiB, so a 16 KB episode is several blocks)."""
+    to its temporary file (blocks of 4 KiB, so a 16 KB episode is several blocks).
+
+    Only the objects' own writes count, not their metadata (`.meta/`): uploads run
+    concurrently, so which metadata write falls between them varies from run to run."""
     import flows.core.storage as storage_module
 
     storage_module._CHUNK = 4096
@@ -140,7 +143,8 @@ def _mid_local_write(nth: int, after_bytes: int) -> None:
 
     def write(path: Path, chunks: Iterator[bytes]) -> str:
         nonlocal calls
-        if "/podcast/audio/" not in path.as_posix():
+        posix = path.as_posix()
+        if "/podcast/audio/" not in posix or "/.meta/" in posix:
             return original(path, chunks)
         calls += 1
         if calls != nth:
@@ -161,23 +165,27 @@ def _mid_local_write(nth: int, after_bytes: int) -> None:
 
 def _mid_http_upload(storage: Any, nth: int) -> None:
     """The nth PUT of an audio object dies after the headers and part of the body are on
-    the wire (the server sees a connection that ends mid-body)."""
-    import http.client
+    the wire (the server sees a connection that ends mid-body).
 
-    armed = {"on": False}
+    Armed per thread: uploads run concurrently, and the PUT that botocore is about to send
+    goes out on the thread that announced it."""
+    import http.client
+    import threading
+
+    armed = threading.local()
     seen = 0
 
     def before_send(request: Any, **_: Any) -> None:
         nonlocal seen
         if request.method == "PUT" and "/podcast/audio/" in request.url:
             seen += 1
-            armed["on"] = seen == nth
+            armed.on = seen == nth
 
     storage.client.meta.events.register("before-send.s3", before_send)
     original = http.client.HTTPConnection.send
 
     def send(self: Any, data: Any) -> None:
-        if not armed["on"]:
+        if not getattr(armed, "on", False):
             return original(self, data)
         if hasattr(data, "read"):
             self.sock.sendall(data.read(4096))
@@ -195,7 +203,7 @@ def _mid_http_upload(storage: Any, nth: int) -> None:
 def install(point: str, storage: Any) -> None:
     """Arrange for this process to die at `point` (names as in POINTS)."""
     import flows.core.storage
-    import flows.podcast.audio
+    import flows.podcast.tags
     from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY
     from flows.podcast.feed import FEED_KEY
 
@@ -204,13 +212,13 @@ def install(point: str, storage: Any) -> None:
     if point == "http-audio-2-mid":
         _mid_http_upload(storage, 2)
     elif local == "tag-1-before":
-        wrap(flows.podcast.audio, "tag_audio", nth=1, when="before")
+        wrap(flows.podcast.tags, "tag_audio", nth=1, when="before")
     elif local == "tag-2-mid":
         wrap(
-            flows.podcast.audio, "_write_mp3", nth=2, when="after"
+            flows.podcast.tags, "_write_mp3", nth=2, when="after"
         )  # temp file written, not renamed
     elif local == "tag-4-after":
-        wrap(flows.podcast.audio, "tag_audio", nth=4, when="after")
+        wrap(flows.podcast.tags, "tag_audio", nth=4, when="after")
     elif local == "audio-1-before":
         wrap(store, "put_file", nth=1, when="before", match=key_is(audio_key))
     elif local == "audio-3-mid":
@@ -241,14 +249,16 @@ def install(point: str, storage: Any) -> None:
 
 
 # The points over LocalStorage, in the order a run reaches them; "http-" ones run over moto.
+# A batch of episodes is tagged and uploaded concurrently, so "second", "third" … count what
+# happens, whichever episode it happens to.
 POINTS = (
     "tag-1-before",  # nothing done yet
-    "audio-1-before",  # first episode tagged, nothing uploaded
-    "tag-2-mid",  # second episode's tagged copy half made
-    "audio-2-unrecorded",  # second audio in place, its metadata not written
-    "audio-3-mid",  # third audio half copied into storage
-    "transcript-after",  # third episode's transcript uploaded
-    "tag-4-after",  # fourth episode tagged, three uploaded
+    "audio-1-before",  # an episode tagged, nothing uploaded
+    "tag-2-mid",  # a second tagged copy half made
+    "audio-2-unrecorded",  # a second audio in place, its metadata not written
+    "audio-3-mid",  # a third audio half copied into storage
+    "transcript-after",  # ep04's transcript uploaded
+    "tag-4-after",  # every episode tagged, uploads under way
     "audio-4-after",  # every audio uploaded, catalog untouched
     "catalog-reread",  # committing: the catalog read again before the write
     "backup-after",  # the dated backup written, the conditional put not done
@@ -286,19 +296,17 @@ def run_send(job: dict[str, Any]) -> None:
     import flows.newsletter.delivery
     from flows.core.settings import Settings
     from flows.newsletter.delivery import send_issue
+    from flows.newsletter.issue import Progress
 
     nth = int(job["point"].removeprefix("after-batch-"))
-    original = flows.newsletter.delivery._atomic_write_json
+    original = flows.newsletter.delivery.write_progress
 
-    def record(path: Path, data: dict[str, Any], **kwargs: Any) -> None:
-        original(path, data, **kwargs)
-        if (
-            path.name == flows.newsletter.delivery.PROGRESS_FILE
-            and data["counts"]["batches"] == nth
-        ):
+    def record(folder: Path, progress: Progress, now: datetime) -> None:
+        original(folder, progress, now)
+        if progress.batches == nth:
             die()  # the batch is sent and recorded; the next one never starts
 
-    flows.newsletter.delivery._atomic_write_json = record
+    flows.newsletter.delivery.write_progress = record
     settings = Settings.load(
         smtp_host="127.0.0.1", smtp_port=job["smtp_port"], smtp_security="none"
     )
@@ -328,13 +336,14 @@ def serve() -> None:
 
     for name in (
         "flows.podcast.audio",
+        "flows.podcast.tags",
         "flows.podcast.catalog",
         "flows.newsletter.delivery",
         "flows.podcast.feed",
         "flows.podcast.run",
     ):
         importlib.import_module(name)  # what every child needs, imported once
-    from flows.core.storage import _new_session
+    from flows.core.s3 import _new_session
 
     _new_session().client("s3", region_name="us-east-1")  # parse botocore's models once
     print(json.dumps({"ready": True}), flush=True)

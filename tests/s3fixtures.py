@@ -48,8 +48,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from flows.core.s3 import S3Storage, _new_session
 from flows.core.settings import Settings
-from flows.core.storage import S3Storage, _new_session
 
 REGION = "us-east-1"
 

@@ -1,4 +1,5 @@
-"""flows.podcast.audio: inspecting, refusing and tagging episode audio, read back with mutagen.
+"""flows.podcast.audio and .tags: inspecting, refusing and tagging episode audio, read back
+with mutagen.
 
 Fixtures are real encodes made once per session with the ffmpeg binary imageio-ffmpeg ships.
 """
@@ -28,16 +29,11 @@ from mutagen.mp4 import MP4, MP4Cover
 from PIL import Image
 
 import flows.podcast.audio
+import flows.podcast.tags
 from flows.core.errors import AudioError
 from flows.core.models import STOCKHOLM, Chapter
-from flows.podcast.audio import (
-    AudioInfo,
-    EpisodeTags,
-    build_id3_frames,
-    build_mp4_atoms,
-    inspect_audio,
-    tag_audio,
-)
+from flows.podcast.audio import AudioInfo, inspect_audio
+from flows.podcast.tags import EpisodeTags, build_id3_frames, build_mp4_atoms, tag_audio
 
 MP3_MONO = ["-ac", "1", "-c:a", "libmp3lame", "-b:a", "64k"]
 AAC_MONO = ["-ac", "1", "-c:a", "aac", "-b:a", "64k"]
@@ -254,6 +250,7 @@ def test_large_random_file_is_refused(media):
 
 def test_doctests_hold():
     assert doctest.testmod(flows.podcast.audio).failed == 0
+    assert doctest.testmod(flows.podcast.tags).failed == 0
 
 
 def test_id3_frames_cover_every_field():

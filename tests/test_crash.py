@@ -41,11 +41,13 @@ from crashpoints import HTTP_POINTS, POINTS, drop, make_show, make_tone
 from pydantic import TypeAdapter
 from test_delivery import Recorder, make_issue, smtp_server
 
+from flows.core.s3 import S3Storage
 from flows.core.settings import Settings
-from flows.core.storage import LocalStorage, S3Storage, Storage, open_storage
+from flows.core.storage import LocalStorage, Storage, open_storage
 from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY
 from flows.podcast.feed import FEED_KEY, rfc2822
-from flows.podcast.run import LOCK_KEY, publish
+from flows.podcast.lock import LOCK_KEY
+from flows.podcast.run import publish
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # the crashed run and the reference

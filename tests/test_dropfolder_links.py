@@ -32,8 +32,9 @@ from test_podcast import (  # noqa: F401  (audio, cover_bytes, show_dir are fixt
 from flows.core.errors import InputError
 from flows.core.storage import LocalStorage
 from flows.podcast.catalog import load_catalog
+from flows.podcast.episode import Failed, try_prepare
 from flows.podcast.inbox import scan_inbox
-from flows.podcast.run import Failed, plan_run, try_prepare
+from flows.podcast.run import plan_run
 
 SECRET = "HEMLIGT-8c1f2e innehåll utanför inkorgen"
 

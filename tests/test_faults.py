@@ -27,10 +27,11 @@ from crashpoints import drop, make_show, make_tone
 from faultproxy import FaultProxy, quick_retries
 
 from flows.core.errors import KraftsamlingError
-from flows.core.storage import S3Storage
+from flows.core.s3 import S3Storage
 from flows.podcast.catalog import CATALOG_KEY
 from flows.podcast.feed import FEED_KEY
-from flows.podcast.run import LOCK_KEY, publish
+from flows.podcast.lock import LOCK_KEY
+from flows.podcast.run import publish
 
 EPISODES = 20
 FAIL_RATE = 0.3

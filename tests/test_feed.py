@@ -33,7 +33,7 @@ from PIL import Image
 from flows.core.errors import CatalogError, FeedGateError, InputError, StorageError
 from flows.core.models import STOCKHOLM, Episode, Show
 from flows.core.settings import Settings
-from flows.core.storage import CACHE_LONG, CACHE_SHORT, LocalStorage, ObjectInfo
+from flows.core.storage import CACHE_LONG, CACHE_SHORT, LocalStorage, ObjectInfo, public_url
 from flows.podcast.catalog import (
     BACKUP_PREFIX,
     CATALOG_KEY,
@@ -46,20 +46,17 @@ from flows.podcast.feed import (
     EMPTY_FEED_DATE,
     FEED_CONTENT_TYPE,
     FEED_KEY,
-    FeedResult,
     build_feed,
-    check_cover_art,
-    check_feed,
     clean_text,
     description_html,
     enclosure_url,
-    object_url,
     one_line,
     podcast_guid,
-    publish_feed,
     resolve_public_url,
     rfc2822,
 )
+from flows.podcast.feedgate import check_cover_art, check_feed
+from flows.podcast.feedpublish import FeedResult, publish_feed
 from flows.podcast.show import parse_show
 
 GOLDEN = Path(__file__).parent / "golden" / "feed" / "demo-feed.xml"
@@ -804,8 +801,8 @@ def test_item_urls_are_the_cleaned_public_urls(base, prefix):
             assert want is type(exc), (base, prefix, key)
             continue
         assert item.find("enclosure").get("url") == want
-        assert item.find("itunes:image", NS).get("href") == clean_text(object_url(base, key))
-        assert item.find("podcast:chapters", NS).get("url") == clean_text(object_url(base, key))
+        assert item.find("itunes:image", NS).get("href") == clean_text(public_url(base, key))
+        assert item.find("podcast:chapters", NS).get("url") == clean_text(public_url(base, key))
 
 
 # --- settings and the golden feed ---------------------------------------------------------

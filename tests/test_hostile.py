@@ -20,11 +20,12 @@ from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import LocalStorage, check_key
 from flows.newsletter.delivery import build_message
+from flows.newsletter.posts import DEFAULT_KIND_MAP, parse_posts
 from flows.newsletter.render import render_issue
 from flows.newsletter.select import select_issue
-from flows.newsletter.sources import DEFAULT_KIND_MAP, parse_posts
-from flows.podcast.inbox import parse_sidecar, scan_inbox, slugify
-from flows.podcast.run import audio_key
+from flows.podcast.episode import audio_key
+from flows.podcast.inbox import scan_inbox, slugify
+from flows.podcast.sidecar import parse_sidecar
 
 DATA = Path(__file__).parent / "data" / "hostile"
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)

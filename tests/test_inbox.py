@@ -13,16 +13,13 @@ from hypothesis import strategies as st
 
 from flows.core.errors import InputError
 from flows.core.models import STOCKHOLM, Episode
-from flows.podcast.inbox import (
-    Candidate,
+from flows.podcast.inbox import Candidate, find_number_clashes, scan_inbox, slugify
+from flows.podcast.sidecar import (
     EpisodeMeta,
     clean_text,
-    find_number_clashes,
     parse_publish_at,
     parse_sidecar,
     parse_timecode,
-    scan_inbox,
-    slugify,
 )
 
 

@@ -1,4 +1,5 @@
-"""Loudness measurement and normalised MP3 encoding (flows/podcast/loudness.py), with real ffmpeg.
+"""Loudness measurement and normalised MP3 encoding (flows/podcast/loudness.py, encode.py),
+with real ffmpeg.
 
 The test audio is generated once per session with the same ffmpeg: 1 kHz tones at known
 levels. BS.1770 makes a 1 kHz sine easy to predict: in stereo (both channels) it measures its
@@ -20,22 +21,21 @@ from mutagen.id3 import ID3
 
 from flows.core.errors import AudioError
 from flows.core.settings import Settings
-from flows.podcast.audio import EpisodeTags, inspect_audio, tag_audio
+from flows.podcast.audio import inspect_audio
+from flows.podcast.encode import encode_master, prepare_audio, reencode_lossy
+from flows.podcast.ffmpeg import ffmpeg_exe
 from flows.podcast.loudness import (
     Loudness,
     LoudnessTarget,
     check_lossy,
-    encode_master,
-    ffmpeg_exe,
     master_format,
     master_key,
     measure_loudness,
     parse_ebur128_summary,
     parse_loudnorm_json,
-    prepare_audio,
     probe_master,
-    reencode_lossy,
 )
+from flows.podcast.tags import EpisodeTags, tag_audio
 
 TARGET = LoudnessTarget()
 SECONDS = 4
@@ -301,7 +301,7 @@ def test_encoding_is_deterministic(media, tmp_path):
     first = encode_master(media["stereo_loud_flac"], tmp_path / "a" / "x.mp3", target=TARGET)
     second = encode_master(media["stereo_loud_flac"], tmp_path / "b" / "y.mp3", target=TARGET)
     assert _sha256(first.output) == _sha256(second.output)
-    # No tags and no version strings in the encode: tagging is flows.podcast.audio's job.
+    # No tags and no version strings in the encode: tagging is flows.podcast.tags's job.
     assert b"ID3" not in first.output.read_bytes()[:3]
     assert re.search(rb"Lav[fc]\d", first.output.read_bytes()) is None
     assert os.stat(first.output).st_mode & 0o777 == 0o644

@@ -23,8 +23,9 @@ from conftest import DEMO_EVENTS, DEMO_POSTS, REPO_ROOT
 from flows.core.errors import IssueSentError, SettingsError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind, SourceStatus
 from flows.core.settings import Settings
-from flows.newsletter.build import FILES, MANIFEST, build_issue
-from flows.newsletter.sources import read_posts
+from flows.newsletter.build import build_issue
+from flows.newsletter.issue import DRAFT_FILES, MANIFEST_FILE
+from flows.newsletter.posts import read_posts
 
 DEMO_MONTH = "2026-12"
 DEMO_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
@@ -98,7 +99,7 @@ def memory_readers(posts=POSTS, events=EVENTS):
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in (*FILES, MANIFEST)}
+    return {name: (folder / name).read_bytes() for name in (*DRAFT_FILES, MANIFEST_FILE)}
 
 
 # --- the demo issue -------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ def test_demo_issue_matches_the_golden_files(tmp_path):
 def test_demo_issue_content_and_manifest(tmp_path):
     result = build_demo(tmp_path)
     folder = tmp_path / DEMO_MONTH
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
     assert manifest["status"] == "draft"
     assert manifest["generated_at"] == manifest["cutoff"] == DEMO_NOW.isoformat()
     assert manifest["window_start"] == "2026-10-31T00:00:00+01:00"
@@ -132,7 +133,7 @@ def test_demo_issue_content_and_manifest(tmp_path):
         "demo/events.yaml",
     }
     assert all(s["ok"] for s in manifest["sources"])
-    for name in FILES:
+    for name in DRAFT_FILES:
         assert manifest["files"][name] == result.files[name]
     assert all(manifest["sections"][name] for name in ("news", "funding", "events", "listen"))
     html = (folder / "index.html").read_text()
@@ -171,7 +172,7 @@ def test_a_failing_source_is_recorded_and_the_others_used(tmp_path):
     missing = str(tmp_path / "no-such-feed.xml")
     settings = demo_settings(tmp_path, posts=[*DEMO_POSTS, missing])
     result = build_issue(settings, DEMO_MONTH, DEMO_NOW)
-    manifest = json.loads((tmp_path / DEMO_MONTH / MANIFEST).read_text())
+    manifest = json.loads((tmp_path / DEMO_MONTH / MANIFEST_FILE).read_text())
     failed = [s for s in manifest["sources"] if not s["ok"]]
     assert [s["source"] for s in failed] == [missing]
     assert failed[0]["message"]
@@ -188,8 +189,8 @@ def test_consecutive_months_never_repeat_a_post(tmp_path):
     nov_now = datetime(2026, 11, 2, 8, tzinfo=STOCKHOLM)
     november = build_issue(settings, "2026-11", nov_now, **readers)
     december = build_issue(settings, "2026-12", DEMO_NOW, **readers)
-    nov = json.loads((tmp_path / "2026-11" / MANIFEST).read_text())
-    dec = json.loads((tmp_path / "2026-12" / MANIFEST).read_text())
+    nov = json.loads((tmp_path / "2026-11" / MANIFEST_FILE).read_text())
+    dec = json.loads((tmp_path / "2026-12" / MANIFEST_FILE).read_text())
     nov_ids = {i for ids in nov["sections"].values() for i in ids}
     dec_posts = {i for name in ("news", "funding", "listen") for i in dec["sections"][name]}
     assert nov["window_start"] == "2026-10-01T00:00:00+02:00"  # first issue: 31 days back
@@ -240,16 +241,16 @@ def test_a_sent_issue_is_never_overwritten(tmp_path):
     readers = memory_readers()
     build_issue(settings, DEMO_MONTH, DEMO_NOW, **readers)
     folder = tmp_path / DEMO_MONTH
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
     manifest["status"] = "sent"
-    (folder / MANIFEST).write_text(json.dumps(manifest))
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     before = files_of(folder)
     later = DEMO_NOW + timedelta(days=1)
     for force in (False, True):  # a sent issue is immutable: --force does not reopen it
         with pytest.raises(IssueSentError, match=f"{DEMO_MONTH}.*already sent.*immutable"):
             build_issue(settings, DEMO_MONTH, later, force=force, **readers)
     assert files_of(folder) == before
-    assert json.loads((folder / MANIFEST).read_text())["status"] == "sent"
+    assert json.loads((folder / MANIFEST_FILE).read_text())["status"] == "sent"
 
 
 def test_a_partly_sent_issue_is_not_rebuilt(tmp_path):
@@ -336,7 +337,7 @@ def test_newsletter_flow_runs_in_ephemeral_mode(prefect_harness, tmp_path):
         events=DEMO_EVENTS,
     )
     assert result.written and result.html_path.exists()
-    manifest = json.loads((result.issue_dir / MANIFEST).read_text())
+    manifest = json.loads((result.issue_dir / MANIFEST_FILE).read_text())
     assert f"episode:{episode.guid}" in manifest["sections"]["listen"]
     text = (result.issue_dir / "newsletter.txt").read_text()
     assert "https://kraftsamling.example/podcast/audio/digitalsamtal-15-aaaaaaaa.mp3" in text

@@ -29,23 +29,17 @@ from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, LocalStorage, open_storage
 from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY, load_catalog, save_catalog, upsert
-from flows.podcast.feed import FEED_KEY
-from flows.podcast.run import (
+from flows.podcast.episode import (
     CHAPTERS_TYPE,
-    LOCK_KEY,
     Failed,
-    RunLock,
-    commit_catalog,
-    complete_moves,
     description_to_html,
-    finish,
-    move_group,
-    plan_run,
-    publish,
-    refused_as_failed,
     try_prepare,
     upload_episode,
 )
+from flows.podcast.feed import FEED_KEY
+from flows.podcast.files import complete_moves, move_group
+from flows.podcast.lock import LOCK_KEY, RunLock
+from flows.podcast.run import commit_catalog, finish, plan_run, publish, refused_as_failed
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=2)

@@ -30,14 +30,10 @@ from flows.podcast.catalog import (
     mark_removed,
     save_catalog,
 )
-from flows.podcast.loudness import ffmpeg_exe, master_key, measure_loudness
-from flows.podcast.run import (
-    LOCK_KEY,
-    RunLock,
-    acquire_run_lock,
-    publish,
-    release_run_lock,
-)
+from flows.podcast.ffmpeg import ffmpeg_exe
+from flows.podcast.lock import LOCK_KEY, RunLock, acquire_run_lock, release_run_lock
+from flows.podcast.loudness import master_key, measure_loudness
+from flows.podcast.run import publish
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=1)

@@ -46,8 +46,8 @@ from flows.newsletter.render import render_issue
 from flows.newsletter.select import select_issue
 from flows.podcast.catalog import dump_catalog, parse_catalog
 from flows.podcast.feed import PODCAST, _example_episode, build_feed
-from flows.podcast.inbox import parse_sidecar
 from flows.podcast.show import load_show, parse_show
+from flows.podcast.sidecar import parse_sidecar
 
 # A failing 10,000-character example makes a large repr; hypothesis warns about that.
 pytestmark = pytest.mark.filterwarnings(
@@ -254,7 +254,7 @@ def test_c1_controls_are_removed_from_the_feed():
         "flows/podcast/feed.py keeps C1 control characters (U+0080-U+009F) and feedparser "
         "shows them "
         "as Windows-1252 letters ('\\x80' -> '€', '\\x85' -> '…'). Fix: let feed.py's "
-        "_XML_FORBIDDEN also match \\x7f-\\x9f (as flows/podcast/inbox.py's _CONTROL does)."
+        "_XML_FORBIDDEN also match \\x7f-\\x9f (as flows/podcast/sidecar.py's _CONTROL does)."
     )
 
 

@@ -1,7 +1,9 @@
-"""Review, approval and sending, through the real newsletter flow and a real SMTP server.
+"""Review, approval and sending, with a real SMTP server on loopback.
 
-The flow runs under the session's Prefect test server; a reviewer's decision arrives the way
-it does in production: `python -m flows approve` finds the paused run and resumes it.
+First the decision logic alone: `release_issue` with a waiter that answers at once (no
+Prefect server), for approval, rejection and a time-out. Then the real newsletter flow under
+the session's Prefect test server, where a reviewer's decision arrives the way it does in
+production: `python -m flows approve` finds the paused run and resumes it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import LocalStorage
 from flows.demo import DEMO_MONTH, DEMO_NOW
-from flows.newsletter.approval import NoWaitingRunError, find_waiting_run
+from flows.newsletter.approval import Decision, NoWaitingRunError, find_waiting_run
+from flows.newsletter.build import build_issue
 from flows.newsletter.flow import newsletter
-from flows.newsletter.release import read_review, release_issue
+from flows.newsletter.issue import read_review, web_copy_url
+from flows.newsletter.release import release_issue
 
 LIST_ADDRESS = "nyhetsbrev-lista@lists.kraftsamling.example"
 REVIEWER = "granskare@kraftsamling.example"
@@ -100,6 +104,111 @@ def wait_for_pause(month: str, seconds: float = 60) -> None:
             time.sleep(0.5)
 
 
+# --- the decision logic, without a Prefect server ---------------------------------------------
+
+DECIDED_AT = datetime(2026, 12, 2, 14, 30, tzinfo=STOCKHOLM)
+
+
+class Waiter:
+    """A reviewer who answers at once: records how release_issue asked, returns `answer`."""
+
+    def __init__(self, answer: Decision | None) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, int, int]] = []
+
+    def __call__(self, month: str, timeout_seconds: int, poll_seconds: int) -> Decision | None:
+        self.calls.append((month, timeout_seconds, poll_seconds))
+        return self.answer
+
+
+def built_draft(tmp_path: Path) -> Settings:
+    """Settings for a folder that holds the demo month's draft (the SMTP server from env)."""
+    settings = Settings.load(
+        posts=DEMO_POSTS,
+        events=DEMO_EVENTS,
+        newsletters_dir=str(tmp_path / "newsletters"),
+        storage=str(tmp_path / "storage"),
+    )
+    assert build_issue(settings, DEMO_MONTH, DEMO_NOW).written
+    return settings
+
+
+def release(settings: Settings, waiter: Waiter, shown: list[str] | None = None):
+    return release_issue(
+        settings,
+        DEMO_MONTH,
+        recipients=[LIST_ADDRESS],
+        reviewers=[REVIEWER],
+        timeout_seconds=120,
+        clock=lambda: DECIDED_AT,
+        wait_for_decision=waiter,
+        show_review=lambda month, markdown: (shown if shown is not None else []).append(markdown),
+    )
+
+
+def test_approval_publishes_the_web_copy_then_sends_once(tmp_path, smtp):
+    settings = built_draft(tmp_path)
+    waiter, shown = Waiter(Decision(approve=True, comment="Ser bra ut")), []
+
+    result = release(settings, waiter, shown)
+
+    assert (result.decision, result.comment) == ("approved", "Ser bra ut")
+    assert waiter.calls == [(DEMO_MONTH, 120, 1)]  # the poll interval comes from settings
+    assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
+    assert smtp.subjects()[0].startswith("[Test] ")
+    # Reviewers were shown the URL the web copy went to, the one the email links to.
+    assert result.web_url == web_copy_url(settings, DEMO_MONTH) and result.web_url in shown[0]
+    folder = tmp_path / "newsletters" / DEMO_MONTH
+    web_copy = tmp_path / "storage" / "newsletters" / DEMO_MONTH / "index.html"
+    assert web_copy.read_bytes() == (folder / "index.html").read_bytes()
+    assert result.web_url.encode() in web_copy.read_bytes()
+    review = read_review(folder)
+    assert (review["status"], review["comment"]) == ("sent", "Ser bra ut")
+    assert review["test_copy_sent_at"] == DECIDED_AT.isoformat()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    state = json.loads((web_copy.parent / "sent.json").read_text())
+    assert manifest["status"] == state["status"] == "sent"
+    assert manifest["delivery"]["sent_at"] == state["sent_at"] == DECIDED_AT.isoformat()
+    # Sent is final: a second release is refused before anyone is asked or mailed.
+    with pytest.raises(IssueSentError, match="immutable"):
+        release(settings, waiter)
+    assert len(waiter.calls) == 1 and sum(smtp.count().values()) == 2
+
+
+def test_rejection_sends_and_publishes_nothing(tmp_path, smtp):
+    settings = built_draft(tmp_path)
+
+    result = release(settings, Waiter(Decision(approve=False, comment="Fel datum i ingressen")))
+
+    assert (result.decision, result.comment) == ("rejected", "Fel datum i ingressen")
+    assert "Fel datum i ingressen" in result.summary()
+    assert smtp.count() == Counter({REVIEWER: 1})
+    folder = tmp_path / "newsletters" / DEMO_MONTH
+    assert read_review(folder)["status"] == "rejected"
+    assert json.loads((folder / "manifest.json").read_text())["status"] == "draft"
+    assert not (tmp_path / "storage" / "newsletters" / DEMO_MONTH).exists()
+
+
+def test_no_decision_in_time_sends_nothing_and_a_later_run_asks_again(tmp_path, smtp):
+    settings = built_draft(tmp_path)
+
+    result = release(settings, Waiter(None))
+
+    assert result.decision == "timed-out"
+    folder = tmp_path / "newsletters" / DEMO_MONTH
+    review = read_review(folder)
+    assert (review["status"], review["decided_at"]) == ("timed-out", DECIDED_AT.isoformat())
+    assert smtp.count() == Counter({REVIEWER: 1})
+    assert not (tmp_path / "storage" / "newsletters" / DEMO_MONTH).exists()
+    # The same draft goes to review again without a second test copy, and can be approved.
+    again = release(settings, Waiter(Decision(approve=True)))
+    assert again.decision == "approved"
+    assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
+
+
+# --- the whole flow under Prefect --------------------------------------------------------------
+
+
 def test_approved_up_front_sends_once_and_publishes_the_web_copy(prefect_harness, tmp_path, smtp):
     result = run_flow(tmp_path, approve=True)
 
@@ -153,7 +262,7 @@ def test_a_sent_issue_is_refused_on_another_machine_and_with_force(prefect_harne
 
 
 def test_an_issue_sent_before_the_storage_state_is_recognised_and_recorded(tmp_path):
-    from flows.newsletter.delivery import ensure_issue_open
+    from flows.newsletter.issue import ensure_issue_open
 
     folder = tmp_path / "newsletters" / DEMO_MONTH
     folder.mkdir(parents=True)

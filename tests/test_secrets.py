@@ -27,8 +27,9 @@ from loopback import smtp_server
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import LocalStorage, open_storage
+from flows.newsletter.archive import publish_web_copy
 from flows.newsletter.build import build_issue
-from flows.newsletter.delivery import publish_web_copy, send_issue
+from flows.newsletter.delivery import send_issue
 from flows.podcast.run import publish
 
 # The test server asks for AUTH without TLS on loopback on purpose; aiosmtpd warns about it.

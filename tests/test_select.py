@@ -11,7 +11,8 @@ import pytest
 from flows.core.errors import SettingsError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind
 from flows.core.settings import Settings
-from flows.newsletter.select import month_start, select_issue
+from flows.newsletter.issue import month_start
+from flows.newsletter.select import select_issue
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 MONTH = "2026-12"

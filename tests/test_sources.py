@@ -17,18 +17,15 @@ from flows.core.errors import InputError, SettingsError, SourceError
 from flows.core.fetch import fetch_source
 from flows.core.models import STOCKHOLM, Event, Post, PostKind
 from flows.core.settings import Settings
-from flows.newsletter.sources import (
+from flows.newsletter.events import parse_events_yaml, parse_ics, read_events
+from flows.newsletter.posts import (
     DEFAULT_KIND_MAP,
     find_deadline,
-    html_to_text,
     load_kind_map,
-    parse_events_yaml,
-    parse_ics,
     parse_posts,
-    read_events,
     read_posts,
-    shorten,
 )
+from flows.newsletter.sources import html_to_text, shorten
 
 if TYPE_CHECKING:
     from httpserver import FeedServer

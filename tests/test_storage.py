@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from loopback import free_port
 
 from flows.core.errors import ConcurrentWriteError, SettingsError, StorageError
+from flows.core.s3 import S3Storage
 from flows.core.settings import Settings
 from flows.core.storage import (
     CACHE_LONG,
     CACHE_PRIVATE,
     CACHE_SHORT,
     LocalStorage,
-    S3Storage,
     Storage,
     check_key,
     open_storage,

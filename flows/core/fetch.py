@@ -1,6 +1,7 @@
 """Fetch the bytes of a source: a local file or an http(s) URL.
 
-This is the only module of the inputs that does I/O; `flows.newsletter.sources` parses bytes.
+This is the only module of the inputs that does I/O; `flows.newsletter.posts` and `.events`
+parse bytes.
 
 - Every request has a timeout (`settings.http_timeout`) and our User-Agent.
 - Connect errors, timeouts, HTTP 5xx and 429 are retried `settings.http_retries` times with
@@ -17,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -28,6 +27,7 @@ from urllib.parse import unquote, urlparse
 import httpx
 
 from flows.core.errors import SourceError
+from flows.core.fsio import atomic_write
 from flows.core.settings import Settings
 
 MAX_RETRY_AFTER = 30.0  # seconds; a server asking for longer is treated as down
@@ -197,21 +197,11 @@ class _Cache:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             # Body first, then the metadata that points at it, each replaced atomically.
-            _write_atomic(self.body_path, response.content)
-            _write_atomic(self.meta_path, json.dumps(meta, indent=1).encode())
+            # 0600 as before: the cache is this user's working data, not a published file.
+            atomic_write(self.body_path, response.content, mode=0o600)
+            atomic_write(self.meta_path, json.dumps(meta, indent=1).encode(), mode=0o600)
         except OSError as exc:
             raise SourceError(
                 f"Source {self.url}: fetched, but the HTTP cache folder {self.dir} cannot be "
                 f"written ({exc.strerror or exc}). Fix its permissions or choose another folder."
             ) from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -73,7 +73,7 @@ class SourceStatus:
     message: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
     # Posts feeds: usable entries older than the window, counted in `items` but not
-    # read further (see flows.newsletter.sources.parse_posts).
+    # read further (see flows.newsletter.posts.parse_posts).
     old: int = 0
 
 

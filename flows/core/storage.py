@@ -4,8 +4,11 @@ Keys are relative to the storage's prefix (e.g. `podcast/feed.xml`); the storage
 prefix. Every write says whether the object is public (audio, art, feed, web copies) or
 private (catalog, masters, drafts), and what it is (Content-Type, Cache-Control).
 
-`open_storage(settings)` picks the implementation from the `storage` setting:
-a folder path or `file:///path` gives `LocalStorage`, `s3://bucket/prefix` gives `S3Storage`.
+This module owns the interface (`Storage`, `ObjectInfo`), the rules for keys (`check_key`) and
+their public links (`public_url`), the one retry policy for storage failures
+(`retry_on_storage_error`), `LocalStorage`, and `open_storage(settings)`, which picks the
+implementation from the `storage` setting: a folder path or `file:///path` gives
+`LocalStorage`, `s3://bucket/prefix` gives `S3Storage` (`flows.core.s3`).
 
 ETags are opaque strings **without surrounding quotes** in every `ObjectInfo` and from
 `get_bytes`, whichever store they come from (S3 sends `"abc"`, we hand out `abc`). Pass one back
@@ -23,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from urllib.parse import quote, urlparse
 from urllib.request import url2pathname
 
 from flows.core.errors import ConcurrentWriteError, SettingsError, StorageError
+from flows.core.fsio import atomic_write
 
 try:  # POSIX only; without it LocalStorage's conditional writes are checked but not locked.
     import fcntl
@@ -48,7 +51,6 @@ CACHE_PRIVATE = "private, no-store"  # the catalog and other private objects
 
 MiB = 1024 * 1024
 _CHUNK = MiB  # read/copy/hash block size: memory stays flat whatever the file size
-_MIN_PART = 5 * MiB  # S3's smallest allowed multipart part (except the last)
 _META_DIR = ".meta"  # LocalStorage keeps per-object metadata here
 _TMP_PREFIX = ".tmp-"  # LocalStorage's in-progress files; never listed, never a key
 
@@ -110,7 +112,9 @@ class Storage(Protocol):
 
 
 def retry_on_storage_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry only storage failures; bad input will not fix itself."""
+    """Prefect `retry_condition_fn`: retry only storage failures; bad input will not fix itself.
+
+    The one storage retry policy: every task that talks to storage retries with this."""
     try:
         state.result()
     except StorageError:
@@ -152,12 +156,31 @@ def check_key(key: str) -> str:
     return key
 
 
+# URL-safe segments that do not start with "." (so no ".", "..", ".meta" or ".tmp-") pass
+# `check_key` and need no percent-encoding; anything else takes the full path.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*")
+
+
+def is_plain_key(key: str) -> bool:
+    """True for a valid key whose URL needs no percent-encoding (most keys): its public URL
+    is the base URL and the key, joined by one `/`.
+
+    >>> is_plain_key("podcast/audio/a-1.mp3"), is_plain_key("podcast/audio/a b.mp3")
+    (True, False)
+    """
+    return isinstance(key, str) and len(key) <= 1024 and _PLAIN_KEY.fullmatch(key) is not None
+
+
 def public_url(base_url: str, key: str) -> str:
     """The public https link of a key under the public base URL.
 
-    >>> public_url("https://cdn.example/", "podcast/audio/a b.mp3")
-    'https://cdn.example/podcast/audio/a%20b.mp3'
+    >>> public_url("https://cdn.example/", "podcast/audio/a-1.mp3")
+    'https://cdn.example/podcast/audio/a-1.mp3'
+    >>> public_url("https://cdn.example", "podcast/audio/å b.mp3")
+    'https://cdn.example/podcast/audio/%C3%A5%20b.mp3'
     """
+    if is_plain_key(key):  # fast path: the feed asks several times per item
+        return base_url.rstrip("/") + "/" + key
     return base_url.rstrip("/") + "/" + quote(check_key(key))
 
 
@@ -175,7 +198,8 @@ def plain_etag(etag: str | None) -> str:
     return value.strip('"')
 
 
-def _conflict(where: str, *, existed: bool) -> ConcurrentWriteError:
+def concurrent_write_error(where: str, *, existed: bool) -> ConcurrentWriteError:
+    """The error of a lost conditional write to `where` (`<store>/<key>`)."""
     what = "appeared" if existed else "changed"
     return ConcurrentWriteError(
         f"{where} {what} while this run was working: another run wrote it. Nothing was "
@@ -186,8 +210,8 @@ def _conflict(where: str, *, existed: bool) -> ConcurrentWriteError:
 class LocalStorage:
     """A folder on disk; the default, so the demo needs no credentials.
 
-    Writes are atomic (a temporary file in the same folder, then `os.replace`), so a reader
-    sees the old object or the new one, never half of one. Object metadata (type, cache,
+    Writes are atomic (`flows.core.fsio.atomic_write`), so a reader sees the old object or
+    the new one, never half of one. Object metadata (type, cache,
     public, ETag) is kept in `.meta/<key>.json`, so a local folder can be checked like a
     bucket. The ETag is the SHA-256 of the content; `head` reuses the stored one while the
     file's size and mtime are unchanged, so it does not re-read large audio.
@@ -229,24 +253,12 @@ class LocalStorage:
 
     @staticmethod
     def _write_atomically(path: Path, chunks: Iterator[bytes]) -> str:
-        """Write chunks to a temporary file beside `path`, fsync, then rename over it.
-        Returns the SHA-256 of what was written."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
-        digest = hashlib.sha256()
-        try:
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; published files must be readable
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())  # the rename must not expose an empty file
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return digest.hexdigest()
+        """Write chunks whole or not at all; returns their SHA-256 (the local ETag).
+
+        The temporary file is named `.tmp-...`, which `list_keys` skips and `check_key`
+        refuses, so an interrupted write never shows up as an object.
+        """
+        return atomic_write(path, chunks, prefix=_TMP_PREFIX)
 
     def _record(
         self, key: str, etag: str, content_type: str, cache_control: str, public: bool
@@ -295,11 +307,11 @@ class LocalStorage:
                 if if_match is not None or if_none_match:
                     current = self.head(key)
                     if if_none_match and current is not None:
-                        raise _conflict(self._where(key), existed=True)
+                        raise concurrent_write_error(self._where(key), existed=True)
                     if if_match is not None and (
                         current is None or current.etag != plain_etag(if_match)
                     ):
-                        raise _conflict(self._where(key), existed=False)
+                        raise concurrent_write_error(self._where(key), existed=False)
                 etag = self._write_atomically(target, iter([bytes(data)]))
                 return self._record(key, etag, content_type, cache_control, public)
         except OSError as exc:
@@ -373,278 +385,6 @@ class LocalStorage:
             ) from exc
 
 
-def _error_code(exc: BaseException) -> str:
-    """The S3 error code of a ClientError, also when boto3 wrapped it (S3UploadFailedError)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        response = getattr(seen, "response", None)
-        if isinstance(response, dict):
-            return str(response.get("Error", {}).get("Code", ""))
-        seen = seen.__cause__ or seen.__context__
-    return ""
-
-
-_LOADER: Any = None  # botocore's parsed service models, shared: parsing them costs ~0.1 s
-
-
-def _new_session() -> Any:
-    """A boto3 session of our own (sessions are not safe to share across threads) that reuses
-    the already parsed service models. Credentials and endpoint are read afresh each time."""
-    global _LOADER
-    import boto3
-    import botocore.session
-
-    core = botocore.session.Session()
-    if _LOADER is None:
-        _LOADER = core.get_component("data_loader")
-    else:
-        core.register_component("data_loader", _LOADER)
-    return boto3.session.Session(botocore_session=core)
-
-
-class S3Storage:
-    """Any S3-compatible store through boto3, with the standard AWS credential chain.
-
-    Uploads stream from disk (`upload_file`), in parts of `multipart_chunksize` from
-    `multipart_threshold` up, with `max_concurrency` parts in flight. botocore retries
-    throttling, 5xx and network errors with exponential backoff ("standard" mode,
-    `max_attempts` tries in all) and every request has connect/read timeouts. The endpoint
-    is `endpoint_url`, else `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (boto3 reads them),
-    else AWS. A `client` passed in is used as it is (its own retry and timeout config).
-    """
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str = "",
-        *,
-        client: Any = None,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-        public_acl: bool = False,
-        multipart_threshold: int = 8 * MiB,
-        multipart_chunksize: int | None = None,
-        max_concurrency: int = 10,
-        max_attempts: int = 5,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
-    ) -> None:
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        if self.prefix:
-            check_key(self.prefix)
-        self.public_acl = public_acl
-        if client is None:
-            from botocore.config import Config
-
-            config = Config(
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retries={"mode": "standard", "total_max_attempts": max_attempts},
-                max_pool_connections=max(10, max_concurrency),
-            )
-            client = _new_session().client(
-                "s3", region_name=region, endpoint_url=endpoint_url, config=config
-            )
-        self.client = client
-        from boto3.s3.transfer import TransferConfig
-
-        self.transfer_config = TransferConfig(
-            multipart_threshold=max(multipart_threshold, _MIN_PART),
-            multipart_chunksize=max(multipart_chunksize or multipart_threshold, _MIN_PART),
-            max_concurrency=max_concurrency,
-            use_threads=True,
-        )
-
-    def describe(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-
-    def _full(self, key: str) -> str:
-        check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def _extra(self, content_type: str, cache_control: str, public: bool) -> dict[str, str]:
-        extra = {"ContentType": content_type, "CacheControl": cache_control}
-        if self.public_acl:
-            extra["ACL"] = "public-read" if public else "private"
-        return extra
-
-    def _error(self, action: str, key: str, exc: BaseException) -> StorageError:
-        """A StorageError that names the object, what went wrong and what to do."""
-        from botocore.exceptions import (
-            ConnectionError,
-            NoCredentialsError,
-            PartialCredentialsError,
-            ReadTimeoutError,
-        )
-        from urllib3.exceptions import HTTPError
-
-        where = f"{self.describe()}/{key}"
-        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None) or "AWS"
-        code = _error_code(exc)
-        if code == "NoSuchBucket":
-            reason = f"bucket {self.bucket!r} does not exist at {endpoint}"
-            fix = "Create the bucket, or fix the bucket name in --storage / KRAFTSAMLING_STORAGE."
-        elif code in (
-            "AccessDenied",
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "ExpiredToken",
-            "403",
-        ):
-            reason = f"access denied ({code})"
-            fix = (
-                "Check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
-                "AWS_PROFILE) and that they may read and write this bucket."
-            )
-        elif isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            reason = "no usable AWS credentials were found"
-            fix = "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE."
-        # botocore does not wrap (or retry) a connection lost while it reads a response's
-        # body outside its streaming reader (error responses): a bare urllib3 error.
-        elif isinstance(exc, (ConnectionError, ReadTimeoutError, HTTPError)):
-            reason = f"the endpoint {endpoint} did not answer ({exc})"
-            fix = (
-                "Check the network and the endpoint (KRAFTSAMLING_S3_ENDPOINT_URL or "
-                "AWS_ENDPOINT_URL_S3), then run again; nothing was changed by this attempt."
-            )
-        else:
-            reason = str(exc)
-            fix = "Check the bucket, credentials and endpoint, then run again."
-        return StorageError(f"Could not {action} {where}: {reason}. {fix}")
-
-    def put_file(
-        self, key: str, path: Path, *, content_type: str, cache_control: str, public: bool
-    ) -> ObjectInfo:
-        from boto3.exceptions import Boto3Error
-        from botocore.exceptions import BotoCoreError, ClientError
-        from urllib3.exceptions import HTTPError
-
-        full = self._full(key)
-        try:
-            size = Path(path).stat().st_size
-        except OSError as exc:
-            raise StorageError(
-                f"Could not upload {path} to {self.describe()}/{key}: {exc.strerror or exc}. "
-                "Check that the file exists."
-            ) from exc
-        try:
-            self.client.upload_file(
-                str(path),
-                self.bucket,
-                full,
-                ExtraArgs=self._extra(content_type, cache_control, public),
-                Config=self.transfer_config,
-            )
-        except (BotoCoreError, ClientError, Boto3Error, HTTPError, OSError) as exc:
-            raise self._error("upload to", key, exc) from exc
-        info = self.head(key)
-        if info is None or info.size != size:
-            raise StorageError(
-                f"{self.describe()}/{key} is missing or has the wrong size right after its "
-                f"upload from {path}; run again to upload it anew."
-            )
-        return info
-
-    def put_bytes(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        content_type: str,
-        cache_control: str,
-        public: bool,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-    ) -> ObjectInfo:
-        from botocore.exceptions import BotoCoreError, ClientError
-        from urllib3.exceptions import HTTPError
-
-        args: dict[str, Any] = self._extra(content_type, cache_control, public)
-        if if_match is not None:
-            args["IfMatch"] = f'"{plain_etag(if_match)}"'
-        if if_none_match:
-            args["IfNoneMatch"] = "*"
-        try:
-            response = self.client.put_object(
-                Bucket=self.bucket, Key=self._full(key), Body=bytes(data), **args
-            )
-        except ClientError as exc:
-            code = _error_code(exc)
-            if code in ("PreconditionFailed", "412"):
-                where = f"{self.describe()}/{key}"
-                raise _conflict(where, existed=if_none_match and if_match is None) from exc
-            if code == "ConditionalRequestConflict":  # 409: a concurrent conditional write
-                raise _conflict(f"{self.describe()}/{key}", existed=False) from exc
-            if code == "NoSuchKey" and if_match is not None:  # S3: If-Match on a missing key
-                raise _conflict(f"{self.describe()}/{key}", existed=False) from exc
-            raise self._error("write", key, exc) from exc
-        except (BotoCoreError, HTTPError) as exc:
-            raise self._error("write", key, exc) from exc
-        return ObjectInfo(
-            key, len(data), plain_etag(response.get("ETag")), content_type, cache_control
-        )
-
-    def get_bytes(self, key: str) -> tuple[bytes, str] | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-        from urllib3.exceptions import HTTPError
-
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-            return response["Body"].read(), plain_etag(response.get("ETag"))
-        except ClientError as exc:
-            if _error_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise self._error("read", key, exc) from exc
-        except (BotoCoreError, HTTPError) as exc:
-            raise self._error("read", key, exc) from exc
-
-    def head(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-        from urllib3.exceptions import HTTPError
-
-        try:
-            response = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
-        except ClientError as exc:
-            # HEAD has no body, so a missing bucket also reads as 404: the next write says so.
-            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise self._error("check", key, exc) from exc
-        except (BotoCoreError, HTTPError) as exc:
-            raise self._error("check", key, exc) from exc
-        return ObjectInfo(
-            key,
-            response["ContentLength"],
-            plain_etag(response.get("ETag")),
-            response.get("ContentType"),
-            response.get("CacheControl"),
-        )
-
-    def list_keys(self, prefix: str = "") -> list[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-        from urllib3.exceptions import HTTPError
-
-        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
-        strip = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
-        try:
-            paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-                keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
-        except (BotoCoreError, ClientError, HTTPError) as exc:
-            raise self._error("list", prefix + "*", exc) from exc
-        return sorted(keys)
-
-    def delete(self, key: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-        from urllib3.exceptions import HTTPError
-
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
-        except (BotoCoreError, ClientError, HTTPError) as exc:
-            raise self._error("delete", key, exc) from exc
-
-
 _ACCEPTED = "a folder path, file:///absolute/path or s3://bucket/prefix"
 # Generous on purpose (S3-compatible stores and legacy buckets allow more than AWS today).
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
@@ -679,6 +419,8 @@ def storage_from_url(url: str, settings: Settings | None = None, client: Any = N
                 f"Storage URL {url!r} has an unusable prefix {prefix!r}: use s3://bucket/prefix "
                 "with a prefix of plain folder names (no '.', '..', '//' or backslashes)."
             ) from None
+        from flows.core.s3 import S3Storage  # here, not at the top: s3 imports this module
+
         return S3Storage(
             parsed.netloc,
             prefix,

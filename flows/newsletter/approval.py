@@ -37,8 +37,11 @@ class NoWaitingRunError(KraftsamlingError):
     """No newsletter run is waiting for a decision on that issue."""
 
 
-def await_decision(month: str, timeout_seconds: int, *, poll_seconds: int = 5) -> Decision | None:
-    """Wait at the gate; None when nobody decided in time. Call only inside a flow run."""
+def await_decision(month: str, timeout_seconds: int, poll_seconds: int = 5) -> Decision | None:
+    """Wait at the gate; None when nobody decided in time. Call only inside a flow run.
+
+    The default `wait_for_decision` of `release.release_issue`.
+    """
     from prefect.context import FlowRunContext
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run, suspend_flow_run

@@ -2,46 +2,54 @@
 
 `build_issue` is the plain function that does the work (testable without Prefect):
 
-1. read what earlier issues did (their `manifest.json`) and the issue's `intro.md`;
+1. read what earlier issues did (their `manifest.json`) and the issue's `intro.md`
+   (`flows.newsletter.issue`, the owner of the issue folder);
 2. read posts (those before the window start only counted) and events through the injected
-   readers (`flows.newsletter.sources` by default);
+   readers (`posts.read_posts` and `events.read_events` by default);
 3. select (`flows.newsletter.select`), render (`flows.newsletter.render`) and plan every
    file in memory;
-4. one writer writes the planned files, the manifest last.
+4. one writer (`issue.write_draft`) writes the planned files, the manifest last.
 
 Same inputs and the same `now` give byte-identical files: the manifest's `generated_at`
 is `now`, JSON keys are sorted and nothing reads the clock. An issue whose manifest says
 `"status": "sent"` is never overwritten (IssueSentError), with or without --force: a sent
-issue is immutable (its state is also kept in storage, see `delivery.ensure_issue_open`).
-
-`newsletter` is the thin Prefect flow around it: fetch tasks with retries, a render task,
-a Markdown artifact. It is the only place that reads the clock.
+issue is immutable (its state is also kept in storage, see `issue.ensure_issue_open`).
+The Prefect flow around it (fetch tasks with retries, a render task, an artifact) is in `flow`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flows.core.errors import InputError, IssueSentError, SettingsError
+from flows.core.errors import IssueSentError, SettingsError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.core.settings import Settings
-from flows.newsletter import sources
+from flows.newsletter.events import read_events
+from flows.newsletter.issue import (
+    INTRO_FILE,
+    MANIFEST_FILE,
+    earlier_manifests,
+    issue_dir,
+    manifest_bytes,
+    month_start,
+    read_intro,
+    read_manifest,
+    recipients_sent,
+    write_draft,
+)
+from flows.newsletter.posts import read_posts
 from flows.newsletter.render import RenderedIssue, render_issue
-from flows.newsletter.select import SECTIONS, Selection, month_start, select_issue, window_start
+from flows.newsletter.select import SECTIONS, Selection, select_issue, window_start
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FILES = ("newsletter.mjml", "index.html", "newsletter.txt")
 SECTION_NAMES = {
     "news": "Det här har hänt",
     "funding": "Utlysningar",
@@ -121,62 +129,6 @@ class IssueResult:
         return "\n".join(out)
 
 
-# --- reading what is on disk ----------------------------------------------------------------
-
-
-def issue_dir(settings: Settings, month: str) -> Path:
-    """The folder of one issue."""
-    return Path(settings.newsletters_dir) / month
-
-
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    """A manifest as a dict, None if there is none; unreadable JSON is an InputError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}). Restore it from the "
-            "repository or rebuild that issue with --force."
-        ) from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path} must hold a JSON object; rebuild that issue with --force.")
-    return data
-
-
-def earlier_manifests(newsletters_dir: Path, month: str) -> list[dict[str, Any]]:
-    """Manifests of the issues before `month`, oldest first."""
-    found = []
-    root = Path(newsletters_dir)
-    if not root.is_dir():
-        return found
-    for folder in sorted(root.iterdir()):
-        if folder.is_dir() and len(folder.name) == 7 and folder.name < month:
-            try:
-                month_start(folder.name)
-            except SettingsError:
-                continue  # not an issue folder
-            manifest = read_manifest(folder / MANIFEST)
-            if manifest is not None:
-                manifest.setdefault("month", folder.name)
-                found.append(manifest)
-    return found
-
-
-def read_intro(folder: Path) -> str | None:
-    """The staff's `intro.md` for the issue, if they wrote one."""
-    path = folder / "intro.md"
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8.") from exc
-
-
 # --- planning -------------------------------------------------------------------------------
 
 
@@ -244,7 +196,7 @@ def plan_files(
         "window_start": selection.window_start.isoformat(),
         "cutoff": selection.cutoff.isoformat(),
         "events_until": selection.events_until.isoformat(),
-        "intro": "intro.md" if intro_used else "default",
+        "intro": INTRO_FILE if intro_used else "default",
         "sources": [_status_record(status, kind) for kind, status in statuses],
         "sections": {name: [item.id for item in selection.section(name)] for name in SECTIONS},
         "counts": selection.counts(),
@@ -254,29 +206,8 @@ def plan_files(
         "html_bytes": len(rendered.html.encode("utf-8")),
     }
     planned = {name: text.encode("utf-8") for name, text in files.items()}
-    planned[MANIFEST] = (
-        json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    ).encode("utf-8")
+    planned[MANIFEST_FILE] = manifest_bytes(manifest)
     return planned
-
-
-# --- writing --------------------------------------------------------------------------------
-
-
-def write_files(folder: Path, planned: dict[str, bytes]) -> None:
-    """The one writer: each planned file atomically, the manifest last (it vouches for them)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    order = [name for name in planned if name != MANIFEST] + [MANIFEST]
-    for name in order:
-        target = folder / name
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=target.suffix)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(planned[name])
-            os.replace(tmp, target)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise InputError(f"Could not write {target}: {exc}. Check the folder.") from exc
 
 
 # --- the build ------------------------------------------------------------------------------
@@ -288,8 +219,8 @@ def build_issue(
     now: datetime,
     *,
     force: bool = False,
-    read_posts: ReadPosts = sources.read_posts,
-    read_events: ReadEvents = sources.read_events,
+    read_posts: ReadPosts = read_posts,
+    read_events: ReadEvents = read_events,
     episodes: list[Episode] | None = None,
     render: Render = render_issue,
 ) -> IssueResult:
@@ -305,16 +236,16 @@ def build_issue(
         raise SettingsError(f"'now' must be timezone-aware, got {now.isoformat()}.")
     now = now.astimezone(STOCKHOLM)
     folder = issue_dir(settings, month)
-    existing = read_manifest(folder / MANIFEST)
+    existing = read_manifest(folder)
     if existing is not None and existing.get("status") == "sent":
         raise IssueSentError(
             f"Issue {month} in {folder} was already sent, so it is not rebuilt: a sent issue "
             "is immutable, --force included. To correct something, write it in the next issue."
         )
-    progress = read_manifest(folder / "delivery-progress.json")
-    if progress is not None and progress.get("sent"):
+    already_sent = recipients_sent(folder)
+    if already_sent:
         raise IssueSentError(
-            f"Issue {month} in {folder} is being sent ({len(progress['sent'])} recipients "
+            f"Issue {month} in {folder} is being sent ({already_sent} recipients "
             "already have it), so it is not rebuilt: they must all get the same issue. Finish "
             f"the send with `python -m flows newsletter --month {month} --send --to ...`."
         )
@@ -359,7 +290,7 @@ def build_issue(
 
     rendered = render(selection, settings, intro_md=intro_md)
     planned = plan_files(selection, rendered, statuses, now=now, intro_used=intro_md is not None)
-    write_files(folder, planned)
+    write_draft(folder, planned)
     return IssueResult(
         written=True,
         message=f"Draft of {month} written to {folder}.",

@@ -1,20 +1,15 @@
-"""Sending an approved newsletter issue over SMTP, and its public web copy and archive.
+"""Sending an issue over SMTP: one MIME message per recipient, in resumable batches.
 
-Three parts, top to bottom:
-
-1. Pure: `issue_subject`, `build_message` (one MIME message, headers checked for injection),
-   `web_copy_url`, `render_archive_page`, `render_archive_feed`.
-2. Sending: `send_issue` sends one message per recipient in batches. After each batch the
-   progress (hashed recipient ids and counts, never addresses) is written to
-   `<issue>/delivery-progress.json`, so a crash resumes with the recipients not yet sent.
-   When every batch is done the manifest says `"status": "sent"` and the issue is immutable:
-   sending it again raises `IssueSentError`.
-   The sent state is also written to storage beside the web copy
-   (`newsletters/<YYYY-MM>/sent.json`, private), so every machine refuses to change it:
-   `ensure_issue_open` is the one check before a rebuild, a review or a send.
-3. Web archive: `publish_web_copy` uploads the issue's HTML and regenerates the archive page
-   and its Atom feed from `newsletters/archive.json` (private state in storage, so any machine
-   can rebuild both).
+- Pure: `build_message` (one `multipart/alternative` message, headers checked for
+  injection) and `recipient_id`.
+- `connect_smtp`: a connected, TLS-protected, logged-in client, or a DeliveryError that
+  names host:port and the fix.
+- `send_issue` sends the issue folder's draft (read and checked by `issue.read_issue`) one
+  message per recipient, in batches. After each batch the progress (hashed recipient ids
+  and counts, never addresses) is recorded in the folder (`issue.write_progress`), so a
+  crash resumes with the recipients not yet sent. When every batch is done the manifest
+  says `"status": "sent"` (`issue.mark_sent`) and sending it again raises IssueSentError.
+  `send_test_copy` sends a "[Test] " copy to reviewers and records nothing.
 
 Recipient addresses live only in memory and in the returned `DeliveryReport`; files, logs
 and error messages carry counts and SHA-256 ids of the lower-cased address.
@@ -27,42 +22,33 @@ import email.policy
 import email.utils
 import hashlib
 import ipaddress
-import json
 import logging
-import os
-import re
 import smtplib
 import ssl
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_date
-from jinja2 import Environment, StrictUndefined
-from lxml import etree
-from lxml.builder import ElementMaker
-
-from flows.core.errors import ConcurrentWriteError, DeliveryError, IssueSentError
+from flows.core.errors import DeliveryError
 from flows.core.settings import Settings
-from flows.core.storage import CACHE_PRIVATE, CACHE_SHORT, Storage, public_url
+from flows.core.text import header_problem
+from flows.newsletter.issue import (
+    Progress,
+    mark_sent,
+    month_start,
+    read_issue,
+    read_progress,
+    sent_error,
+    write_progress,
+)
+from flows.newsletter.render import issue_subject
 
 log = logging.getLogger(__name__)
 
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
 SMTP_TIMEOUT = 30.0  # seconds per socket operation; a stuck server must not hang the run
-PROGRESS_FILE = "delivery-progress.json"
-MANIFEST_FILE = "manifest.json"
-ARCHIVE_PREFIX = "newsletters"
-ARCHIVE_STATE_KEY = f"{ARCHIVE_PREFIX}/archive.json"
-ARCHIVE_PAGE_KEY = f"{ARCHIVE_PREFIX}/index.html"
-ARCHIVE_FEED_KEY = f"{ARCHIVE_PREFIX}/feed.xml"
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _HEADER_LINE_LIMIT = 78  # RFC 5322 "SHOULD"; raised per message only for long URLs
 
 
@@ -78,44 +64,6 @@ def recipient_id(address: str) -> str:
     return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
 
 
-def _month_date(month: str) -> date:
-    if not _MONTH.match(month):
-        raise DeliveryError(f"Issue month {month!r} is not YYYY-MM (e.g. 2026-12).")
-    year, mon = month.split("-")
-    return date(int(year), int(mon), 1)
-
-
-def issue_subject(settings: Settings, month: str) -> str:
-    """The Swedish subject line (and archive title) of an issue.
-
-    >>> issue_subject(Settings.load(), "2026-12")
-    'Kraftsamling update – december 2026'
-    """
-    name = format_date(_month_date(month), "LLLL y", locale="sv_SE")
-    return f"{settings.newsletter_title} – {name}"
-
-
-def web_copy_key(month: str) -> str:
-    """The storage key of an issue's web copy."""
-    _month_date(month)
-    return f"{ARCHIVE_PREFIX}/{month}/index.html"
-
-
-def sent_state_key(month: str) -> str:
-    """The storage key that records an issue as sent (private, beside its web copy)."""
-    _month_date(month)
-    return f"{ARCHIVE_PREFIX}/{month}/sent.json"
-
-
-def web_copy_url(settings: Settings, month: str) -> str:
-    """The public URL of an issue's web copy (the email's "Visa i webbläsaren" link).
-
-    >>> web_copy_url(Settings.load(), "2026-12")
-    'https://kraftsamling.example/newsletters/2026-12/index.html'
-    """
-    return public_url(settings.public_url, web_copy_key(month))
-
-
 def _address_of(value: str) -> str:
     return email.utils.parseaddr(value)[1]
 
@@ -125,18 +73,13 @@ def _domain_of(value: str) -> str:
     return address.rpartition("@")[2] or "localhost"
 
 
-# Everything Python's str.splitlines() breaks at (CR, LF, VT, FF, FS, GS, RS, NEL, U+2028,
-# U+2029) and the other C0 controls: the email package refuses them with a bare ValueError.
-_HEADER_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
-
-
 def _refuse_line_breaks(headers: dict[str, str]) -> None:
     for name, value in headers.items():
-        found = _HEADER_UNSAFE.search(value)
-        if found:
+        found = header_problem(value)
+        if found is not None:
             raise DeliveryError(
                 f"Header {name} contains a line break or control character "
-                f"({found.group()!r}); a line break in a header could add headers or "
+                f"({found!r}); a line break in a header could add headers or "
                 "recipients (header injection), so nothing was sent. Remove it from the "
                 f"{name} value (setting, parameter or title)."
             )
@@ -175,7 +118,7 @@ def build_message(
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise DeliveryError("build_message needs a timezone-aware `now` for the Date header.")
-    _month_date(month)
+    month_start(month)
     headers = {
         "Subject": subject,
         "From": settings.mail_from,
@@ -206,178 +149,6 @@ def build_message(
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
-
-
-# --- the issue on disk ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Issue:
-    """A rendered issue folder, read once."""
-
-    folder: Path
-    month: str
-    html: str
-    text: str
-    manifest: dict[str, Any]
-
-    @property
-    def content_sha256(self) -> str:
-        """Identifies what is sent: the HTML and text parts together."""
-        digest = hashlib.sha256(self.html.encode("utf-8"))
-        digest.update(b"\0")
-        digest.update(self.text.encode("utf-8"))
-        return digest.hexdigest()
-
-    @property
-    def is_sent(self) -> bool:
-        return self.manifest.get("status") == "sent"
-
-
-def _expected_sha(files: Any, name: str) -> str | None:
-    """The SHA-256 the manifest records for a file, in either {name: hex} or
-    {name: {"sha256": hex, ...}} form; None when it records none."""
-    if not isinstance(files, dict):
-        return None
-    entry = files.get(name)
-    if isinstance(entry, str):
-        return entry
-    if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
-        return entry["sha256"]
-    return None
-
-
-def read_issue(issue_dir: Path) -> Issue:
-    """Read `index.html`, `newsletter.txt` and `manifest.json`, checking the files are the
-    ones the manifest describes (the reviewed draft is the one that goes out)."""
-    issue_dir = Path(issue_dir)
-    render_hint = f"render the draft first (python -m flows newsletter --month {issue_dir.name})"
-    paths = {name: issue_dir / name for name in ("index.html", "newsletter.txt", MANIFEST_FILE)}
-    for path in paths.values():
-        if not path.is_file():
-            raise DeliveryError(f"{path} is missing, so the issue cannot be sent; {render_hint}.")
-    try:
-        manifest = json.loads(paths[MANIFEST_FILE].read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DeliveryError(
-            f"{paths[MANIFEST_FILE]} is not valid JSON (line {exc.lineno}: {exc.msg}); "
-            f"{render_hint}."
-        ) from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("month"), str):
-        raise DeliveryError(f'{paths[MANIFEST_FILE]} has no "month"; {render_hint}.')
-    month = manifest["month"]
-    _month_date(month)
-    contents: dict[str, bytes] = {}
-    for name in ("index.html", "newsletter.txt"):
-        contents[name] = paths[name].read_bytes()
-        expected = _expected_sha(manifest.get("files"), name)
-        if expected is not None and hashlib.sha256(contents[name]).hexdigest() != expected:
-            raise DeliveryError(
-                f"{paths[name]} changed after the draft was rendered (its SHA-256 differs from "
-                f"{paths[MANIFEST_FILE]}), so it is not the draft that was reviewed. "
-                f"Render the draft again, review it, then send."
-            )
-    return Issue(
-        folder=issue_dir,
-        month=month,
-        html=contents["index.html"].decode("utf-8"),
-        text=contents["newsletter.txt"].decode("utf-8"),
-        manifest=manifest,
-    )
-
-
-def _sent_error(issue: Issue) -> IssueSentError:
-    delivery = issue.manifest.get("delivery") or {}
-    counts = delivery.get("counts") or {}
-    return IssueSentError(
-        f"Issue {issue.month} was already sent (at {delivery.get('sent_at', 'an unknown time')}"
-        f", to {counts.get('sent', '?')} recipients, per {issue.folder / MANIFEST_FILE}); a sent "
-        "issue is immutable and is never sent twice, so nothing was sent. To correct it, send "
-        "a new issue; to look at it again, send a test copy to reviewers."
-    )
-
-
-def _immutable_error(month: str, where: str, sent_at: str) -> IssueSentError:
-    return IssueSentError(
-        f"Issue {month} was sent at {sent_at} (recorded in {where}). A sent issue is "
-        "immutable: its files, web copy and archive entry stay as subscribers got them, so "
-        "nothing was rebuilt, published or sent. To correct something, write it in the next "
-        "issue; to look at this one again, open its web copy or its files."
-    )
-
-
-def write_sent_state(
-    storage: Storage, month: str, sent_at: str | None, content_sha256: str | None
-) -> None:
-    """Record in storage that issue `month` was sent."""
-    state = {
-        "month": month,
-        "status": "sent",
-        "sent_at": sent_at,
-        "content_sha256": content_sha256,
-    }
-    storage.put_bytes(
-        sent_state_key(month),
-        (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8"),
-        content_type="application/json",
-        cache_control=CACHE_PRIVATE,
-        public=False,
-    )
-
-
-def ensure_issue_open(storage: Storage, issue_dir: Path, month: str) -> None:
-    """Raise IssueSentError when issue `month` was sent, per storage or the local manifest.
-
-    Storage speaks for every machine; an issue sent before the state was kept in storage is
-    recognised from its local manifest, and its state is written to storage now.
-    """
-    found = storage.get_bytes(sent_state_key(month))
-    if found is not None:
-        try:
-            sent_at = json.loads(found[0]).get("sent_at") or "an unknown time"
-        except (json.JSONDecodeError, AttributeError):
-            sent_at = "an unknown time"
-        raise _immutable_error(month, f"{storage.describe()}/{sent_state_key(month)}", sent_at)
-    manifest = Path(issue_dir) / MANIFEST_FILE
-    if not manifest.is_file():
-        return
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return  # not a sent issue's manifest; the build reports the broken file itself
-    if isinstance(data, dict) and data.get("status") == "sent":
-        sent_at = (data.get("delivery") or {}).get("sent_at")
-        try:
-            content_sha256: str | None = read_issue(Path(issue_dir)).content_sha256
-        except DeliveryError:
-            content_sha256 = None  # files edited after the send: the record still holds
-        write_sent_state(storage, month, sent_at, content_sha256)
-        raise _immutable_error(month, str(manifest), sent_at or "an unknown time")
-
-
-def ensure_not_sent(issue_dir: Path) -> None:
-    """Raise IssueSentError when the issue's manifest says it was sent (e.g. before asking
-    a person to approve it)."""
-    path = Path(issue_dir) / MANIFEST_FILE
-    if path.is_file():
-        issue = read_issue(Path(issue_dir))
-        if issue.is_sent:
-            raise _sent_error(issue)
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any], *, sort_keys: bool = False) -> None:
-    # Write, fsync, rename: a crash leaves either the old or the new file, never half.
-    payload = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- sending -----------------------------------------------------------------------------
@@ -530,67 +301,6 @@ class DeliveryReport:
         )
 
 
-@dataclass
-class _Progress:
-    month: str
-    message_id_prefix: str
-    content_sha256: str
-    started_at: str
-    batches: int = 0
-    sent: list[str] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-
-    def done(self) -> set[str]:
-        return set(self.sent) | {item["id"] for item in self.rejected}
-
-    def to_json(self, now: datetime) -> dict[str, Any]:
-        return {
-            "month": self.month,
-            "message_id_prefix": self.message_id_prefix,
-            "content_sha256": self.content_sha256,
-            "started_at": self.started_at,
-            "updated_at": now.isoformat(timespec="seconds"),
-            "counts": {
-                "sent": len(self.sent),
-                "rejected": len(self.rejected),
-                "batches": self.batches,
-            },
-            "sent": self.sent,
-            "rejected": self.rejected,
-        }
-
-
-def _load_progress(issue: Issue, prefix: str, now: datetime) -> _Progress:
-    path = issue.folder / PROGRESS_FILE
-    fresh = _Progress(issue.month, prefix, issue.content_sha256, now.isoformat(timespec="seconds"))
-    if not path.is_file():
-        return fresh
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        progress = _Progress(
-            month=data["month"],
-            message_id_prefix=data["message_id_prefix"],
-            content_sha256=data["content_sha256"],
-            started_at=data["started_at"],
-            batches=int(data["counts"]["batches"]),
-            sent=list(data["sent"]),
-            rejected=list(data["rejected"]),
-        )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise DeliveryError(
-            f"{path} is damaged ({type(exc).__name__}: {exc}), so it is unknown who already "
-            "got this issue. Restore the file from a backup; delete it only if you accept "
-            "that recipients of the interrupted send may get the issue twice."
-        ) from None
-    if progress.content_sha256 != issue.content_sha256 or progress.month != issue.month:
-        raise DeliveryError(
-            f"{path} records an interrupted send of a different version of issue "
-            f"{progress.month}; the issue's HTML or text changed mid-send. Restore the files "
-            "that were being sent and run again to finish that send."
-        )
-    return progress
-
-
 def _clean_recipients(recipients: Iterable[str]) -> list[str]:
     """Trimmed, validated, one per person (case-insensitive), in the given order."""
     seen: set[str] = set()
@@ -643,7 +353,7 @@ def send_issue(
         raise DeliveryError(f"batch_size must be at least 1, got {batch_size}.")
     issue = read_issue(Path(issue_dir))
     if issue.is_sent and not test_copy:
-        raise _sent_error(issue)
+        raise sent_error(issue)
     addresses = _clean_recipients(recipients)
     subject = issue_subject(settings, issue.month)
     if test_copy:
@@ -678,9 +388,9 @@ def send_issue(
         return template
 
     if test_copy:
-        progress = _Progress(issue.month, prefix, issue.content_sha256, now.isoformat())
+        progress = Progress(issue.month, prefix, issue.content_sha256, now.isoformat())
     else:
-        progress = _load_progress(issue, prefix, now)
+        progress = read_progress(issue, prefix, now)
         prefix = progress.message_id_prefix
     done = progress.done()
     pending = [a for a in addresses if recipient_id(_address_of(a)) not in done]
@@ -718,7 +428,7 @@ def send_issue(
         finally:
             # Also on a crash: whatever was sent is recorded before the error goes up.
             if not test_copy:
-                _atomic_write_json(issue.folder / PROGRESS_FILE, progress.to_json(now))
+                write_progress(issue.folder, progress, now)
         log.info(
             "Issue %s batch %d/%d: %d sent, %d rejected so far",
             issue.month,
@@ -746,7 +456,12 @@ def send_issue(
             "Run the send again later: only the deferred recipients get it."
         )
     if not test_copy:
-        _mark_sent(issue, report, now)
+        mark_sent(
+            issue,
+            sent_at=now.isoformat(timespec="seconds"),
+            message_id_prefix=report.message_id_prefix,
+            counts={"sent": report.sent, "rejected": report.rejected, "batches": report.batches},
+        )
     log.info("%s", report.summary())
     return report
 
@@ -785,242 +500,8 @@ def _send_one(
     return None
 
 
-def _mark_sent(issue: Issue, report: DeliveryReport, now: datetime) -> None:
-    manifest = dict(issue.manifest)
-    manifest["status"] = "sent"
-    manifest["delivery"] = {
-        "sent_at": now.isoformat(timespec="seconds"),
-        "message_id_prefix": report.message_id_prefix,
-        "counts": {"sent": report.sent, "rejected": report.rejected, "batches": report.batches},
-    }
-    # sort_keys: the same layout the newsletter build writes, so diffs stay small.
-    _atomic_write_json(issue.folder / MANIFEST_FILE, manifest, sort_keys=True)
-
-
-# --- the web archive ---------------------------------------------------------------------
-
-ATOM_NS = "http://www.w3.org/2005/Atom"
-_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-
-_ARCHIVE_PAGE = """\
-<!DOCTYPE html>
-<html lang="sv">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} – alla nummer</title>
-<link rel="alternate" type="application/atom+xml" title="{{ title }}" href="{{ feed_url }}">
-<style>
-body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto;
-       padding: 0 1rem; line-height: 1.5; color: #1a1a1a; background: #fff; }
-a { color: #0b4f8a; }
-li { margin: 0.5rem 0; }
-</style>
-</head>
-<body>
-<header>
-<h1>{{ title }}: alla nummer</h1>
-<p>Nyhetsbrevet kommer en gång i månaden. Här finns alla nummer, det senaste först.</p>
-</header>
-<main>
-{% if issues %}
-<ul>
-{% for issue in issues %}
-<li><a href="{{ issue.url }}">{{ issue.title }}</a>
-(<time datetime="{{ issue.iso }}">skickat {{ issue.when }}</time>)</li>
-{% endfor %}
-</ul>
-{% else %}
-<p>Inga nummer ännu.</p>
-{% endif %}
-</main>
-<footer>
-<p><a href="{{ feed_url }}">Följ nyhetsbrevet i en flödesläsare (Atom)</a> ·
-<a href="{{ site_url }}">Till webbplatsen</a></p>
-</footer>
-</body>
-</html>
-"""
-
-_JINJA = Environment(
-    autoescape=True,
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def _entry_time(entry: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(entry.get("sent_at") or entry["published_at"])
-
-
-def _newest_first(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return sorted(state.get("issues", []), key=lambda entry: entry["month"], reverse=True)
-
-
-def render_archive_page(state: dict[str, Any], settings: Settings) -> bytes:
-    """The public archive page: every issue, newest first, in Swedish."""
-    issues = []
-    for entry in _newest_first(state):
-        when = _entry_time(entry).astimezone(STOCKHOLM)
-        issues.append(
-            {
-                "url": public_url(settings.public_url, entry["key"]),
-                "title": entry["title"],
-                "iso": when.date().isoformat(),
-                "when": format_date(when.date(), "d MMMM y", locale="sv_SE"),
-            }
-        )
-    page = _JINJA.from_string(_ARCHIVE_PAGE).render(
-        title=settings.newsletter_title,
-        issues=issues,
-        feed_url=public_url(settings.public_url, ARCHIVE_FEED_KEY),
-        site_url=settings.site_url,
-    )
-    return page.encode("utf-8")
-
-
-def render_archive_feed(state: dict[str, Any], settings: Settings) -> bytes:
-    """An Atom feed of the issues, newest first; ids come from the stored state and never
-    change, `updated` is each issue's send time."""
-    atom = ElementMaker(namespace=ATOM_NS, nsmap={None: ATOM_NS})
-    entries = _newest_first(state)
-    times = [_entry_time(entry) for entry in entries]
-    feed_updated = max(times) if times else datetime.fromisoformat(state["created_at"])
-    feed = atom.feed(
-        atom.title(settings.newsletter_title),
-        atom.subtitle("Nyhetsbrevet från Kraftsamling, en gång i månaden."),
-        atom.id(state["feed_id"]),
-        atom.updated(feed_updated.isoformat(timespec="seconds")),
-        atom.link(
-            rel="self",
-            type="application/atom+xml",
-            href=public_url(settings.public_url, ARCHIVE_FEED_KEY),
-        ),
-        atom.link(
-            rel="alternate",
-            type="text/html",
-            href=public_url(settings.public_url, ARCHIVE_PAGE_KEY),
-        ),
-        atom.author(atom.name("Kraftsamling"), atom.email(settings.contact_email)),
-    )
-    feed.set(_XML_LANG, "sv")
-    for entry, when in zip(entries, times, strict=True):
-        link = public_url(settings.public_url, entry["key"])
-        feed.append(
-            atom.entry(
-                atom.title(entry["title"]),
-                atom.id(entry["id"]),
-                atom.link(rel="alternate", type="text/html", href=link),
-                atom.published(when.isoformat(timespec="seconds")),
-                atom.updated(when.isoformat(timespec="seconds")),
-                atom.summary(f"{entry['title']}: läs numret på webben."),
-            )
-        )
-    return etree.tostring(feed, xml_declaration=True, encoding="utf-8", pretty_print=True)
-
-
-def _tag_authority(settings: Settings) -> str:
-    return urlparse(settings.site_url).hostname or "kraftsamling.example"
-
-
-def _merge_issue(
-    state: dict[str, Any] | None, issue: Issue, settings: Settings, now: datetime
-) -> dict[str, Any]:
-    """The archive state with this issue added or refreshed; ids and first-publish times
-    of existing entries are kept, so the feed never re-announces an issue."""
-    authority = _tag_authority(settings)
-    if state is None:
-        state = {
-            "version": 1,
-            "feed_id": f"tag:{authority},{issue.month[:4]}:newsletters",
-            "created_at": now.isoformat(timespec="seconds"),
-            "issues": [],
-        }
-    sent_at = (issue.manifest.get("delivery") or {}).get("sent_at")
-    issues = {entry["month"]: dict(entry) for entry in state.get("issues", [])}
-    entry = issues.get(issue.month) or {
-        "month": issue.month,
-        "id": f"tag:{authority},{issue.month[:4]}:newsletters/{issue.month}",
-        "published_at": now.isoformat(timespec="seconds"),
-        "sent_at": None,
-    }
-    entry["title"] = issue_subject(settings, issue.month)
-    entry["key"] = web_copy_key(issue.month)
-    entry["sent_at"] = sent_at or entry.get("sent_at")
-    issues[issue.month] = entry
-    return {**state, "issues": [issues[month] for month in sorted(issues)]}
-
-
-def publish_web_copy(
-    storage: Storage, issue_dir: Path, month: str, settings: Settings, now: datetime
-) -> str:
-    """Upload the issue's HTML as its public web copy, update `newsletters/archive.json`,
-    and regenerate the archive page and feed. Returns the web copy's URL."""
-    if now.tzinfo is None:
-        raise DeliveryError("publish_web_copy needs a timezone-aware `now`.")
-    issue = read_issue(Path(issue_dir))
-    if issue.month != month:
-        raise DeliveryError(
-            f"{Path(issue_dir) / MANIFEST_FILE} is issue {issue.month}, not {month}; "
-            "pass the issue folder of the month being published."
-        )
-    key = web_copy_key(month)
-    storage.put_bytes(
-        key,
-        issue.html.encode("utf-8"),
-        content_type="text/html; charset=utf-8",
-        cache_control=CACHE_SHORT,
-        public=True,
-    )
-    state = _update_archive_state(storage, issue, settings, now)
-    storage.put_bytes(
-        ARCHIVE_PAGE_KEY,
-        render_archive_page(state, settings),
-        content_type="text/html; charset=utf-8",
-        cache_control=CACHE_SHORT,
-        public=True,
-    )
-    storage.put_bytes(
-        ARCHIVE_FEED_KEY,
-        render_archive_feed(state, settings),
-        content_type="application/atom+xml; charset=utf-8",
-        cache_control=CACHE_SHORT,
-        public=True,
-    )
-    return public_url(settings.public_url, key)
-
-
-def _update_archive_state(
-    storage: Storage, issue: Issue, settings: Settings, now: datetime, attempts: int = 3
-) -> dict[str, Any]:
-    # Read, merge, write only if nobody wrote in between; on a race, merge again.
-    for attempt in range(1, attempts + 1):
-        found = storage.get_bytes(ARCHIVE_STATE_KEY)
-        current = None
-        if found is not None:
-            try:
-                current = json.loads(found[0])
-            except json.JSONDecodeError as exc:
-                raise DeliveryError(
-                    f"{storage.describe()}/{ARCHIVE_STATE_KEY} is not valid JSON ({exc.msg}); "
-                    "restore it from the bucket's versions or a backup."
-                ) from None
-        state = _merge_issue(current, issue, settings, now)
-        data = (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        try:
-            storage.put_bytes(
-                ARCHIVE_STATE_KEY,
-                data,
-                content_type="application/json",
-                cache_control=CACHE_PRIVATE,
-                public=False,
-                if_match=found[1] if found is not None else None,
-                if_none_match=found is None,
-            )
-            return state
-        except ConcurrentWriteError:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+def send_test_copy(
+    issue_dir: Path, reviewers: list[str], settings: Settings, now: datetime
+) -> DeliveryReport:
+    """Send a "[Test] " copy of the draft to the reviewers; nothing is recorded."""
+    return send_issue(issue_dir, reviewers, settings, now, test_copy=True)

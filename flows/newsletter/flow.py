@@ -1,8 +1,10 @@
-"""The newsletter's Prefect wrappers: fetch tasks with retries, a render task, the flow.
+"""The newsletter's Prefect wrappers: fetch, render, send and publish tasks, the flow.
 
 The work is done by plain functions (`build.build_issue`, `release.release_issue`); these
 wrappers only add retries, artifacts and the run's start time (the one place that reads
-the clock for it).
+the clock for it). Retries: fetching retries network and disk hiccups; reading the catalog
+and publishing retry storage failures (`retry_on_storage_error`, the one storage policy); a
+test copy retries SMTP failures; the send never retries (it resumes from its own progress).
 """
 
 from __future__ import annotations
@@ -17,23 +19,30 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.core.errors import InputError, KraftsamlingError
+from flows.core.errors import DeliveryError, InputError, KraftsamlingError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.core.settings import Settings
-from flows.newsletter import sources
-from flows.newsletter.build import (
-    IssueResult,
-    build_issue,
+from flows.core.storage import open_storage, retry_on_storage_error
+from flows.newsletter.build import IssueResult, build_issue
+from flows.newsletter.delivery import DeliveryReport, send_issue, send_test_copy
+from flows.newsletter.events import read_events
+from flows.newsletter.issue import (
+    awaiting_review,
+    ensure_issue_open,
     issue_dir,
+    month_start,
+    read_issue,
 )
+from flows.newsletter.posts import read_posts
+from flows.newsletter.release import check_release_request, publish_to_storage, release_issue
 from flows.newsletter.render import RenderedIssue, render_issue
-from flows.newsletter.select import Selection, month_start
+from flows.newsletter.select import Selection
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry unexpected network/disk hiccups; never our own errors (a broken file stays broken).
 
-    `sources` already retries each HTTP request and records unreachable feeds, so what
+    The readers already retry each HTTP request and record unreachable feeds, so what
     reaches here is either a person's broken input (no retry) or something transient.
     """
     error = getattr(state, "data", None)
@@ -52,8 +61,8 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 def fetch_posts(
     sources_: list[str], settings: Settings, **kwargs: Any
 ) -> tuple[list[Post], list[SourceStatus]]:
-    """Read the posts feeds (sources.read_posts)."""
-    return sources.read_posts(sources_, settings, **kwargs)
+    """Read the posts feeds (posts.read_posts)."""
+    return read_posts(sources_, settings, **kwargs)
 
 
 @task(
@@ -66,8 +75,8 @@ def fetch_posts(
 def fetch_events(
     sources_: list[str], settings: Settings, start: datetime, end: datetime, **kwargs: Any
 ) -> tuple[list[Event], list[SourceStatus]]:
-    """Read the events sources (sources.read_events)."""
-    return sources.read_events(sources_, settings, start, end, **kwargs)
+    """Read the events sources (events.read_events)."""
+    return read_events(sources_, settings, start, end, **kwargs)
 
 
 @task(name="render-issue", cache_policy=NO_CACHE)
@@ -76,14 +85,24 @@ def render_task(selection: Selection, settings: Settings, *, intro_md: str | Non
     return render_issue(selection, settings, intro_md=intro_md)
 
 
-@task(name="read-catalog", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
-def read_catalog_episodes(settings: Settings) -> list[Episode] | None:
-    """The podcast catalog's episodes for the listen section; None when there is no catalog."""
-    from flows.core.storage import open_storage
+@task(
+    name="read-catalog",
+    retries=1,
+    retry_delay_seconds=[2],
+    retry_condition_fn=retry_on_storage_error,
+    cache_policy=NO_CACHE,
+)
+def read_catalog_task(settings: Settings) -> list[Episode]:
+    """The podcast catalog's episodes (empty when there is no catalog yet)."""
     from flows.podcast.catalog import load_catalog
 
+    return list(load_catalog(open_storage(settings)).episodes)
+
+
+def read_catalog_episodes(settings: Settings) -> list[Episode] | None:
+    """The catalog's episodes for the listen section; None when it cannot be read."""
     try:
-        return list(load_catalog(open_storage(settings)).episodes)
+        return read_catalog_task(settings)
     except KraftsamlingError as exc:  # the issue is still built, from the site's posts
         get_run_logger().warning("Podcast catalog not used: %s", exc)
         return None
@@ -91,9 +110,6 @@ def read_catalog_episodes(settings: Settings) -> list[Episode] | None:
 
 def existing_draft(folder: Path, month: str, *, reason: str) -> IssueResult | None:
     """The draft already in `folder` as an IssueResult, None when there is none to reuse."""
-    from flows.core.errors import DeliveryError
-    from flows.newsletter.delivery import read_issue
-
     try:
         issue = read_issue(folder)
     except DeliveryError:
@@ -107,6 +123,61 @@ def existing_draft(folder: Path, month: str, *, reason: str) -> IssueResult | No
         message=f"Draft of {month} {reason} from {folder}.",
         counts=dict(issue.manifest.get("counts", {})),
         files=dict(issue.manifest.get("files", {})),
+    )
+
+
+def _retry_smtp(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a test copy when the SMTP server failed (DeliveryError), never our other errors."""
+    try:
+        state.result()
+    except DeliveryError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="send-test-copy",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=_retry_smtp,
+)
+def send_test_copy_task(
+    folder: Path, reviewers: list[str], settings: Settings, now: datetime
+) -> DeliveryReport:
+    """Send the reviewers a test copy (delivery.send_test_copy)."""
+    return send_test_copy(folder, reviewers, settings, now)
+
+
+@task(
+    name="publish-web-copy",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_condition_fn=retry_on_storage_error,
+)
+def publish_web_copy_task(folder: Path, month: str, settings: Settings, now: datetime) -> str:
+    """Publish the web copy and the archive (release.publish_to_storage)."""
+    return publish_to_storage(folder, month, settings, now)
+
+
+@task(name="send-issue", cache_policy=NO_CACHE)
+def send_issue_task(
+    folder: Path, recipients: list[str], settings: Settings, now: datetime
+) -> DeliveryReport:
+    """Send the issue to the list (delivery.send_issue)."""
+    # No task retries: send_issue resumes from its own per-batch progress on the next run.
+    return send_issue(folder, recipients, settings, now)
+
+
+def show_review_artifact(month: str, markdown: str) -> None:
+    """Show reviewers the draft and how to decide, as the run's Markdown artifact."""
+    create_markdown_artifact(
+        markdown=markdown,
+        key=f"newsletter-{month}-review",
+        description=f"Newsletter {month}: awaiting approval",
     )
 
 
@@ -133,10 +204,6 @@ def newsletter(
     `reviewers`, then the run waits for a person's decision (or takes `approve` given up
     front) and sends it to `to`. A sent issue is never rebuilt, reviewed or sent again.
     """
-    from flows.core.storage import open_storage
-    from flows.newsletter.delivery import ensure_issue_open
-    from flows.newsletter.release import awaiting_review, check_release_request, release_issue
-
     settings = Settings.load(
         posts=posts, events=events, newsletters_dir=out, storage=storage, public_url=public_url
     )
@@ -180,13 +247,17 @@ def newsletter(
             f"`python -m flows newsletter --month {month} --force` and send that."
         )
     if send:
-        release = release_issue(
+        released = release_issue(
             settings,
             month,
             recipients=list(to or []),
             reviewers=list(reviewers or []),
             approve=approve,
             timeout_seconds=approval_timeout_seconds,
+            send_test_copy=send_test_copy_task,
+            publish_web_copy=publish_web_copy_task,
+            send_issue=send_issue_task,
+            show_review=show_review_artifact,
         )
-        result = dataclasses.replace(result, release=release)
+        result = dataclasses.replace(result, release=released)
     return result

@@ -1,44 +1,59 @@
 """Review, approval and release of a newsletter issue that was already rendered.
 
-    draft on disk -> test copy to reviewers (once per draft) -> artifact -> wait for a
+    draft on disk -> test copy to reviewers (once per draft) -> review shown -> wait for a
     person's Decision -> approved: web copy, then send | rejected / timed out: nothing sent
 
-`review.json` in the issue folder records where the review stands, keyed by the draft's
-content hash. It makes the gate idempotent: a run that was suspended (under a deployment)
-starts again from the top, finds the draft awaiting review, reuses it instead of rendering
-a new one, and does not send the test copy twice. Addresses are never written to it.
+`release_issue` decides; the steps that talk to the world are passed in. By default they are
+plain functions (`delivery.send_test_copy`, `publish_to_storage`, `delivery.send_issue`, a
+log line for the review) and the Prefect pause (`approval.await_decision`) for the decision;
+`flow.py` passes the same steps as Prefect tasks with retries, and an artifact for the review.
+Tests pass a waiter that answers at once, so approval, rejection and a time-out are tested
+without a Prefect server.
+
+`review.json` in the issue folder (read and written through `issue`) records where the review
+stands, keyed by the draft's content hash. It makes the gate idempotent: a run that was
+suspended (under a deployment) starts again from the top, finds the draft awaiting review,
+reuses it instead of rendering a new one, and does not send the test copy twice. Addresses
+are never written to it.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-
-from flows.core.errors import DeliveryError, SettingsError
+from flows.core.errors import SettingsError
+from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import open_storage
+from flows.newsletter import delivery
 from flows.newsletter.approval import Decision, await_decision
-from flows.newsletter.delivery import (
-    STOCKHOLM,
-    DeliveryReport,
+from flows.newsletter.archive import publish_web_copy as publish_archive
+from flows.newsletter.delivery import DeliveryReport
+from flows.newsletter.issue import (
     ensure_issue_open,
-    publish_web_copy,
+    issue_dir,
     read_issue,
-    send_issue,
+    read_review,
     web_copy_url,
+    write_review,
     write_sent_state,
 )
 
-REVIEW_FILE = "review.json"
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
+# (month, timeout_seconds, poll_seconds) -> the decision, or None when nobody decided in time.
+WaitForDecision = Callable[[str, int, int], Decision | None]
+# (issue folder, addresses, settings, now) -> what was sent.
+SendStep = Callable[[Path, list[str], Settings, datetime], DeliveryReport]
+# (issue folder, month, settings, now) -> the web copy's URL.
+PublishStep = Callable[[Path, str, Settings, datetime], str]
+# (month, Markdown) -> None: shows reviewers where the draft is and how to decide.
+ShowReview = Callable[[str, str], None]
 
 
 def system_clock() -> datetime:
@@ -63,29 +78,6 @@ class ReleaseResult:
         if self.decision == "rejected":
             return f"Rejected: nothing was sent; the draft of {self.month} stays.{said}"
         return f"No decision in time: nothing was sent; the draft of {self.month} stays.{said}"
-
-
-def read_review(issue_dir: Path) -> dict[str, Any] | None:
-    path = Path(issue_dir) / REVIEW_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def write_review(issue_dir: Path, review: dict[str, Any]) -> None:
-    path = Path(issue_dir) / REVIEW_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(review, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def awaiting_review(issue_dir: Path) -> bool:
-    """True when this draft was handed to reviewers and is unchanged since (a resumed run)."""
-    review = read_review(issue_dir)
-    if not review or review.get("status") != "awaiting":
-        return False
-    try:
-        return read_issue(Path(issue_dir)).content_sha256 == review.get("draft_sha256")
-    except DeliveryError:
-        return False
 
 
 def resolve_smtp_password(settings: Settings) -> Settings:
@@ -114,27 +106,8 @@ def check_release_request(recipients: list[str] | None, approve: bool | None) ->
         )
 
 
-@task(name="send-test-copy", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
-def send_test_copy(
-    issue_dir: Path, reviewers: list[str], settings: Settings, now: datetime
-) -> DeliveryReport:
-    return send_issue(issue_dir, reviewers, settings, now, test_copy=True)
-
-
-@task(name="publish-web-copy", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120])
-def publish_web_copy_task(issue_dir: Path, month: str, settings: Settings, now: datetime) -> str:
-    return publish_web_copy(open_storage(settings), issue_dir, month, settings, now)
-
-
-@task(name="send-issue", cache_policy=NO_CACHE)
-def send_issue_task(
-    issue_dir: Path, recipients: list[str], settings: Settings, now: datetime
-) -> DeliveryReport:
-    # No task retries: send_issue resumes from its own per-batch progress on the next run.
-    return send_issue(issue_dir, recipients, settings, now)
-
-
 def review_markdown(month: str, issue_dir: Path, settings: Settings, test_copy: str) -> str:
+    """What reviewers are shown: where the draft is, and how to approve or reject it."""
     return "\n".join(
         [
             f"# Newsletter {month} awaits approval",
@@ -150,6 +123,16 @@ def review_markdown(month: str, issue_dir: Path, settings: Settings, test_copy: 
     )
 
 
+def publish_to_storage(issue_dir: Path, month: str, settings: Settings, now: datetime) -> str:
+    """Publish the web copy and the archive to the settings' storage; returns the URL."""
+    return publish_archive(open_storage(settings), issue_dir, month, settings, now)
+
+
+def log_review(month: str, markdown: str) -> None:
+    """Show the review by logging it (the flow shows it as a Prefect artifact instead)."""
+    log.info("%s", markdown)
+
+
 def release_issue(
     settings: Settings,
     month: str,
@@ -159,61 +142,61 @@ def release_issue(
     approve: bool | None = None,
     timeout_seconds: int = 3 * 24 * 3600,
     clock: Clock = system_clock,
+    wait_for_decision: WaitForDecision = await_decision,
+    send_test_copy: SendStep = delivery.send_test_copy,
+    publish_web_copy: PublishStep = publish_to_storage,
+    send_issue: SendStep = delivery.send_issue,
+    show_review: ShowReview = log_review,
 ) -> ReleaseResult:
     """Run the review gate for the rendered issue of `month` and send it when approved.
 
-    `approve` decides up front (demo, tests); None waits for a person. Moments are recorded
-    from `clock` when they happen, never from the run's (possibly pinned) start.
+    `approve` decides up front (demo, tests); None waits for a person through
+    `wait_for_decision`. Moments are recorded from `clock` when they happen, never from the
+    run's (possibly pinned) start.
     """
     check_release_request(recipients, approve)
     settings = resolve_smtp_password(settings)
-    issue_dir = Path(settings.newsletters_dir) / month
+    folder = issue_dir(settings, month)
     storage = open_storage(settings)
-    ensure_issue_open(storage, issue_dir, month)
-    draft_sha = read_issue(issue_dir).content_sha256
-    review = read_review(issue_dir) or {}
+    ensure_issue_open(storage, folder, month)
+    draft_sha = read_issue(folder).content_sha256
+    review = read_review(folder) or {}
     if review.get("draft_sha256") != draft_sha:
         review = {"draft_sha256": draft_sha, "status": "awaiting"}
     test_copy = "No reviewers were given: no test copy was sent."
     if reviewers and not review.get("test_copy_sent_at"):
         sent_at = clock()
-        report = send_test_copy(issue_dir, reviewers, settings, sent_at)
+        report = send_test_copy(folder, reviewers, settings, sent_at)
         review["test_copy_sent_at"] = sent_at.isoformat()
         review["test_copy_count"] = report.sent
     if review.get("test_copy_sent_at"):
         test_copy = f"Test copy sent to {review.get('test_copy_count', 0)} reviewer(s)."
     review["status"] = "awaiting"
-    write_review(issue_dir, review)
-    create_markdown_artifact(
-        markdown=review_markdown(month, issue_dir, settings, test_copy),
-        key=f"newsletter-{month}-review",
-        description=f"Newsletter {month}: awaiting approval",
-    )
+    write_review(folder, review)
+    show_review(month, review_markdown(month, folder, settings, test_copy))
 
     if approve is not None:
         decision: Decision | None = Decision(approve=approve, comment="decided when the run began")
     else:
-        decision = await_decision(
-            month, timeout_seconds, poll_seconds=settings.approval_poll_seconds
-        )
+        decision = wait_for_decision(month, timeout_seconds, settings.approval_poll_seconds)
 
     if decision is None:
         review.update(status="timed-out", decided_at=clock().isoformat())
-        write_review(issue_dir, review)
+        write_review(folder, review)
         return ReleaseResult(month, "timed-out")
     review.update(
         status="approved" if decision.approve else "rejected",
         comment=decision.comment,
     )
-    write_review(issue_dir, review)
+    write_review(folder, review)
     if not decision.approve:
         return ReleaseResult(month, "rejected", decision.comment)
-    web_url = publish_web_copy_task(issue_dir, month, settings, clock())
-    delivery = send_issue_task(issue_dir, recipients, settings, clock())
-    sent = read_issue(issue_dir)
+    web_url = publish_web_copy(folder, month, settings, clock())
+    sent_report = send_issue(folder, recipients, settings, clock())
+    sent = read_issue(folder)
     write_sent_state(
         storage, month, (sent.manifest.get("delivery") or {}).get("sent_at"), sent.content_sha256
     )
     review["status"] = "sent"
-    write_review(issue_dir, review)
-    return ReleaseResult(month, "approved", decision.comment, delivery, web_url)
+    write_review(folder, review)
+    return ReleaseResult(month, "approved", decision.comment, sent_report, web_url)

@@ -9,6 +9,9 @@ the intro's Markdown; nothing here reads the clock or writes files.
   rendering a blank. The MJML template autoescapes; the text template does not.
 - The editorial intro is Markdown (markdown-it-py), sanitised with nh3 before it enters
   the email: only simple formatting and absolute https/mailto links survive.
+- One title per issue (`issue_subject`): the email's <title>, its subject line (`delivery`)
+  and its archive entry (`archive`). The "Visa i webbläsaren" link is `issue.web_copy_url`,
+  the same URL the web copy is uploaded to.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from markupsafe import Markup
 
 from flows.core.errors import InputError
 from flows.core.models import STOCKHOLM, Event
-from flows.newsletter.select import ListenItem, Selection, month_start
+from flows.newsletter.issue import month_start, web_copy_url
+from flows.newsletter.select import ListenItem, Selection
 from flows.newsletter.sources import safe_chars
 
 if TYPE_CHECKING:
@@ -103,6 +107,16 @@ def format_month(month: str) -> str:
     'december 2026'
     """
     return format_date(month_start(month).date(), "LLLL y", locale=LOCALE)
+
+
+def issue_subject(settings: Settings, month: str) -> str:
+    """An issue's title: the email's subject, the page title, the archive's entry.
+
+    >>> from flows.core.settings import Settings
+    >>> issue_subject(Settings.load(), "2026-12")
+    'Kraftsamling update – december 2026'
+    """
+    return f"{settings.newsletter_title} – {format_month(month)}"
 
 
 def format_event_when(event: Event, *, year: int | None = None) -> str:
@@ -215,11 +229,6 @@ def _html_to_text(html: str) -> str:
 # --- the context --------------------------------------------------------------------------
 
 
-def web_copy_url(settings: Settings, month: str) -> str:
-    """The issue's public web copy, linked as "Visa i webbläsaren"."""
-    return f"{settings.public_url}newsletters/{month}/index.html"
-
-
 def _post_entry(post: Any) -> dict[str, Any]:
     return {
         "id": post.id,
@@ -328,7 +337,7 @@ def build_context(
     return _safe_context(
         {
             "lang": "sv",
-            "title": f"{settings.newsletter_title} – {month_name}",
+            "title": issue_subject(settings, selection.month),
             "newsletter_title": settings.newsletter_title,
             "month_name": month_name,
             "preheader": preheader(selection, events=len(events)),

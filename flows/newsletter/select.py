@@ -18,7 +18,6 @@ The rules (issue 2, "Selection"):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from flows.core.errors import SettingsError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind
 from flows.core.storage import public_url
+from flows.newsletter.issue import month_start
 from flows.newsletter.sources import html_to_text
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 Section = Literal["news", "funding", "events", "listen"]
 SECTIONS: tuple[Section, ...] = ("news", "funding", "events", "listen")
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)
@@ -94,20 +93,6 @@ class Selection:
     def is_empty(self) -> bool:
         """True when nothing is new since the earlier issues (no draft is worth sending)."""
         return self.new_items == 0
-
-
-def month_start(month: str) -> datetime:
-    """Midnight in Stockholm on the first day of `month` ("YYYY-MM").
-
-    >>> month_start("2026-12").isoformat()
-    '2026-12-01T00:00:00+01:00'
-    """
-    match = _MONTH.match(month or "")
-    if not match:
-        raise SettingsError(
-            f"Month {month!r} is not understood: use the form YYYY-MM, e.g. --month 2026-12."
-        )
-    return datetime(int(match[1]), int(match[2]), 1, tzinfo=STOCKHOLM)
 
 
 def window_start(month: str, previous: Sequence[dict[str, Any]], first_issue_days: int) -> datetime:

@@ -1,4 +1,4 @@
-"""Inspect, validate and tag episode audio with mutagen (MP3 with ID3v2.3, M4A with MP4 atoms).
+"""Inspect and validate episode audio with mutagen: is this a whole MP3 or M4A we can publish?
 
 Reading, top to bottom:
 
@@ -10,9 +10,10 @@ Reading, top to bottom:
      consistent frames at the start, compares the Xing/Info byte count with the file, and checks
      that the last frame is whole (mutagen alone accepts a truncated file with its old length);
    * MP4 validation: an AAC audio track, and top-level boxes that end exactly at the file end.
-2. `build_id3_frames(tags, duration)` and `build_mp4_atoms(tags)`: pure, EpisodeTags -> tags.
-3. `tag_audio(src, dst, tags, info)`: copy the audio without its old tags and write the new ones
-   with fixed padding, so the output bytes depend only on the audio and the tags.
+2. `mp3_audio_range(path)`: where the MPEG stream lies between leading and trailing tags
+   (`flows.podcast.tags` copies exactly that range when it writes new tags).
+
+Writing tags is `flows.podcast.tags`.
 
 Errors are `AudioError` (flows/core/errors.py); each message names the file, what is wrong
 and the fix.
@@ -20,16 +21,9 @@ and the fix.
 
 from __future__ import annotations
 
-import io
-import itertools
-import os
-import re
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,31 +34,10 @@ from mutagen.aiff import AIFF
 from mutagen.asf import ASF
 from mutagen.dsf import DSF
 from mutagen.flac import FLAC
-from mutagen.id3 import (
-    APIC,
-    CHAP,
-    COMM,
-    CTOC,
-    ID3,
-    TALB,
-    TCON,
-    TDRC,
-    TIT2,
-    TLAN,
-    TPE1,
-    TPOS,
-    TRCK,
-    WOAS,
-    CTOCFlags,
-    Encoding,
-    Frame,
-    ID3FileType,
-    ID3v1SaveOptions,
-    PictureType,
-)
+from mutagen.id3 import ID3, ID3FileType
 from mutagen.monkeysaudio import MonkeysAudio
 from mutagen.mp3 import MP3
-from mutagen.mp4 import MP4, MP4Cover
+from mutagen.mp4 import MP4
 from mutagen.musepack import Musepack
 from mutagen.oggflac import OggFLAC
 from mutagen.oggopus import OggOpus
@@ -74,23 +47,15 @@ from mutagen.wave import WAVE
 from mutagen.wavpack import WavPack
 
 from flows.core.errors import AudioError
-from flows.core.models import Chapter
 
 MIME_TYPES = {"mp3": "audio/mpeg", "m4a": "audio/mp4"}
-COVER_MIME_TYPES = ("image/jpeg", "image/png")
 # Apple Podcasts' recommendation; below it a warning is recorded, not an error.
 RECOMMENDED_BITRATE = {1: 64_000, 2: 128_000}
 RECOMMENDED_SAMPLE_RATES = (44_100, 48_000)
-# Fixed tag padding: the output must not depend on how much room the old tags left.
-ID3_PADDING = 1024
-MP4_PADDING = 1024
-MP4_DESC_LIMIT = 255  # iTunes shows at most this much of `desc`; the full text goes in `ldes`
 _FIX_EXPORT = (
     "Export the episode again as MP3 (44.1 kHz, 64 kbps mono or 128 kbps stereo) "
     "or M4A (AAC) and drop it in again."
 )
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_COPY_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -108,25 +73,6 @@ class AudioInfo:
     title: str | None  # from the file's own tags, for episodes without a sidecar
     description: str | None  # COMM / ldes / desc / ©cmt from the file's own tags
     warnings: tuple[str, ...]  # recorded with the episode, not fatal
-
-
-@dataclass(frozen=True)
-class EpisodeTags:
-    """The tags `tag_audio` writes; built by the podcast pipeline from show + sidecar."""
-
-    title: str
-    artist: str
-    album: str
-    description: str
-    track: int | None = None
-    disc: int | None = None
-    date: datetime | None = None  # TDRC / ©day, written in UTC
-    genre: str = "Podcast"
-    language: str = "swe"
-    url: str | None = None  # WOAS (MP3) / purl (M4A)
-    chapters: tuple[Chapter, ...] = ()
-    cover: bytes | None = None
-    cover_mime: str | None = None  # image/jpeg or image/png; sniffed from the bytes when None
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,223 +511,3 @@ def inspect_audio(path: Path) -> AudioInfo:
         "Export it as MP3 (44.1 kHz, 64 kbps mono or 128 kbps stereo) or M4A (AAC) "
         "and drop it in again."
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Tag building: pure
-
-
-def clean_text(text: str, *, multiline: bool = False) -> str:
-    """Remove control characters (tags and apps choke on them); keep newlines if asked."""
-    text = _CONTROL_CHARS.sub("", text)
-    if not multiline:
-        text = " ".join(text.split())
-    return text.strip()
-
-
-def cover_mime(cover: bytes, declared: str | None = None) -> str:
-    """The cover's MIME type: the declared one if allowed, else sniffed from its bytes."""
-    if declared is not None:
-        if declared not in COVER_MIME_TYPES:
-            raise AudioError(f"cover art of type {declared!r}: use a JPEG or PNG image.")
-        return declared
-    if cover.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if cover.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    raise AudioError("cover art is neither JPEG nor PNG: save the cover as JPEG or PNG.")
-
-
-def tag_date(value: datetime) -> str:
-    """A tag timestamp: tags carry no time zone, so it is written in UTC."""
-    if value.tzinfo is None:
-        raise AudioError(f"tag date {value.isoformat()} has no time zone: give an aware time.")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def chapter_times(chapters: tuple[Chapter, ...], duration: float) -> list[tuple[int, int, str]]:
-    """(start ms, end ms, title) per chapter: each ends where the next starts, the last at the end.
-
-    >>> chapter_times((Chapter(start=0, title="A"), Chapter(start=1.5, title="B")), 3.0)
-    [(0, 1500, 'A'), (1500, 3000, 'B')]
-    """
-    starts = [round(c.start * 1000) for c in chapters]
-    end_ms = round(duration * 1000)
-    if any(b <= a for a, b in itertools.pairwise(starts)):
-        raise AudioError(
-            "chapters are not in order: give each chapter a later start than the one before."
-        )
-    if starts and starts[-1] >= end_ms:
-        raise AudioError(
-            f"chapter {chapters[-1].title!r} starts at {chapters[-1].start:g} s, at or after the "
-            f"end of the audio ({duration:.1f} s): fix its start time."
-        )
-    ends = [*starts[1:], end_ms]
-    return [(s, e, clean_text(c.title)) for s, e, c in zip(starts, ends, chapters, strict=True)]
-
-
-def build_id3_frames(tags: EpisodeTags, duration: float) -> list[Frame]:
-    """The ID3v2 frames for an episode (before the v2.3 conversion `tag_audio` does)."""
-    enc = Encoding.UTF16  # ID3v2.3 has no UTF-8
-    frames: list[Frame] = [
-        TIT2(encoding=enc, text=clean_text(tags.title)),
-        TPE1(encoding=enc, text=clean_text(tags.artist)),
-        TALB(encoding=enc, text=clean_text(tags.album)),
-        COMM(encoding=enc, lang="swe", desc="", text=clean_text(tags.description, multiline=True)),
-        TCON(encoding=enc, text=clean_text(tags.genre)),
-        TLAN(encoding=enc, text=clean_text(tags.language)),
-    ]
-    if tags.track is not None:
-        frames.append(TRCK(encoding=enc, text=str(tags.track)))
-    if tags.disc is not None:
-        frames.append(TPOS(encoding=enc, text=str(tags.disc)))
-    if tags.date is not None:
-        # A date only: mutagen's v2.3 conversion keeps TIME only when hour and minute are set.
-        frames.append(TDRC(encoding=enc, text=tag_date(tags.date)[:10]))
-    if tags.url:
-        frames.append(WOAS(url=tags.url))
-    if tags.cover is not None:
-        frames.append(
-            APIC(
-                encoding=Encoding.LATIN1,
-                mime=cover_mime(tags.cover, tags.cover_mime),
-                type=PictureType.COVER_FRONT,
-                desc="",
-                data=tags.cover,
-            )
-        )
-    frames += _chapter_frames(tags.chapters, duration)
-    return frames
-
-
-def _chapter_frames(chapters: tuple[Chapter, ...], duration: float) -> list[Frame]:
-    if not chapters:
-        return []
-    unknown = 0xFFFFFFFF  # byte offsets: "not given", times are what players use
-    ids = [f"chp{i}" for i in range(len(chapters))]
-    frames: list[Frame] = [
-        CHAP(
-            element_id=element_id,
-            start_time=start,
-            end_time=end,
-            start_offset=unknown,
-            end_offset=unknown,
-            sub_frames=[TIT2(encoding=Encoding.UTF16, text=title)],
-        )
-        for element_id, (start, end, title) in zip(
-            ids, chapter_times(chapters, duration), strict=True
-        )
-    ]
-    frames.append(
-        CTOC(
-            element_id="toc",
-            flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
-            child_element_ids=ids,
-            sub_frames=[TIT2(encoding=Encoding.UTF16, text="Kapitel")],
-        )
-    )
-    return frames
-
-
-def build_mp4_atoms(tags: EpisodeTags) -> dict[str, list]:
-    """The MP4 (iTunes) atoms for an episode."""
-    description = clean_text(tags.description, multiline=True)
-    atoms: dict[str, list] = {
-        "©nam": [clean_text(tags.title)],
-        "©ART": [clean_text(tags.artist)],
-        "©alb": [clean_text(tags.album)],
-        "desc": [description[:MP4_DESC_LIMIT]],
-        "ldes": [description],
-        "©cmt": [description],
-        "©gen": [clean_text(tags.genre)],
-    }
-    if tags.track is not None:
-        atoms["trkn"] = [(tags.track, 0)]
-    if tags.disc is not None:
-        atoms["disk"] = [(tags.disc, 0)]
-    if tags.date is not None:
-        atoms["©day"] = [tag_date(tags.date) + "Z"]
-    if tags.url:
-        atoms["purl"] = [tags.url]
-    if tags.cover is not None:
-        fmt = {"image/jpeg": MP4Cover.FORMAT_JPEG, "image/png": MP4Cover.FORMAT_PNG}
-        atoms["covr"] = [MP4Cover(tags.cover, fmt[cover_mime(tags.cover, tags.cover_mime)])]
-    return atoms
-
-
-def id3_tag_bytes(frames: list[Frame]) -> bytes:
-    """Serialise frames as one ID3v2.3 tag with fixed padding (mutagen writes to memory)."""
-    tag = ID3()
-    for frame in frames:
-        tag.add(frame)
-    tag.update_to_v23()  # TDRC -> TYER/TDAT/TIME, as v2.3 readers expect
-    buf = io.BytesIO()
-    tag.save(buf, v2_version=3, v1=ID3v1SaveOptions.REMOVE, padding=lambda _info: ID3_PADDING)
-    return buf.getvalue()
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-
-
-def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
-    src.seek(start)
-    remaining = end - start
-    while remaining > 0:
-        chunk = src.read(min(_COPY_CHUNK, remaining))
-        if not chunk:
-            break
-        dst.write(chunk)
-        remaining -= len(chunk)
-
-
-def _write_mp3(src: Path, tmp: Path, tags: EpisodeTags, info: AudioInfo) -> None:
-    header = id3_tag_bytes(build_id3_frames(tags, info.duration))
-    start, end = mp3_audio_range(src)
-    with src.open("rb") as fin, tmp.open("wb") as fout:
-        fout.write(header)
-        _copy_range(fin, fout, start, end)
-
-
-def _write_m4a(src: Path, tmp: Path, tags: EpisodeTags) -> None:
-    shutil.copyfile(src, tmp)
-    audio = MP4(tmp)
-    if audio.tags is None:
-        audio.add_tags()
-    audio.tags.clear()
-    audio.tags.update(build_mp4_atoms(tags))
-    audio.save(padding=lambda _info: MP4_PADDING)
-
-
-def tag_audio(src: Path, dst: Path, tags: EpisodeTags, info: AudioInfo) -> None:
-    """Write `src`'s audio to `dst` with exactly `tags` (old tags dropped); deterministic.
-
-    `dst` appears whole or not at all (written beside it under a dot-name, then renamed).
-    """
-    src, dst = Path(src), Path(dst)
-    if src.resolve() == dst.resolve():
-        raise AudioError(f"{dst}: tagging in place is not supported; give another destination.")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tagging", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        if info.format == "mp3":
-            _write_mp3(src, tmp, tags, info)
-        elif info.format == "m4a":
-            _write_m4a(src, tmp, tags)
-        else:
-            raise AudioError(f"{src}: unknown audio format {info.format!r}; expected mp3 or m4a.")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the published copy private
-        os.replace(tmp, dst)
-    except AudioError as exc:
-        if str(exc).startswith(str(src)):
-            raise
-        raise AudioError(f"{src}: {exc}") from None
-    except (OSError, mutagen.MutagenError) as exc:
-        raise AudioError(
-            f"{src}: writing the tagged copy {dst} failed ({exc}). Check the disk space and "
-            "permissions, then run again."
-        ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,11 +1,12 @@
-"""The podcast RSS feed: built from `show.yaml` + the catalog, checked, then published.
+"""The podcast RSS feed as bytes: built from `show.yaml` + the catalog, pure (no I/O).
 
 Read top to bottom, like the spec it implements:
 
 1. Pure helpers (text cleaning, URLs, dates, the podcast:guid) with doctests.
 2. `build_feed`: RSS 2.0 + iTunes + Podcasting 2.0, built with lxml (escaping is lxml's).
-3. The gates: `check_cover_art` (Pillow) and `check_feed` (feedparser, podcastparser, lxml).
-4. I/O at the edge: `publish_feed(storage, ...)` and the thin Prefect flow `regenerate_feed`.
+
+The gate that checks a feed before it goes out is `flows.podcast.feedgate`; reading the
+catalog and the live feed and uploading is `flows.podcast.feedpublish`.
 
 Decisions worth knowing:
 
@@ -15,7 +16,8 @@ Decisions worth knowing:
   show.yaml alone changes the bytes (and is uploaded) but not `lastBuildDate`.
 - The public base URL: an explicitly set `public_url` setting (flag, flow parameter or
   `KRAFTSAMLING_PUBLIC_URL`) wins; else show.yaml's `public_base_url`; else the settings'
-  default. See `resolve_public_url`. The feed lives at `<base>podcast/feed.xml`.
+  default. See `resolve_public_url`. The feed lives at `<base>podcast/feed.xml`; every link
+  is `flows.core.storage.public_url` of a key under that base.
 - Item guids come from the catalog and are never recomputed. `podcast:guid` is show.yaml's
   `podcast_guid` when set (so the show keeps its guid across a host move), else the UUIDv5
   of the feed URL (without scheme and trailing slash).
@@ -26,48 +28,27 @@ Decisions worth knowing:
 - Descriptions: `description_html` from the catalog (sanitised by the podcast flow) in
   CDATA, else the plain `description` escaped into `<p>` paragraphs. `]]>` inside the
   HTML becomes `]]&gt;` (the same text for an HTML reader), so CDATA cannot be broken.
-- Client parsers: podcastparser (gPodder) 0.6 knows the Podcasting 2.0 namespace only by
-  its old GitHub URI, so it ignores our podcast:* tags (everything else it reads); we keep
-  the official URI of the specification.
-- Removal is lasting and lives in the catalog: `regenerate_feed(remove_guids=[...])`
-  (`python -m flows feed --remove GUID`) first sets `removed_at` on those records and saves
-  the catalog (If-Match, with a backup), then builds and publishes. Episodes with
-  `removed_at` are never in the feed, and the shrink gate accepts the absence of guids that
-  the catalog marks removed, so every later run (hourly, or after `publish_episodes`) passes
-  without `--remove`. The records stay, so a guid is never reused. Unknown guids are
-  refused before anything changes. A live guid that the catalog does not know at all (a
-  catalog restored from an old backup) is still refused by the gate. A removal changes
-  `lastBuildDate` to the removal time, so clients see that the feed changed.
-- Audio objects are never deleted, neither of removed nor of replaced episodes: apps that
-  cached the old enclosure URL keep working, and restoring a removal needs no re-upload.
+- Removed episodes (`removed_at` set in the catalog) are never in the feed; a removal
+  changes `lastBuildDate` to the removal time, so clients see that the feed changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import io
-import logging
 import re
 import uuid
-from collections.abc import Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from lxml import etree
 
-from flows.core.errors import FeedGateError, InputError
 from flows.core.models import STOCKHOLM, Episode, Show
 from flows.core.settings import Settings
-from flows.core.storage import CACHE_LONG, CACHE_SHORT, Storage
-from flows.core.storage import public_url as storage_public_url
-from flows.podcast.catalog import Catalog
-from flows.podcast.inbox import read_regular
-
-log = logging.getLogger(__name__)
+from flows.core.storage import is_plain_key, public_url
 
 FEED_KEY = "podcast/feed.xml"
 ART_PREFIX = "podcast/art/"
@@ -84,9 +65,6 @@ NSMAP = {"itunes": ITUNES, "podcast": PODCAST, "atom": ATOM, "content": CONTENT}
 PODCAST_GUID_NAMESPACE = uuid.UUID("ead4c236-bf58-58c6-a2c6-a6b28d128cb6")
 # lastBuildDate of a feed without episodes: fixed, so an empty feed is deterministic too.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=UTC)
-
-COVER_MIN, COVER_MAX = 1400, 3000
-COVER_FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png")}
 TRANSCRIPT_TYPES = {
     ".vtt": "text/vtt",
     ".srt": "application/x-subrip",
@@ -136,31 +114,13 @@ def one_line(text: str) -> str:
     return " ".join(clean_text(text).split())
 
 
-# URL-safe segments that do not start with "." (so no ".", "..", ".meta" or ".tmp-") pass
-# `storage.check_key` and need no percent-encoding; anything else takes the full path.
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*")
-
-
-def object_url(base_url: str, key: str) -> str:
-    """`storage.public_url`, with a fast path for plain keys (it runs several times per item).
-
-    >>> object_url("https://cdn.example/", "podcast/audio/a-1.mp3")
-    'https://cdn.example/podcast/audio/a-1.mp3'
-    >>> object_url("https://cdn.example", "podcast/audio/å b.mp3")
-    'https://cdn.example/podcast/audio/%C3%A5%20b.mp3'
-    """
-    if len(key) <= 1024 and _PLAIN_KEY.fullmatch(key):
-        return base_url.rstrip("/") + "/" + key
-    return storage_public_url(base_url, key)
-
-
 def feed_url_for(base_url: str) -> str:
     """The public URL of the feed under a public base URL.
 
     >>> feed_url_for("https://cdn.example/")
     'https://cdn.example/podcast/feed.xml'
     """
-    return object_url(base_url, FEED_KEY)
+    return public_url(base_url, FEED_KEY)
 
 
 def podcast_guid(feed_url: str) -> str:
@@ -181,7 +141,7 @@ def enclosure_url(base_url: str, key: str, analytics_prefix: str | None = None) 
     >>> enclosure_url("https://cdn.example/", "podcast/audio/a.mp3", "https://op3.example/e/")
     'https://op3.example/e/cdn.example/podcast/audio/a.mp3'
     """
-    url = object_url(base_url, key)
+    url = public_url(base_url, key)
     if analytics_prefix:
         url = analytics_prefix.rstrip("/") + "/" + url.split("://", 1)[1]
     return url
@@ -304,7 +264,8 @@ def build_feed(
     uploaded cover art's key (see `cover_art_key`); without it the image is assumed at
     `podcast/art/<file name of show.image>`. Pure: the same inputs give the same bytes.
     """
-    base = public_url
+    base = public_url  # the parameter; links go through `urls` (storage.public_url)
+    urls = _Urls.for_feed(base, analytics_prefix)
     feed_url = feed_url or feed_url_for(base)
     items = feed_episodes(episodes, now)
     c = clean_text
@@ -333,7 +294,7 @@ def build_feed(
     text(owner, _IT + "name", show.owner_name)
     text(owner, _IT + "email", show.owner_email)
     cover = cover_key or ART_PREFIX + PurePosixPath(show.image).name
-    sub(channel, _IT_IMAGE, {"href": c(object_url(base, cover))})
+    sub(channel, _IT_IMAGE, {"href": urls.object(cover)})
     category = sub(channel, _IT + "category", {"text": c(show.category)})
     if show.subcategory:
         sub(category, _IT + "category", {"text": c(show.subcategory)})
@@ -357,7 +318,6 @@ def build_feed(
         sub(channel, _PC_PERSON, role="host").text = name
 
     template = _item_template(hosts)
-    urls = _Urls.for_feed(base, analytics_prefix)
     for episode in items:
         _add_item(channel, template, episode, urls, show.language)
 
@@ -404,8 +364,8 @@ _GUEST_TEMPLATE = _guest_template()
 
 @dataclass(frozen=True)
 class _Urls:
-    """The cleaned URL prefixes of one feed, so a plain key (see `_PLAIN_KEY`) becomes a
-    clean URL by one concatenation: `clean_text(object_url(base, key)) == objects + key`.
+    """The cleaned URL prefixes of one feed, so a plain key (`storage.is_plain_key`) becomes
+    a clean URL by one concatenation: `clean_text(public_url(base, key)) == objects + key`.
 
     Cleaning removes single characters, so cleaning the prefix is cleaning the whole URL.
     `enclosures` is None when the analytics prefix cannot be applied (the base has no
@@ -425,15 +385,15 @@ class _Urls:
             enclosures: str | None = clean_text(enclosure_url(base, "k", analytics_prefix)[:-1])
         except IndexError:
             enclosures = None
-        return cls(base, analytics_prefix, clean_text(object_url(base, "k")[:-1]), enclosures)
+        return cls(base, analytics_prefix, clean_text(public_url(base, "k")[:-1]), enclosures)
 
     def object(self, key: str) -> str:
-        if len(key) <= 1024 and _PLAIN_KEY.fullmatch(key):
+        if is_plain_key(key):
             return self.objects + key
-        return clean_text(storage_public_url(self.base, key))
+        return clean_text(public_url(self.base, key))
 
     def enclosure(self, key: str) -> str:
-        if self.enclosures is not None and len(key) <= 1024 and _PLAIN_KEY.fullmatch(key):
+        if self.enclosures is not None and is_plain_key(key):
             return self.enclosures + key
         return clean_text(enclosure_url(self.base, key, self.analytics_prefix))
 
@@ -519,349 +479,6 @@ def _add_item(
         guest.text = one_line(name)
         item.append(guest)
     channel.append(item)
-
-
-# --- 3. the gates -----------------------------------------------------------------------
-
-
-def check_cover_art(data: bytes, source: str) -> None:
-    """Refuse cover art podcast apps reject: square, 1400-3000 px, JPEG or PNG, RGB."""
-    from PIL import Image, UnidentifiedImageError
-
-    fix = f"Export it as a {COVER_MAX}x{COVER_MAX} px RGB JPEG or PNG and run again."
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # reads the header only
-            fmt, (width, height), mode = image.format, image.size, image.mode
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-        raise InputError(
-            f"{source}: the cover art is not a readable image ({exc}). {fix}"
-        ) from None
-    problems = []
-    if fmt not in COVER_FORMATS:
-        problems.append(f"its format is {fmt}, but podcast apps need JPEG or PNG")
-    if width != height:
-        problems.append(f"it is {width}x{height} px, not square (crop it to a square)")
-    if not (COVER_MIN <= width <= COVER_MAX and COVER_MIN <= height <= COVER_MAX):
-        problems.append(
-            f"it is {width}x{height} px, but each side must be {COVER_MIN}-{COVER_MAX} px"
-        )
-    if mode != "RGB":
-        problems.append(f"its colour mode is {mode}, but Apple requires RGB (convert it to RGB)")
-    if problems:
-        raise InputError(f"{source}: the cover art is refused: {'; '.join(problems)}. {fix}")
-
-
-def _cover_format(data: bytes) -> str:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        return image.format or ""
-
-
-# Apple's required and recommended channel tags (paths relative to <channel>), and the
-# attribute each must carry when it is an attribute-only element.
-APPLE_CHANNEL_TAGS: tuple[tuple[str, str | None], ...] = (
-    ("title", None),
-    ("link", None),
-    ("description", None),
-    ("language", None),
-    ("itunes:author", None),
-    ("itunes:image", "href"),
-    ("itunes:category", "text"),
-    ("itunes:explicit", None),
-    ("itunes:owner/itunes:email", None),
-)
-APPLE_ITEM_TAGS: tuple[tuple[str, str | None], ...] = (
-    ("title", None),
-    ("guid", None),
-    ("pubDate", None),
-    ("enclosure", "url"),
-    ("enclosure", "length"),
-    ("enclosure", "type"),
-    ("itunes:duration", None),
-)
-_GATE_NS = {"itunes": ITUNES, "podcast": PODCAST}
-
-
-def _missing_tags(
-    element: etree._Element, tags: Iterable[tuple[str, str | None]], where: str
-) -> list[str]:
-    problems = []
-    for path, attribute in tags:
-        found = element.find(path, _GATE_NS)
-        if found is None:
-            problems.append(f"{where} has no <{path}>")
-        elif attribute is not None and not (found.get(attribute) or "").strip():
-            problems.append(f"{where} <{path}> has no {attribute}")
-        elif attribute is None and not (found.text or "").strip():
-            problems.append(f"{where} <{path}> is empty")
-    return problems
-
-
-def _guids_of(xml: bytes) -> dict[str, str]:
-    """guid -> title of every item of a feed (for the shrink gate)."""
-    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    return {
-        (item.findtext("guid") or "").strip(): (item.findtext("title") or "").strip()
-        for item in root.iterfind("channel/item")
-    }
-
-
-def check_feed(
-    new_xml: bytes,
-    *,
-    live_xml: bytes | None,
-    episodes: Sequence[Episode],
-    remove_guids: Iterable[str] = (),
-    catalog_guids: Collection[str] | None = None,
-) -> list[str]:
-    """The problems that keep a new feed from being published (an empty list: publish it).
-
-    `episodes` are the ones the feed should contain (published, not removed). Checks: both
-    client parsers read it cleanly and see every item; the Apple tags are present; every
-    item has a guid, an absolute enclosure with a positive length and a duration; guids
-    and enclosure URLs are unique; no guid of the live feed is lost unless it is in
-    `remove_guids` (`publish_feed` passes the guids the catalog marks removed).
-    `catalog_guids`, all guids of the catalog, only sharpens the message: a lost guid the
-    catalog does not know at all points at an old or damaged catalog, not at a removal.
-    """
-    import feedparser
-    import podcastparser
-
-    problems: list[str] = []
-    try:
-        root = etree.fromstring(new_xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError as exc:
-        return [f"the new feed is not well-formed XML: {exc}"]
-    channel = root.find("channel")
-    if root.tag != "rss" or channel is None:
-        return ["the new feed is not RSS 2.0 (no <rss><channel>)"]
-    items = channel.findall("item")
-
-    parsed = feedparser.parse(io.BytesIO(new_xml))
-    if parsed.bozo:
-        problems.append(f"feedparser cannot read it cleanly: {parsed.bozo_exception}")
-    elif len(parsed.entries) != len(items):
-        problems.append(f"feedparser sees {len(parsed.entries)} of {len(items)} items")
-    try:
-        gpodder = podcastparser.parse(FEED_KEY, io.BytesIO(new_xml))
-    except podcastparser.FeedParseError as exc:
-        problems.append(f"podcastparser (gPodder) cannot read it: {exc}")
-    else:
-        if len(gpodder["episodes"]) != len(items):
-            problems.append(f"podcastparser sees {len(gpodder['episodes'])} of {len(items)} items")
-
-    problems += _missing_tags(channel, APPLE_CHANNEL_TAGS, "the channel")
-    seen_guids: dict[str, int] = {}
-    seen_urls: dict[str, int] = {}
-    for number, item in enumerate(items, start=1):
-        guid = (item.findtext("guid") or "").strip()
-        where = f"item {number} ({guid or item.findtext('title') or 'untitled'})"
-        problems += _missing_tags(item, APPLE_ITEM_TAGS, where)
-        enclosure = item.find("enclosure")
-        url = enclosure.get("url", "") if enclosure is not None else ""
-        length = enclosure.get("length", "") if enclosure is not None else ""
-        duration = (item.findtext(_IT_DURATION) or "").strip()
-        if url and not url.startswith(("https://", "http://")):
-            problems.append(f"{where} enclosure URL {url!r} is not absolute")
-        if length and not (length.isdigit() and int(length) > 0):
-            problems.append(f"{where} enclosure length {length!r} is not a positive byte count")
-        if duration and not (duration.isdigit() and int(duration) > 0):
-            problems.append(f"{where} duration {duration!r} is not a positive whole second count")
-        if guid and guid in seen_guids:
-            problems.append(f"{where} repeats the guid of item {seen_guids[guid]}")
-        if url and url in seen_urls:
-            problems.append(f"{where} repeats the enclosure URL of item {seen_urls[url]}")
-        seen_guids.setdefault(guid, number)
-        seen_urls.setdefault(url, number)
-
-    expected = {episode.guid for episode in episodes}
-    if set(seen_guids) != expected:
-        lost = sorted(expected - set(seen_guids))
-        extra = sorted(set(seen_guids) - expected)
-        problems.append(f"the items do not match the catalog (missing {lost}, unexpected {extra})")
-
-    if live_xml:
-        try:
-            live = _guids_of(live_xml)
-        except etree.XMLSyntaxError as exc:
-            # A broken live feed must be replaceable; there is nothing to compare with.
-            log.warning("The live feed is not XML (%s); skipping the shrink check.", exc)
-            live = {}
-        allowed = set(remove_guids)
-        lost = [guid for guid in live if guid not in seen_guids and guid not in allowed]
-        unknown = [g for g in lost if catalog_guids is not None and g not in catalog_guids]
-        known = [g for g in lost if g not in unknown]
-
-        def named(guids: list[str]) -> str:
-            more = f" and {len(guids) - 5} more" if len(guids) > 5 else ""
-            return ", ".join(f"{guid} ({live[guid]!r})" for guid in guids[:5]) + more
-
-        if unknown:
-            problems.append(
-                f"the new feed would drop {len(unknown)} episode(s) of the live feed that the "
-                f"catalog does not have at all: {named(unknown)}. The catalog may have been "
-                "restored from an old backup or edited by hand: restore the newest copy from "
-                "podcast/catalog-backups/ (or publish those episodes again) and run again"
-            )
-        if known:
-            problems.append(
-                f"the new feed would drop {len(known)} episode(s) that the live feed has: "
-                f"{named(known)}. If they should leave the feed for good, remove them: "
-                f"python -m flows feed --remove {' '.join(known[:5])}; if their publish_at "
-                "was moved to the future by mistake, fix it and publish them again"
-            )
-    return problems
-
-
-# --- 4. publishing (I/O) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeedResult:
-    """What one feed run did."""
-
-    feed_url: str
-    items: int  # episodes in the feed
-    scheduled: int  # in the catalog, publish_at still in the future
-    uploaded: bool  # False when the feed was unchanged
-    cover_url: str
-    cover_uploaded: bool = False
-    removed: tuple[str, ...] = field(default_factory=tuple)  # removed for good by this run
-    already_removed: tuple[str, ...] = field(default_factory=tuple)  # named, but removed before
-
-    def summary(self) -> str:
-        """One line for the terminal and the Prefect artifact."""
-        state = "uploaded" if self.uploaded else "unchanged, nothing uploaded"
-        parts = [f"Feed {self.feed_url}: {self.items} episode(s), {state}"]
-        if self.scheduled:
-            parts.append(f"{self.scheduled} scheduled, not yet published")
-        if self.removed:
-            parts.append(
-                f"removed for good on request (kept in the catalog): {', '.join(self.removed)}"
-            )
-        if self.already_removed:
-            parts.append(
-                f"already removed before, nothing to do: {', '.join(self.already_removed)}"
-            )
-        if self.cover_uploaded:
-            parts.append(f"cover art uploaded to {self.cover_url}")
-        return "; ".join(parts) + "."
-
-
-def _publish_cover_art(storage: Storage, path: Path) -> tuple[str, bool]:
-    """Check the cover art and upload it under its content hash if it is not there yet."""
-    try:
-        data = read_regular(path, path.parent)  # never through a link (the drop folder rule)
-    except FileNotFoundError:
-        raise InputError(
-            f"{path}: the cover art named in show.yaml is missing. Put it there or fix 'image'."
-        ) from None
-    check_cover_art(data, str(path))
-    extension, content_type = COVER_FORMATS[_cover_format(data)]
-    key = cover_art_key(data, extension)
-    if storage.head(key) is not None:
-        return key, False
-    storage.put_bytes(key, data, content_type=content_type, cache_control=CACHE_LONG, public=True)
-    return key, True
-
-
-def _check_audio(storage: Storage, episodes: Sequence[Episode], workers: int) -> list[str]:
-    """Every enclosure must exist in storage with the size the feed will announce."""
-
-    def problem(episode: Episode) -> str | None:
-        info = storage.head(episode.audio_key)
-        if info is None:
-            return (
-                f"{episode.slug} ({episode.guid}): audio {episode.audio_key} is missing from "
-                "storage, so the feed would point at a 404. Publish the episode again, or "
-                f"remove it from the feed for good with --remove {episode.guid}"
-            )
-        if info.size != episode.size:
-            return (
-                f"{episode.slug} ({episode.guid}): audio {episode.audio_key} is {info.size} "
-                f"bytes in storage but {episode.size} in the catalog. Publish the episode again"
-            )
-        return None
-
-    if not episodes:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(episodes)))) as pool:
-        return [p for p in pool.map(problem, episodes) if p]
-
-
-def publish_feed(
-    storage: Storage,
-    show: Show,
-    show_dir: Path,
-    catalog: Catalog,
-    settings: Settings,
-    now: datetime,
-) -> FeedResult:
-    """Build the feed from the catalog and upload it if it changed and passes the gate.
-
-    Episodes the catalog marks removed are left out, and the gate accepts their absence
-    (removing is `remove_episodes`' job, see `regenerate_feed`). Nothing is ever deleted
-    from storage. Raises InputError for bad cover art and FeedGateError (nothing uploaded,
-    the live feed untouched) when an enclosure is missing or the gate refuses the feed.
-    """
-    base = resolve_public_url(show, settings)
-    feed_url = feed_url_for(base)
-    cover_key, cover_uploaded = _publish_cover_art(storage, Path(show_dir) / show.image)
-
-    removed = {e.guid for e in catalog.episodes if e.removed_at is not None}
-    included = feed_episodes(catalog.episodes, now)
-    scheduled = sum(1 for e in catalog.episodes if e.publish_at > now and e.removed_at is None)
-    missing = _check_audio(storage, included, settings.upload_concurrency)
-    if missing:
-        raise FeedGateError(f"The feed {feed_url} was not published: " + "; ".join(missing) + ".")
-
-    xml = build_feed(
-        show,
-        catalog.episodes,  # all of them: removed ones count for lastBuildDate
-        public_url=base,
-        now=now,
-        analytics_prefix=settings.analytics_prefix,
-        feed_url=feed_url,
-        cover_key=cover_key,
-    )
-    result = FeedResult(
-        feed_url=feed_url,
-        items=len(included),
-        scheduled=scheduled,
-        uploaded=False,
-        cover_url=object_url(base, cover_key),
-        cover_uploaded=cover_uploaded,
-    )
-    live = storage.get_bytes(FEED_KEY)
-    if live is not None and live[0] == xml:
-        return result
-
-    problems = check_feed(
-        xml,
-        live_xml=live[0] if live else None,
-        episodes=included,
-        remove_guids=removed,
-        catalog_guids={e.guid for e in catalog.episodes},
-    )
-    if problems:
-        raise FeedGateError(
-            f"The feed {feed_url} was not published (the live feed is unchanged): "
-            + "; ".join(problems)
-            + "."
-        )
-    # One put, conditional on the live feed we compared with: a concurrent run makes this
-    # fail (ConcurrentWriteError) instead of overwriting a feed our gate never saw.
-    storage.put_bytes(
-        FEED_KEY,
-        xml,
-        content_type=FEED_CONTENT_TYPE,
-        cache_control=CACHE_SHORT,
-        public=True,
-        if_match=live[1] if live else None,
-        if_none_match=live is None,
-    )
-    return replace(result, uploaded=True)
 
 
 def _example_episode(**changes: Any) -> Episode:

@@ -1,12 +1,12 @@
 """The podcast's Prefect wrappers: `publish-episodes` and `regenerate-feed`.
 
-The work is done by plain functions (`run.publish`, `feed.publish_feed`); these wrappers add
-tasks with retries, artifacts and the run's start time.
+The work is done by plain functions (`run.publish`, `feedpublish.publish_feed`); these wrappers add
+tasks with retries, artifacts and the run's start time. `publish-episodes` runs the one run
+loop (`run.run_episodes`) with `TaskSteps`: its prepare and upload steps as submitted tasks.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,36 +19,19 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
-from flows.core.errors import (
-    PublishIncompleteError,
-    StorageError,
-)
+from flows.core.errors import PublishIncompleteError
 from flows.core.models import STOCKHOLM, Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import Storage, open_storage, retry_on_storage_error
 from flows.podcast.catalog import Catalog, Removal, load_catalog, remove_episodes
-from flows.podcast.feed import FeedResult, publish_feed
-from flows.podcast.inbox import (
-    Candidate,
-)
-from flows.podcast.run import (
-    CatalogUpdate,
-    Failed,
-    Prepared,
-    PublishReport,
-    RunContext,
-    commit_catalog,
-    finish,
-    locked_run,
-    plan_run,
-    refused_as_failed,
-    storage_failure,
-    try_prepare,
-    upload_episode,
-)
+from flows.podcast.episode import Failed, Prepared, RunContext, try_prepare, upload_episode
+from flows.podcast.feedpublish import FeedResult, publish_feed
+from flows.podcast.inbox import Candidate
+from flows.podcast.report import PublishReport
+from flows.podcast.run import CatalogUpdate, Pending, commit_catalog, publish
 from flows.podcast.show import load_show
 
-# --- Prefect: thin wrappers ---------------------------------------------------------------------
+# --- publish-episodes ---------------------------------------------------------------------------
 
 
 @task(name="prepare-episode", cache_policy=NO_CACHE)
@@ -94,46 +77,20 @@ def _artifact_rows(report: PublishReport) -> list[dict[str, str]]:
     ]
 
 
-def _run_as_tasks(
-    settings: Settings, store: Storage, now: datetime, scan_time: float, repair_feed: bool
-) -> PublishReport:
-    """The flow's steps as tasks: several episodes prepared and uploaded at a time (encodes
-    are bounded separately by `_ENCODE_SLOTS`), then one catalog update."""
-    with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as work:
-        plan = plan_run(settings, store, now, scan_time, Path(work), need_catalog=repair_feed)
-        failures = refused_as_failed(plan)
-        prepared: list[Prepared] = []
-        uploads = 0
-        candidates = list(plan.scan.candidates)
-        step = settings.upload_concurrency
-        for start in range(0, len(candidates), step):  # at most `step` episodes at a time
-            batch = [
-                prepare_task.submit(c, quote(plan.context))
-                for c in candidates[start : start + step]
-            ]
-            ready = []
-            for future in batch:
-                result = future.result()
-                if isinstance(result, Failed):
-                    failures.append(result)
-                else:
-                    ready.append((result, upload_task.submit(store, result)))
-            for result, future in ready:
-                try:
-                    uploads += future.result()
-                except StorageError as exc:
-                    failures.append(storage_failure(result, exc))
-                else:
-                    prepared.append(result)
-        return finish(
-            plan,
-            store,
-            prepared,
-            failures,
-            uploads,
-            lambda base, records: catalog_task(store, quote(base), records, now),
-            repair_feed=repair_feed,
-        )
+class TaskSteps:
+    """The run loop's steps as Prefect tasks (`run.Steps`): prepare and upload submitted to
+    the flow's task runner, so each shows in the UI and uploads are retried with backoff."""
+
+    def prepare(self, candidate: Candidate, context: RunContext) -> Pending[Prepared | Failed]:
+        return prepare_task.submit(candidate, quote(context))
+
+    def upload(self, storage: Storage, prepared: Prepared) -> Pending[int]:
+        return upload_task.submit(storage, prepared)
+
+    def commit(
+        self, storage: Storage, base: Catalog, records: list[Episode], now: datetime
+    ) -> CatalogUpdate:
+        return catalog_task(storage, quote(base), records, now)
 
 
 @flow(name="publish-episodes")
@@ -158,13 +115,7 @@ def publish_episodes(
     scan_time = time.time()  # the only places the clock is read
     now = now or datetime.now(UTC)
     store = open_storage(settings)
-    report = locked_run(
-        store,
-        settings,
-        now,
-        scan_time,
-        lambda repair: _run_as_tasks(settings, store, now, scan_time, repair),
-    )
+    report = publish(settings, store, now, scan_time, steps=TaskSteps())
     create_table_artifact(
         table=_artifact_rows(report),
         key="publish-episodes",

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from flows.core.errors import InputError
 from flows.core.models import Show
-from flows.podcast.inbox import did_you_mean, not_readable, read_regular
+from flows.podcast.inbox import not_readable, read_regular
+from flows.podcast.sidecar import did_you_mean
 
 
 def parse_show(text: str, source: str = "show.yaml") -> Show:

@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from flows.core.models import Episode, Show
 from flows.podcast.feed import (
     build_feed,
-    check_feed,
     clean_text,
     description_html,
     enclosure_url,
     one_line,
     rfc2822,
 )
+from flows.podcast.feedgate import check_feed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table import Row, factor, ms, verdict

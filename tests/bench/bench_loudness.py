@@ -34,7 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from flows.podcast.loudness import LoudnessTarget, encode_master, ffmpeg_exe  # noqa: E402
+from flows.podcast.encode import encode_master  # noqa: E402
+from flows.podcast.ffmpeg import ffmpeg_exe  # noqa: E402
+from flows.podcast.loudness import LoudnessTarget  # noqa: E402
 
 # Speech-like: a 140 Hz voice with harmonics, syllables at ~4 Hz, phrases and pauses.
 SPEECH = (

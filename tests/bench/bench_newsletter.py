@@ -5,7 +5,7 @@
 Phases of `flows.newsletter.build.build_issue` on the shipped demo content (local files, so no
 network), each the median wall time of `--runs` runs after one warm-up run:
 
-- read:    posts feed + events (.ics, YAML) through `flows.newsletter.sources`, earlier
+- read:    posts feed + events (.ics, YAML) through `flows.newsletter.posts` and `.events`, earlier
            manifests, intro
 - select:  `flows.newsletter.select.select_issue`
 - render:  the Jinja2 templates (MJML source and plain text), context included
@@ -41,14 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from flows.core.models import STOCKHOLM, Episode  # noqa: E402
 from flows.core.settings import Settings  # noqa: E402
-from flows.newsletter import sources  # noqa: E402
-from flows.newsletter.build import (  # noqa: E402
-    build_issue,
-    earlier_manifests,
-    plan_files,
-    read_intro,
-    write_files,
-)
+from flows.newsletter.build import build_issue, plan_files  # noqa: E402
+from flows.newsletter.events import read_events  # noqa: E402
+from flows.newsletter.issue import earlier_manifests, read_intro, write_draft  # noqa: E402
+from flows.newsletter.posts import read_posts  # noqa: E402
 from flows.newsletter.render import (  # noqa: E402
     RenderedIssue,
     build_context,
@@ -63,6 +59,12 @@ from table import Row, factor, ms, verdict  # noqa: E402
 MONTH = "2026-12"
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
 INTRO = ROOT / "newsletters" / MONTH / "intro.md"
+DEMO = ROOT / "demo"
+# The demo's sources, named: they are never a default of the settings.
+DEMO_SOURCES = {
+    "posts": [str(DEMO / "posts.xml")],
+    "events": [str(DEMO / "events.ics"), str(DEMO / "events.yaml")],
+}
 TARGET_MS = 50.0
 # CPU time of this process: the machine is shared, and wall time would mostly measure the
 # neighbours. The build is also timed by the wall clock ("build wall") for comparison.
@@ -79,14 +81,16 @@ def one_run(
     """One build, timed phase by phase (the same steps build_issue takes).
 
     Without `settings`, the shipped demo content; `tests/bench/load.py` passes its own."""
-    settings = (settings or Settings.load()).model_copy(update={"newsletters_dir": out})
+    settings = (settings or Settings.load(**DEMO_SOURCES)).model_copy(
+        update={"newsletters_dir": out}
+    )
     times: dict[str, float] = {}
     t0 = clock()
     previous = earlier_manifests(out, month)
     intro_md = read_intro(out / month)
     since = window_start(month, previous, settings.first_issue_days)
-    posts, post_status = sources.read_posts(list(settings.posts), settings, since=since)
-    events, event_status = sources.read_events(
+    posts, post_status = read_posts(list(settings.posts), settings, since=since)
+    events, event_status = read_events(
         list(settings.events), settings, now, now + timedelta(days=settings.events_days)
     )
     t1 = clock()
@@ -104,7 +108,7 @@ def one_run(
     planned = plan_files(
         selection, RenderedIssue(mjml_source, html, text), statuses, now=now, intro_used=True
     )
-    write_files(out / month, planned)
+    write_draft(out / month, planned)
     t5 = clock()
     wall = time.perf_counter()
     build_issue(settings, month, now, episodes=episodes)
@@ -139,7 +143,8 @@ from flows.core.models import STOCKHOLM
 from flows.newsletter.flow import newsletter
 t1 = time.perf_counter()
 result = newsletter(month="2026-12", out=sys.argv[1], storage=sys.argv[2],
-                    now=datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM), force=True)
+                    now=datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM), force=True,
+                    posts=sys.argv[3:4], events=sys.argv[4:])
 t2 = time.perf_counter()
 assert result.written
 print(json.dumps({"import": t1 - t0, "flow": t2 - t1}))
@@ -158,7 +163,15 @@ def bench_prefect(home: Path, work: Path) -> dict[str, float]:
     }
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", FLOW_SCRIPT, str(work / "newsletters"), str(work / "storage")],
+        [
+            sys.executable,
+            "-c",
+            FLOW_SCRIPT,
+            str(work / "newsletters"),
+            str(work / "storage"),
+            *DEMO_SOURCES["posts"],
+            *DEMO_SOURCES["events"],
+        ],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -40,8 +40,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from flows.core.models import Episode  # noqa: E402
+from flows.core.s3 import S3Storage  # noqa: E402
 from flows.core.settings import Settings  # noqa: E402
-from flows.core.storage import LocalStorage, S3Storage  # noqa: E402
+from flows.core.storage import LocalStorage  # noqa: E402
 from flows.podcast.catalog import Catalog, load_catalog, save_catalog  # noqa: E402
 from flows.podcast.run import publish  # noqa: E402
 

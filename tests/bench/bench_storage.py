@@ -66,7 +66,8 @@ def _plain_client(endpoint: str):
 
 
 def _upload(kind: str, endpoint: str, path: Path, key: str, local_root: Path | None) -> None:
-    from flows.core.storage import CACHE_LONG, LocalStorage, S3Storage
+    from flows.core.s3 import S3Storage
+    from flows.core.storage import CACHE_LONG, LocalStorage
 
     if kind == "boto3":
         _plain_client(endpoint).upload_file(
@@ -103,6 +104,7 @@ def child_upload(kind: str, endpoint: str, path: str, local_root: str) -> None:
     """One upload in a fresh process; prints peak RSS and peak traced allocations (bytes)."""
     import boto3  # noqa: F401 - imported before measuring, as in a real run
 
+    import flows.core.s3
     import flows.core.storage  # noqa: F401
 
     tracemalloc.start()
@@ -177,7 +179,8 @@ def measure_throughput(
     endpoint: str, work: Path, files: int, mb: int, rounds: int
 ) -> dict[str, list[float]]:
     """MB/s of each round, for "S3Storage.put_file" and "boto3 upload_file"."""
-    from flows.core.storage import CACHE_LONG, S3Storage
+    from flows.core.s3 import S3Storage
+    from flows.core.storage import CACHE_LONG
 
     paths = [_make_file(work / f"episode-{n:02d}.mp3", mb * MB) for n in range(files)]
     total = files * mb

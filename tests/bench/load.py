@@ -166,8 +166,9 @@ def episodes(count: int) -> list[Any]:
 def _noop(size: int, work: Path, where: str) -> tuple[Callable[[], Any], dict[str, float]]:
     from bench_podcast import episodes_folder
 
+    from flows.core.s3 import S3Storage
     from flows.core.settings import Settings
-    from flows.core.storage import LocalStorage, S3Storage
+    from flows.core.storage import LocalStorage
     from flows.podcast.catalog import Catalog, save_catalog
     from flows.podcast.run import publish
 
@@ -215,7 +216,7 @@ def _feed(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
 
 
 def _newsletter(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
-    from bench_newsletter import INTRO
+    from bench_newsletter import DEMO_SOURCES, INTRO
 
     from flows.core.settings import Settings
     from flows.newsletter.build import build_issue
@@ -225,7 +226,7 @@ def _newsletter(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, flo
     out = work / "newsletters"
     (out / MONTH).mkdir(parents=True)
     (out / MONTH / "intro.md").write_bytes(INTRO.read_bytes())
-    settings = Settings.load(posts=[str(feed)], newsletters_dir=out)
+    settings = Settings.load(posts=[str(feed)], events=DEMO_SOURCES["events"], newsletters_dir=out)
     catalog = episodes(EPISODES[-1])
     html: list[int] = []
 
@@ -240,13 +241,13 @@ def _newsletter(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, flo
 
 def _stages(size: int, work: Path, runs: int) -> dict[str, float]:
     """The newsletter build split by stage (bench_newsletter's phases) on the load inputs."""
-    from bench_newsletter import bench_pipeline
+    from bench_newsletter import DEMO_SOURCES, bench_pipeline
 
     from flows.core.settings import Settings
 
     feed = work / "stages-posts.xml"
     feed.write_bytes(posts_feed(size))
-    settings = Settings.load(posts=[str(feed)])
+    settings = Settings.load(posts=[str(feed)], events=DEMO_SOURCES["events"])
     return bench_pipeline(
         runs, settings=settings, month=MONTH, now=NOW, episodes=episodes(EPISODES[-1])
     )

@@ -1,0 +1,266 @@
+"""The newsletter's public web archive: each sent issue's web copy, an archive page and its
+Atom feed.
+
+`publish_web_copy` uploads the issue's HTML to its web-copy key (`issue.web_copy_key`) and
+regenerates the archive page (`newsletters/index.html`) and feed (`newsletters/feed.xml`)
+from `newsletters/archive.json`: private state in storage, so any machine can rebuild both.
+Entry ids and first-publish times in that state never change, so the feed never announces
+an issue twice. `render_archive_page` and `render_archive_feed` are pure.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from babel.dates import format_date
+from jinja2 import Environment, StrictUndefined
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from flows.core.errors import ConcurrentWriteError, DeliveryError
+from flows.core.models import STOCKHOLM
+from flows.core.settings import Settings
+from flows.core.storage import CACHE_PRIVATE, CACHE_SHORT, Storage, public_url
+from flows.newsletter.issue import (
+    MANIFEST_FILE,
+    STORAGE_PREFIX,
+    Issue,
+    read_issue,
+    web_copy_key,
+    web_copy_url,
+)
+from flows.newsletter.render import issue_subject
+
+ARCHIVE_STATE_KEY = f"{STORAGE_PREFIX}/archive.json"
+ARCHIVE_PAGE_KEY = f"{STORAGE_PREFIX}/index.html"
+ARCHIVE_FEED_KEY = f"{STORAGE_PREFIX}/feed.xml"
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+_ARCHIVE_PAGE = """\
+<!DOCTYPE html>
+<html lang="sv">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} – alla nummer</title>
+<link rel="alternate" type="application/atom+xml" title="{{ title }}" href="{{ feed_url }}">
+<style>
+body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto;
+       padding: 0 1rem; line-height: 1.5; color: #1a1a1a; background: #fff; }
+a { color: #0b4f8a; }
+li { margin: 0.5rem 0; }
+</style>
+</head>
+<body>
+<header>
+<h1>{{ title }}: alla nummer</h1>
+<p>Nyhetsbrevet kommer en gång i månaden. Här finns alla nummer, det senaste först.</p>
+</header>
+<main>
+{% if issues %}
+<ul>
+{% for issue in issues %}
+<li><a href="{{ issue.url }}">{{ issue.title }}</a>
+(<time datetime="{{ issue.iso }}">skickat {{ issue.when }}</time>)</li>
+{% endfor %}
+</ul>
+{% else %}
+<p>Inga nummer ännu.</p>
+{% endif %}
+</main>
+<footer>
+<p><a href="{{ feed_url }}">Följ nyhetsbrevet i en flödesläsare (Atom)</a> ·
+<a href="{{ site_url }}">Till webbplatsen</a></p>
+</footer>
+</body>
+</html>
+"""
+
+_JINJA = Environment(
+    autoescape=True,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _entry_time(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry.get("sent_at") or entry["published_at"])
+
+
+def _newest_first(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return sorted(state.get("issues", []), key=lambda entry: entry["month"], reverse=True)
+
+
+def render_archive_page(state: dict[str, Any], settings: Settings) -> bytes:
+    """The public archive page: every issue, newest first, in Swedish."""
+    issues = []
+    for entry in _newest_first(state):
+        when = _entry_time(entry).astimezone(STOCKHOLM)
+        issues.append(
+            {
+                "url": public_url(settings.public_url, entry["key"]),
+                "title": entry["title"],
+                "iso": when.date().isoformat(),
+                "when": format_date(when.date(), "d MMMM y", locale="sv_SE"),
+            }
+        )
+    page = _JINJA.from_string(_ARCHIVE_PAGE).render(
+        title=settings.newsletter_title,
+        issues=issues,
+        feed_url=public_url(settings.public_url, ARCHIVE_FEED_KEY),
+        site_url=settings.site_url,
+    )
+    return page.encode("utf-8")
+
+
+def render_archive_feed(state: dict[str, Any], settings: Settings) -> bytes:
+    """An Atom feed of the issues, newest first; ids come from the stored state and never
+    change, `updated` is each issue's send time."""
+    atom = ElementMaker(namespace=ATOM_NS, nsmap={None: ATOM_NS})
+    entries = _newest_first(state)
+    times = [_entry_time(entry) for entry in entries]
+    feed_updated = max(times) if times else datetime.fromisoformat(state["created_at"])
+    feed = atom.feed(
+        atom.title(settings.newsletter_title),
+        atom.subtitle("Nyhetsbrevet från Kraftsamling, en gång i månaden."),
+        atom.id(state["feed_id"]),
+        atom.updated(feed_updated.isoformat(timespec="seconds")),
+        atom.link(
+            rel="self",
+            type="application/atom+xml",
+            href=public_url(settings.public_url, ARCHIVE_FEED_KEY),
+        ),
+        atom.link(
+            rel="alternate",
+            type="text/html",
+            href=public_url(settings.public_url, ARCHIVE_PAGE_KEY),
+        ),
+        atom.author(atom.name("Kraftsamling"), atom.email(settings.contact_email)),
+    )
+    feed.set(_XML_LANG, "sv")
+    for entry, when in zip(entries, times, strict=True):
+        link = public_url(settings.public_url, entry["key"])
+        feed.append(
+            atom.entry(
+                atom.title(entry["title"]),
+                atom.id(entry["id"]),
+                atom.link(rel="alternate", type="text/html", href=link),
+                atom.published(when.isoformat(timespec="seconds")),
+                atom.updated(when.isoformat(timespec="seconds")),
+                atom.summary(f"{entry['title']}: läs numret på webben."),
+            )
+        )
+    return etree.tostring(feed, xml_declaration=True, encoding="utf-8", pretty_print=True)
+
+
+def _tag_authority(settings: Settings) -> str:
+    return urlparse(settings.site_url).hostname or "kraftsamling.example"
+
+
+def _merge_issue(
+    state: dict[str, Any] | None, issue: Issue, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """The archive state with this issue added or refreshed; ids and first-publish times
+    of existing entries are kept, so the feed never re-announces an issue."""
+    authority = _tag_authority(settings)
+    if state is None:
+        state = {
+            "version": 1,
+            "feed_id": f"tag:{authority},{issue.month[:4]}:newsletters",
+            "created_at": now.isoformat(timespec="seconds"),
+            "issues": [],
+        }
+    sent_at = (issue.manifest.get("delivery") or {}).get("sent_at")
+    issues = {entry["month"]: dict(entry) for entry in state.get("issues", [])}
+    entry = issues.get(issue.month) or {
+        "month": issue.month,
+        "id": f"tag:{authority},{issue.month[:4]}:newsletters/{issue.month}",
+        "published_at": now.isoformat(timespec="seconds"),
+        "sent_at": None,
+    }
+    entry["title"] = issue_subject(settings, issue.month)
+    entry["key"] = web_copy_key(issue.month)
+    entry["sent_at"] = sent_at or entry.get("sent_at")
+    issues[issue.month] = entry
+    return {**state, "issues": [issues[month] for month in sorted(issues)]}
+
+
+def publish_web_copy(
+    storage: Storage, issue_dir: Path, month: str, settings: Settings, now: datetime
+) -> str:
+    """Upload the issue's HTML as its public web copy, update `newsletters/archive.json`,
+    and regenerate the archive page and feed. Returns the web copy's URL."""
+    if now.tzinfo is None:
+        raise DeliveryError("publish_web_copy needs a timezone-aware `now`.")
+    issue = read_issue(Path(issue_dir))
+    if issue.month != month:
+        raise DeliveryError(
+            f"{Path(issue_dir) / MANIFEST_FILE} is issue {issue.month}, not {month}; "
+            "pass the issue folder of the month being published."
+        )
+    key = web_copy_key(month)
+    storage.put_bytes(
+        key,
+        issue.html.encode("utf-8"),
+        content_type="text/html; charset=utf-8",
+        cache_control=CACHE_SHORT,
+        public=True,
+    )
+    state = _update_archive_state(storage, issue, settings, now)
+    storage.put_bytes(
+        ARCHIVE_PAGE_KEY,
+        render_archive_page(state, settings),
+        content_type="text/html; charset=utf-8",
+        cache_control=CACHE_SHORT,
+        public=True,
+    )
+    storage.put_bytes(
+        ARCHIVE_FEED_KEY,
+        render_archive_feed(state, settings),
+        content_type="application/atom+xml; charset=utf-8",
+        cache_control=CACHE_SHORT,
+        public=True,
+    )
+    return web_copy_url(settings, month)
+
+
+def _update_archive_state(
+    storage: Storage, issue: Issue, settings: Settings, now: datetime, attempts: int = 3
+) -> dict[str, Any]:
+    # Read, merge, write only if nobody wrote in between; on a race, merge again.
+    for attempt in range(1, attempts + 1):
+        found = storage.get_bytes(ARCHIVE_STATE_KEY)
+        current = None
+        if found is not None:
+            try:
+                current = json.loads(found[0])
+            except json.JSONDecodeError as exc:
+                raise DeliveryError(
+                    f"{storage.describe()}/{ARCHIVE_STATE_KEY} is not valid JSON ({exc.msg}); "
+                    "restore it from the bucket's versions or a backup."
+                ) from None
+        state = _merge_issue(current, issue, settings, now)
+        data = (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            storage.put_bytes(
+                ARCHIVE_STATE_KEY,
+                data,
+                content_type="application/json",
+                cache_control=CACHE_PRIVATE,
+                public=False,
+                if_match=found[1] if found is not None else None,
+                if_none_match=found is None,
+            )
+            return state
+        except ConcurrentWriteError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover

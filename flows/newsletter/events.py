@@ -1,0 +1,540 @@
+"""Read the newsletter's events: iCalendar files and a hand-edited YAML list, as `Event`s.
+
+`parse_ics` and `parse_events_yaml` are pure (bytes in, events out); `read_events` fetches
+every source (`flows.core.fetch`) and decides what a failure means: an unreachable or broken
+remote source is recorded as not ok, a broken local file (one that staff edit) raises
+SourceError so a person fixes it. The text policy and the shared HTTP client are in `sources`.
+
+- iCalendar: recurring events are expanded with recurring-ical-events (EXDATE,
+  RECURRENCE-ID honoured); times are converted to Europe/Stockholm; floating times are read
+  as Stockholm time. Cancelled, private and confidential events are skipped and counted.
+- All-day events start at midnight Stockholm and `end` is the midnight after their last day
+  (exclusive, as in iCalendar); a one-day event ends at the next midnight.
+- Online: a URL in LOCATION, a CONFERENCE / X-GOOGLE-CONFERENCE / Teams property is the
+  `online_url`; a LOCATION such as "Digitalt" or "Online" means online (the place is left
+  empty and the URL property, else the first link in the description, is the join link).
+  The URL property is always the event's page (`url`).
+- id: UID + "/" + the occurrence's start (ISO, Stockholm).
+- YAML events (a hand-edited list; see demo/events.yaml): title, start, end, all_day, place
+  (or location), online_url, url, description, id. A date-only start means all day, and a
+  date-only end is the last day (inclusive). Naive times are Europe/Stockholm; an end may be
+  a time of day ("12:00") on the start day. Mistakes raise SourceError naming the file, the
+  event number and title, and the line; an event with an unknown (misspelt) key is left out
+  with a warning naming the key, the event and the line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import icalendar
+import recurring_ical_events
+import yaml
+
+from flows.core.errors import SourceError
+from flows.core.fetch import fetch_source, is_remote
+from flows.core.models import STOCKHOLM, Event, SourceStatus
+from flows.core.settings import Settings
+from flows.newsletter.sources import (
+    WHITESPACE,
+    YamlLoader,
+    html_to_text,
+    is_http,
+    safe_chars,
+    shared_client,
+    shorten,
+)
+
+DESCRIPTION_CHARS = 300
+
+# ---------------------------------------------------------------------------------------
+# Events: iCalendar
+# ---------------------------------------------------------------------------------------
+
+_ONLINE_PLACE = re.compile(
+    r"^(?:digitalt|digital|online|på\s+distans|distans|webbinarium|webinar|zoom|"
+    r"(?:microsoft\s+)?teams|google\s+meet)\b",
+    re.IGNORECASE,
+)
+_URL = re.compile(r"https?://[^\s<>\"']+")
+_CONFERENCE_PROPS = (
+    "CONFERENCE",
+    "X-GOOGLE-CONFERENCE",
+    "X-MICROSOFT-ONLINEMEETINGEXTERNALLINK",
+    "X-MICROSOFT-SKYPETEAMSMEETINGURL",
+)
+_HIDDEN_CLASSES = {"PRIVATE", "CONFIDENTIAL"}
+
+
+def parse_ics(
+    data: bytes, source: str, start: datetime, end: datetime
+) -> tuple[list[Event], SourceStatus]:
+    """Expand an iCalendar file's events that overlap [start, end) into occurrences."""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    try:
+        calendar = icalendar.Calendar.from_ical(data)
+    except ValueError as exc:
+        raise SourceError(_ics_message(source, str(exc), lines)) from None
+    _check_components(calendar, source, lines)
+    try:
+        occurrences = recurring_ical_events.of(calendar).between(start, end)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceError(
+            f"Events source {source}: the calendar cannot be expanded "
+            f"({exc.__class__.__name__}: {exc}). Check the event's DTSTART, RRULE and EXDATE."
+        ) from None
+
+    events: list[Event] = []
+    skipped = 0
+    warnings: list[str] = []
+    for component in occurrences:
+        title = html_to_text(str(component.get("SUMMARY", "")))
+        why = _not_for_newsletter(component, title)
+        if why:
+            skipped += 1
+            warnings.append(f"skipped {title or str(component.get('UID', '?'))!r}: {why}")
+            continue
+        events.append(_component_to_event(component, title, source))
+    events.sort(key=_event_order)
+    return events, SourceStatus(
+        source=source, ok=True, items=len(events), skipped=skipped, warnings=tuple(warnings)
+    )
+
+
+def _not_for_newsletter(component: Any, title: str) -> str:
+    """Why an occurrence must not be announced (empty when it may)."""
+    if not title:
+        return "no title (SUMMARY)"
+    if str(component.get("STATUS", "")).upper() == "CANCELLED":
+        return "cancelled"
+    if str(component.get("CLASS", "")).upper() in _HIDDEN_CLASSES:
+        return "private"
+    return ""
+
+
+def _component_to_event(component: Any, title: str, source: str) -> Event:
+    raw_start = component["DTSTART"].dt
+    all_day = not isinstance(raw_start, datetime)
+    begin = _to_stockholm(raw_start)
+    if "DTEND" in component:
+        finish: datetime | None = _to_stockholm(component["DTEND"].dt)
+    elif "DURATION" in component:
+        finish = begin + component["DURATION"].dt
+    else:
+        finish = begin + timedelta(days=1) if all_day else None
+
+    location = html_to_text(str(component.get("LOCATION", "")))
+    description = html_to_text(str(component.get("DESCRIPTION", "")))
+    online_url = _conference_url(component)
+    url_prop = str(component.get("URL", "")).strip()
+    page = url_prop if is_http(url_prop) else None
+
+    in_location = _URL.search(location)
+    if in_location:
+        online_url = online_url or in_location.group(0)
+        location = location.replace(in_location.group(0), " ").strip(" ,;:-–/()")
+    if location and _ONLINE_PLACE.match(location):
+        location = ""
+        if online_url is None:
+            in_description = _URL.search(description)
+            online_url = page or (in_description.group(0) if in_description else None)
+
+    uid = str(component.get("UID", "")).strip() or _fallback_uid(source, title)
+    return Event(
+        id=f"{uid}/{begin.isoformat()}",
+        title=title,
+        start=begin,
+        end=finish,
+        all_day=all_day,
+        source=source,
+        location=location,
+        online_url=online_url,
+        url=page,
+        description=shorten(description, DESCRIPTION_CHARS),
+    )
+
+
+def _conference_url(component: Any) -> str | None:
+    for name in _CONFERENCE_PROPS:
+        values = component.get(name)
+        for value in values if isinstance(values, list) else [values]:
+            text = str(value or "").strip()
+            if is_http(text):
+                return text
+    return None
+
+
+def _to_stockholm(value: date | datetime) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(0), tzinfo=STOCKHOLM)
+    if value.tzinfo is None:  # a floating time: read as local time
+        return value.replace(tzinfo=STOCKHOLM)
+    return value.astimezone(STOCKHOLM)
+
+
+def _fallback_uid(source: str, title: str) -> str:
+    return "no-uid-" + hashlib.sha256(f"{source}\n{title}".encode()).hexdigest()[:16]
+
+
+def _event_order(event: Event) -> tuple[datetime, str, str]:
+    return (event.start, event.title, event.id)
+
+
+def _check_components(calendar: Any, source: str, lines: list[str]) -> None:
+    """icalendar parses leniently and keeps errors on components: turn them into one error."""
+    for component in calendar.walk():
+        for prop, problem in getattr(component, "errors", []) or []:
+            raise SourceError(_ics_message(source, problem, lines, component, prop))
+        if component.name == "VEVENT" and "DTSTART" not in component:
+            raise SourceError(_ics_message(source, "the event has no DTSTART", lines, component))
+
+
+def _ics_message(
+    source: str,
+    problem: str,
+    lines: list[str],
+    component: Any | None = None,
+    prop: str | None = None,
+) -> str:
+    line = _ics_line(lines, problem, component, prop)
+    where = f", line {line}" if line else ""
+    what = ""
+    if component is not None and component.name == "VEVENT":
+        label = str(component.get("SUMMARY") or component.get("UID") or "")
+        what = f" in event {label!r}" if label else ""
+        if prop:
+            what += f", property {prop}"
+    if "no components" in problem.lower() or not any(
+        ln.strip().upper() == "BEGIN:VCALENDAR" for ln in lines
+    ):
+        problem = "not an iCalendar file (it needs BEGIN:VCALENDAR ... END:VCALENDAR)"
+    return (
+        f"Events source {source}{where}: broken iCalendar{what}: {problem}. Fix the line, or "
+        f"export the calendar again."
+    )
+
+
+def _ics_line(
+    lines: list[str], problem: str, component: Any | None, prop: str | None
+) -> int | None:
+    """Best-effort 1-based line of a problem: the quoted bad line, or the property's line."""
+    quoted = re.search(r"'(.+?)'", problem)
+    if quoted:
+        for number, text in enumerate(lines, start=1):
+            if quoted.group(1) in text:
+                return number
+    if component is None:
+        return None
+    first, last = 0, len(lines)
+    uid = str(component.get("UID", ""))
+    if component.name == "VEVENT" and uid:
+        blocks = _vevent_blocks(lines)
+        for begin, finish in blocks:
+            if any(ln.strip() == f"UID:{uid}" for ln in lines[begin:finish]):
+                first, last = begin, finish
+                break
+    wanted = (prop or "BEGIN").upper()  # without a property: where the component begins
+    for number in range(first, last):
+        head = re.split(r"[:;]", lines[number], maxsplit=1)[0].strip().upper()
+        if head == wanted:
+            return number + 1
+    return None
+
+
+def _vevent_blocks(lines: list[str]) -> list[tuple[int, int]]:
+    blocks, begin = [], None
+    for number, text in enumerate(lines):
+        if text.strip().upper() == "BEGIN:VEVENT":
+            begin = number
+        elif text.strip().upper() == "END:VEVENT" and begin is not None:
+            blocks.append((begin, number + 1))
+            begin = None
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------
+# Events: YAML
+# ---------------------------------------------------------------------------------------
+
+_YAML_KEYS = {
+    "id", "title", "start", "end", "all_day", "place", "location", "online_url", "url",
+    "description",
+}  # fmt: skip
+_TIME_ONLY = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
+
+
+@dataclass
+class _YamlItem:
+    number: int
+    line: int
+    data: dict[str, Any]
+    lines: dict[str, int]
+
+
+def parse_events_yaml(
+    data: bytes, source: str, start: datetime, end: datetime
+) -> tuple[list[Event], SourceStatus]:
+    """Read a hand-edited YAML list of events; keep those overlapping [start, end)."""
+    items = _yaml_items(data, source)
+    events: list[Event] = []
+    problems: list[str] = []
+    warnings: list[str] = []
+    for item in items:
+        # A misspelt key ("plats", "start_time") would be silently ignored: leave the event
+        # out, say which key, keep the rest of the file.
+        unknown = [str(k) for k in item.data if str(k) not in _YAML_KEYS]
+        if unknown:
+            warnings.append(_unknown_keys_warning(item, unknown, source))
+            continue
+        try:
+            events.append(_yaml_event(item, source))
+        except _YamlProblem as exc:
+            problems.append(str(exc))
+    if problems:
+        shown = problems[:10]
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise SourceError(
+            f"Events file {source} has mistakes{more}:\n  " + "\n  ".join(shown) + "\n"
+            "Each event needs `title:` and `start:` (2026-12-10 for a whole day, or "
+            "2026-12-10 10:00); see demo/events.yaml for an example."
+        )
+    kept = sorted((e for e in events if _overlaps(e, start, end)), key=_event_order)
+    status = SourceStatus(
+        source=source, ok=True, items=len(kept), skipped=len(warnings), warnings=tuple(warnings)
+    )
+    return kept, status
+
+
+class _YamlProblem(Exception):
+    pass
+
+
+def _unknown_keys_warning(item: _YamlItem, unknown: list[str], source: str) -> str:
+    """The warning for an event left out for keys the events file does not know."""
+    title = item.data.get("title")
+    label = f"event {item.number}" + (f" ({title!r})" if isinstance(title, str) else "")
+    named = ", ".join(f"{key!r}{_did_you_mean(key)}" for key in unknown)
+    return (
+        f"line {item.lines.get(unknown[0], item.line)}: {label} was left out: unknown key "
+        f"{named}. Allowed keys: {', '.join(sorted(_YAML_KEYS))}. Fix the key in {source}."
+    )
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key.lower(), sorted(_YAML_KEYS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _yaml_items(data: bytes, source: str) -> list[_YamlItem]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError(f"Events file {source}: is not UTF-8 text. Save it as UTF-8.") from None
+    loader = YamlLoader(text)
+    try:
+        root = loader.get_single_node()
+        document = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}" if mark else ""
+        raise SourceError(
+            f"Events file {source}{where}: not valid YAML ({exc.problem}). Check the "
+            f"indentation and quote text that contains ': ' or starts with a special character."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SourceError(f"Events file {source}: not valid YAML ({exc}).") from None
+    finally:
+        loader.dispose()
+    if root is None or document is None:
+        return []
+    if isinstance(root, yaml.MappingNode) and isinstance(document, dict):
+        # Also accept `events: [...]` at the top.
+        for key_node, value_node in root.value:
+            if key_node.value == "events":
+                root, document = value_node, document.get("events")
+                break
+    if not isinstance(root, yaml.SequenceNode) or not isinstance(document, list):
+        raise SourceError(
+            f"Events file {source}, line {root.start_mark.line + 1}: expected a list of events, "
+            f"each starting with '- title: ...'."
+        )
+    items = []
+    for number, (node, value) in enumerate(zip(root.value, document, strict=True), start=1):
+        line = node.start_mark.line + 1
+        if not isinstance(value, dict) or not isinstance(node, yaml.MappingNode):
+            raise SourceError(
+                f"Events file {source}, line {line}: event {number} is not a set of "
+                f"`key: value` lines (title, start, ...)."
+            )
+        key_lines = {str(k.value): v.start_mark.line + 1 for k, v in node.value}
+        items.append(_YamlItem(number, line, value, key_lines))
+    return items
+
+
+def _yaml_event(item: _YamlItem, source: str) -> Event:
+    data = item.data
+    title = data.get("title")
+    label = f"event {item.number}" + (f" ({title!r})" if isinstance(title, str) else "")
+
+    def problem(key: str | None, message: str) -> _YamlProblem:
+        line = item.lines.get(key, item.line) if key else item.line
+        return _YamlProblem(f"line {line}: {label}: {message}")
+
+    if isinstance(title, str):
+        title = safe_chars(title)
+    if not isinstance(title, str) or not title.strip():
+        raise problem("title", "`title:` is missing or empty")
+    if "start" not in data:
+        raise problem(None, "`start:` is missing")
+
+    begin_value = _yaml_when(data["start"])
+    if begin_value is None:
+        raise problem(
+            "start", f"start {data['start']!r} is not a date or date and time "
+            "(write 2026-12-10 or 2026-12-10 10:00)"
+        )  # fmt: skip
+    all_day_value = data.get("all_day", not isinstance(begin_value, datetime))
+    if not isinstance(all_day_value, bool):
+        raise problem("all_day", "`all_day:` must be true or false")
+    if all_day_value and isinstance(begin_value, datetime):
+        raise problem("all_day", "all_day is true but start has a time; drop the time or all_day")
+    begin = _to_stockholm(begin_value)
+
+    finish: datetime | None = None
+    if data.get("end") is not None:
+        end_value = _yaml_when(data["end"], begin_value)
+        if end_value is None:
+            raise problem(
+                "end", f"end {data['end']!r} is not a date, a date and time, or a time (12:00)"
+            )
+        if all_day_value:
+            if isinstance(end_value, datetime):
+                raise problem("end", "an all-day event's end is a date (its last day)")
+            finish = _to_stockholm(end_value + timedelta(days=1))  # the last day, inclusive
+        else:
+            if not isinstance(end_value, datetime):
+                raise problem("end", "a timed event's end needs a time (e.g. 12:00)")
+            finish = _to_stockholm(end_value)
+        if finish < begin or (finish == begin and all_day_value):
+            raise problem("end", "end is before start")
+    elif all_day_value:
+        finish = begin + timedelta(days=1)
+
+    texts: dict[str, str] = {}
+    for key in ("place", "location", "online_url", "url", "description", "id"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise problem(key, f"`{key}:` must be text")
+        # YAML escapes ("\x00", "\ud800") can carry characters no email may hold.
+        texts[key] = "" if value is None else safe_chars(str(value)).strip()
+    for key in ("online_url", "url"):
+        if texts[key] and not is_http(texts[key]):
+            raise problem(key, f"{key} {texts[key]!r} must be a full http(s):// address")
+    location = texts["place"] or texts["location"]
+    online_url = texts["online_url"] or None
+    if location and _ONLINE_PLACE.match(location):
+        location = ""
+        online_url = online_url or texts["url"] or None
+
+    stable = texts["id"] or f"yaml:{_slug(title)}"
+    return Event(
+        id=f"{stable}/{begin.isoformat()}",
+        title=title.strip(),
+        start=begin,
+        end=finish,
+        all_day=all_day_value,
+        source=source,
+        location=location,
+        online_url=online_url,
+        url=texts["url"] or None,
+        description=shorten(WHITESPACE.sub(" ", texts["description"]), DESCRIPTION_CHARS),
+    )
+
+
+def _yaml_when(value: Any, day: date | datetime | None = None) -> date | datetime | None:
+    """A YAML date/datetime, an ISO string, or (with `day`) a time of day on that day."""
+    if isinstance(value, datetime | date):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    clock = _TIME_ONLY.match(text)
+    if clock and day is not None:
+        base = day.date() if isinstance(day, datetime) else day
+        try:
+            return datetime.combine(base, time(int(clock.group(1)), int(clock.group(2))))
+        except ValueError:
+            return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text.replace(" kl. ", " ").replace(" kl ", " "))
+    except ValueError:
+        return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w]+", "-", text.lower()).strip("-")
+
+
+def _overlaps(event: Event, start: datetime, end: datetime) -> bool:
+    if event.end is None or event.end <= event.start:
+        return start <= event.start < end
+    return event.start < end and event.end > start
+
+
+# ---------------------------------------------------------------------------------------
+# Reading events: fetch + parse, and what a failing source means
+# ---------------------------------------------------------------------------------------
+
+
+def read_events(
+    sources: list[str],
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    *,
+    client: httpx.Client | None = None,
+    cache_dir: Path | None = None,
+) -> tuple[list[Event], list[SourceStatus]]:
+    """Fetch and parse every events source (.ics or YAML) for the window [start, end).
+
+    An unreachable or broken remote source is recorded as not ok; a broken local file (one
+    that staff edit) raises SourceError so a person fixes it.
+    """
+    events: dict[str, Event] = {}
+    statuses: list[SourceStatus] = []
+    with shared_client(client, sources) as http:
+        for source in sources:
+            try:
+                data = fetch_source(source, settings, http, cache_dir)
+                if _looks_like_ics(source, data):
+                    found, status = parse_ics(data, source, start, end)
+                else:
+                    found, status = parse_events_yaml(data, source, start, end)
+            except SourceError as exc:
+                if not is_remote(source):
+                    raise
+                statuses.append(SourceStatus(source=source, ok=False, message=str(exc)))
+                continue
+            for event in found:
+                events.setdefault(event.id, event)
+            statuses.append(status)
+    return sorted(events.values(), key=_event_order), statuses
+
+
+def _looks_like_ics(source: str, data: bytes) -> bool:
+    suffix = Path(urlparse(source).path if is_remote(source) else source).suffix.lower()
+    if suffix in (".ics", ".ical", ".ifb", ".icalendar"):
+        return True
+    if suffix in (".yaml", ".yml"):
+        return False
+    return data.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper().startswith(b"BEGIN:VCALENDAR")

@@ -1,0 +1,224 @@
+"""The gate before a feed goes out: cover art podcast apps accept, and a feed they can read.
+
+- `check_cover_art(data, source)`: Pillow reads the header; square, 1400-3000 px, JPEG or PNG,
+  RGB (what Apple Podcasts demands). A refusal is an `InputError` naming the file and the fix.
+- `check_feed(new_xml, live_xml=..., episodes=...)`: the new feed is read by real client
+  parsers (feedparser, podcastparser) and lxml; it must carry Apple's required tags, every
+  item a guid, an absolute enclosure with a byte length and a duration; and it must not lose
+  a guid of the live feed that nobody removed (the shrink gate). It returns the problems
+  (an empty list: publish), each naming the item and the fix.
+
+Client parsers: podcastparser (gPodder) 0.6 knows the Podcasting 2.0 namespace only by its old
+GitHub URI, so it ignores our podcast:* tags (everything else it reads); we keep the official
+URI of the specification.
+
+Pure: bytes in, problems out. `flows.podcast.feedpublish` runs the gate before it uploads.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Collection, Iterable, Sequence
+
+from lxml import etree
+
+from flows.core.errors import InputError
+from flows.core.models import Episode
+from flows.podcast.feed import FEED_KEY, ITUNES, PODCAST
+
+log = logging.getLogger(__name__)
+
+COVER_MIN, COVER_MAX = 1400, 3000
+COVER_FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png")}
+
+
+def check_cover_art(data: bytes, source: str) -> None:
+    """Refuse cover art podcast apps reject: square, 1400-3000 px, JPEG or PNG, RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    fix = f"Export it as a {COVER_MAX}x{COVER_MAX} px RGB JPEG or PNG and run again."
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            fmt, (width, height), mode = image.format, image.size, image.mode
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
+        raise InputError(
+            f"{source}: the cover art is not a readable image ({exc}). {fix}"
+        ) from None
+    problems = []
+    if fmt not in COVER_FORMATS:
+        problems.append(f"its format is {fmt}, but podcast apps need JPEG or PNG")
+    if width != height:
+        problems.append(f"it is {width}x{height} px, not square (crop it to a square)")
+    if not (COVER_MIN <= width <= COVER_MAX and COVER_MIN <= height <= COVER_MAX):
+        problems.append(
+            f"it is {width}x{height} px, but each side must be {COVER_MIN}-{COVER_MAX} px"
+        )
+    if mode != "RGB":
+        problems.append(f"its colour mode is {mode}, but Apple requires RGB (convert it to RGB)")
+    if problems:
+        raise InputError(f"{source}: the cover art is refused: {'; '.join(problems)}. {fix}")
+
+
+def cover_format(data: bytes) -> str:
+    """Pillow's name for the image format ("JPEG", "PNG", ...), for `COVER_FORMATS`."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.format or ""
+
+
+# Apple's required and recommended channel tags (paths relative to <channel>), and the
+# attribute each must carry when it is an attribute-only element.
+APPLE_CHANNEL_TAGS: tuple[tuple[str, str | None], ...] = (
+    ("title", None),
+    ("link", None),
+    ("description", None),
+    ("language", None),
+    ("itunes:author", None),
+    ("itunes:image", "href"),
+    ("itunes:category", "text"),
+    ("itunes:explicit", None),
+    ("itunes:owner/itunes:email", None),
+)
+APPLE_ITEM_TAGS: tuple[tuple[str, str | None], ...] = (
+    ("title", None),
+    ("guid", None),
+    ("pubDate", None),
+    ("enclosure", "url"),
+    ("enclosure", "length"),
+    ("enclosure", "type"),
+    ("itunes:duration", None),
+)
+_GATE_NS = {"itunes": ITUNES, "podcast": PODCAST}
+
+
+def _missing_tags(
+    element: etree._Element, tags: Iterable[tuple[str, str | None]], where: str
+) -> list[str]:
+    problems = []
+    for path, attribute in tags:
+        found = element.find(path, _GATE_NS)
+        if found is None:
+            problems.append(f"{where} has no <{path}>")
+        elif attribute is not None and not (found.get(attribute) or "").strip():
+            problems.append(f"{where} <{path}> has no {attribute}")
+        elif attribute is None and not (found.text or "").strip():
+            problems.append(f"{where} <{path}> is empty")
+    return problems
+
+
+def _guids_of(xml: bytes) -> dict[str, str]:
+    """guid -> title of every item of a feed (for the shrink gate)."""
+    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    return {
+        (item.findtext("guid") or "").strip(): (item.findtext("title") or "").strip()
+        for item in root.iterfind("channel/item")
+    }
+
+
+def check_feed(
+    new_xml: bytes,
+    *,
+    live_xml: bytes | None,
+    episodes: Sequence[Episode],
+    remove_guids: Iterable[str] = (),
+    catalog_guids: Collection[str] | None = None,
+) -> list[str]:
+    """The problems that keep a new feed from being published (an empty list: publish it).
+
+    `episodes` are the ones the feed should contain (published, not removed). Checks: both
+    client parsers read it cleanly and see every item; the Apple tags are present; every
+    item has a guid, an absolute enclosure with a positive length and a duration; guids
+    and enclosure URLs are unique; no guid of the live feed is lost unless it is in
+    `remove_guids` (`publish_feed` passes the guids the catalog marks removed).
+    `catalog_guids`, all guids of the catalog, only sharpens the message: a lost guid the
+    catalog does not know at all points at an old or damaged catalog, not at a removal.
+    """
+    import feedparser
+    import podcastparser
+
+    problems: list[str] = []
+    try:
+        root = etree.fromstring(new_xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError as exc:
+        return [f"the new feed is not well-formed XML: {exc}"]
+    channel = root.find("channel")
+    if root.tag != "rss" or channel is None:
+        return ["the new feed is not RSS 2.0 (no <rss><channel>)"]
+    items = channel.findall("item")
+
+    parsed = feedparser.parse(io.BytesIO(new_xml))
+    if parsed.bozo:
+        problems.append(f"feedparser cannot read it cleanly: {parsed.bozo_exception}")
+    elif len(parsed.entries) != len(items):
+        problems.append(f"feedparser sees {len(parsed.entries)} of {len(items)} items")
+    try:
+        gpodder = podcastparser.parse(FEED_KEY, io.BytesIO(new_xml))
+    except podcastparser.FeedParseError as exc:
+        problems.append(f"podcastparser (gPodder) cannot read it: {exc}")
+    else:
+        if len(gpodder["episodes"]) != len(items):
+            problems.append(f"podcastparser sees {len(gpodder['episodes'])} of {len(items)} items")
+
+    problems += _missing_tags(channel, APPLE_CHANNEL_TAGS, "the channel")
+    seen_guids: dict[str, int] = {}
+    seen_urls: dict[str, int] = {}
+    for number, item in enumerate(items, start=1):
+        guid = (item.findtext("guid") or "").strip()
+        where = f"item {number} ({guid or item.findtext('title') or 'untitled'})"
+        problems += _missing_tags(item, APPLE_ITEM_TAGS, where)
+        enclosure = item.find("enclosure")
+        url = enclosure.get("url", "") if enclosure is not None else ""
+        length = enclosure.get("length", "") if enclosure is not None else ""
+        duration = (item.findtext("itunes:duration", namespaces=_GATE_NS) or "").strip()
+        if url and not url.startswith(("https://", "http://")):
+            problems.append(f"{where} enclosure URL {url!r} is not absolute")
+        if length and not (length.isdigit() and int(length) > 0):
+            problems.append(f"{where} enclosure length {length!r} is not a positive byte count")
+        if duration and not (duration.isdigit() and int(duration) > 0):
+            problems.append(f"{where} duration {duration!r} is not a positive whole second count")
+        if guid and guid in seen_guids:
+            problems.append(f"{where} repeats the guid of item {seen_guids[guid]}")
+        if url and url in seen_urls:
+            problems.append(f"{where} repeats the enclosure URL of item {seen_urls[url]}")
+        seen_guids.setdefault(guid, number)
+        seen_urls.setdefault(url, number)
+
+    expected = {episode.guid for episode in episodes}
+    if set(seen_guids) != expected:
+        lost = sorted(expected - set(seen_guids))
+        extra = sorted(set(seen_guids) - expected)
+        problems.append(f"the items do not match the catalog (missing {lost}, unexpected {extra})")
+
+    if live_xml:
+        try:
+            live = _guids_of(live_xml)
+        except etree.XMLSyntaxError as exc:
+            # A broken live feed must be replaceable; there is nothing to compare with.
+            log.warning("The live feed is not XML (%s); skipping the shrink check.", exc)
+            live = {}
+        allowed = set(remove_guids)
+        lost = [guid for guid in live if guid not in seen_guids and guid not in allowed]
+        unknown = [g for g in lost if catalog_guids is not None and g not in catalog_guids]
+        known = [g for g in lost if g not in unknown]
+
+        def named(guids: list[str]) -> str:
+            more = f" and {len(guids) - 5} more" if len(guids) > 5 else ""
+            return ", ".join(f"{guid} ({live[guid]!r})" for guid in guids[:5]) + more
+
+        if unknown:
+            problems.append(
+                f"the new feed would drop {len(unknown)} episode(s) of the live feed that the "
+                f"catalog does not have at all: {named(unknown)}. The catalog may have been "
+                "restored from an old backup or edited by hand: restore the newest copy from "
+                "podcast/catalog-backups/ (or publish those episodes again) and run again"
+            )
+        if known:
+            problems.append(
+                f"the new feed would drop {len(known)} episode(s) that the live feed has: "
+                f"{named(known)}. If they should leave the feed for good, remove them: "
+                f"python -m flows feed --remove {' '.join(known[:5])}; if their publish_at "
+                "was moved to the future by mistake, fix it and publish them again"
+            )
+    return problems
