@@ -34,6 +34,7 @@ from flows.core.errors import CatalogError, FeedGateError, InputError, StorageEr
 from flows.core.models import STOCKHOLM, Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, CACHE_SHORT, LocalStorage, ObjectInfo, public_url
+from flows.core.text import clean_text, one_line
 from flows.podcast.catalog import (
     BACKUP_PREFIX,
     CATALOG_KEY,
@@ -47,10 +48,8 @@ from flows.podcast.feed import (
     FEED_CONTENT_TYPE,
     FEED_KEY,
     build_feed,
-    clean_text,
     description_html,
     enclosure_url,
-    one_line,
     podcast_guid,
     resolve_public_url,
     rfc2822,

@@ -12,8 +12,9 @@ flows/newsletter/render.py):
 - `expected_lines`: a plain description becomes HTML paragraphs, split at blank lines
   (as given); inside one, each line break is a <br>. Read back the way a browser shows it:
   ASCII whitespace runs collapse to a space, empty paragraphs show nothing.
-- `expected_email_text`: the email removes what no email may carry (`sources.safe_chars`:
-  C0 controls except tab/LF/CR, DEL, lone surrogates, U+FFFE/U+FFFF); line ends become
+- `expected_email_text`: the email removes what no email may carry, by the same one policy
+  as the feed (`flows.core.text.clean_text`: C0 controls except tab/LF/CR, DEL, the C1
+  controls, lone surrogates, U+FFFE/U+FFFF); line ends become
   LF after the SMTP round trip (the wire uses CRLF).
 
 Guests and hosts are read back with lxml: neither client parser exposes podcast:person.
@@ -62,9 +63,10 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 # --- the documented normalisations, as pure functions ------------------------------------
 
-# What flows/podcast/feed.py removes: XML 1.0's forbidden characters, DEL and the C1 controls.
+# The one character policy (flows/core/text.py), written out here independently: the feed and
+# the email remove XML 1.0's forbidden characters, DEL and the C1 controls.
 _XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_EMAIL_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_EMAIL_FORBIDDEN = _XML_FORBIDDEN
 _HTML_SPACE = re.compile("[ \t\n\r\f]+")
 
 

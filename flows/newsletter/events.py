@@ -43,12 +43,12 @@ from flows.core.errors import SourceError
 from flows.core.fetch import fetch_source, is_remote
 from flows.core.models import STOCKHOLM, Event, SourceStatus
 from flows.core.settings import Settings
+from flows.core.text import clean_text
 from flows.newsletter.sources import (
     WHITESPACE,
     YamlLoader,
     html_to_text,
     is_http,
-    safe_chars,
     shared_client,
     shorten,
 )
@@ -389,7 +389,7 @@ def _yaml_event(item: _YamlItem, source: str) -> Event:
         return _YamlProblem(f"line {line}: {label}: {message}")
 
     if isinstance(title, str):
-        title = safe_chars(title)
+        title = clean_text(title)
     if not isinstance(title, str) or not title.strip():
         raise problem("title", "`title:` is missing or empty")
     if "start" not in data:
@@ -434,7 +434,7 @@ def _yaml_event(item: _YamlItem, source: str) -> Event:
         if value is not None and not isinstance(value, (str, int, float)):
             raise problem(key, f"`{key}:` must be text")
         # YAML escapes ("\x00", "\ud800") can carry characters no email may hold.
-        texts[key] = "" if value is None else safe_chars(str(value)).strip()
+        texts[key] = "" if value is None else clean_text(str(value)).strip()
     for key in ("online_url", "url"):
         if texts[key] and not is_http(texts[key]):
             raise problem(key, f"{key} {texts[key]!r} must be a full http(s):// address")

@@ -57,13 +57,13 @@ from flows.core.errors import InputError, SettingsError, SourceError
 from flows.core.fetch import fetch_source, is_remote
 from flows.core.models import STOCKHOLM, Post, PostKind, SourceStatus
 from flows.core.settings import Settings
+from flows.core.text import clean_text
 from flows.newsletter.sources import (
     DROP_WITH_CONTENT,
     WHITESPACE,
     YamlLoader,
     html_to_text,
     is_http,
-    safe_chars,
     shared_client,
     shorten,
 )
@@ -461,7 +461,7 @@ def _find_image(
     ]
     for fragment in (content, summary_html):
         cleaned = nh3.clean(
-            safe_chars(fragment or ""),
+            clean_text(fragment or ""),
             tags={"img"},
             attributes={"img": {"src", "alt", "width", "height"}},
             clean_content_tags=DROP_WITH_CONTENT,

@@ -35,9 +35,9 @@ from markupsafe import Markup
 
 from flows.core.errors import InputError
 from flows.core.models import STOCKHOLM, Event
+from flows.core.text import clean_text
 from flows.newsletter.issue import month_start, web_copy_url
 from flows.newsletter.select import ListenItem, Selection
-from flows.newsletter.sources import safe_chars
 
 if TYPE_CHECKING:
     from flows.core.settings import Settings
@@ -362,9 +362,9 @@ def _safe_context(value: Any) -> Any:
     lone surrogates): mjml-python refuses them, and `sources` removes them already, but
     records may also come from elsewhere (the catalog, tests, other readers)."""
     if isinstance(value, Markup):
-        return Markup(safe_chars(str(value)))
+        return Markup(clean_text(str(value)))
     if isinstance(value, str):
-        return safe_chars(value)
+        return clean_text(value)
     if isinstance(value, dict):
         return {key: _safe_context(item) for key, item in value.items()}
     if isinstance(value, list):

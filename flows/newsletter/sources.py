@@ -6,7 +6,8 @@ few things, kept here once:
 
 - the text policy for what comes in: feed HTML is sanitised with nh3 (script, style,
   iframe... dropped with their content) and reduced to one line of plain text
-  (`html_to_text`); characters no email or XML may carry are removed (`safe_chars`);
+  (`html_to_text`); characters no email or XML may carry are removed
+  (`flows.core.text.clean_text`, the one character policy);
   long text is cut at a word boundary (`shorten`);
 - what counts as a link (`is_http`), the YAML loader, and one HTTP client for a whole read.
 """
@@ -23,6 +24,7 @@ import nh3
 import yaml
 
 from flows.core.fetch import is_remote
+from flows.core.text import clean_text
 
 SUMMARY_CHARS = 300
 
@@ -40,21 +42,6 @@ _TAG = re.compile(r"<[^>]*>")
 WHITESPACE = re.compile(r"\s+")
 
 
-# Characters no email or XML may carry: C0 controls other than tab/LF/CR, DEL, lone
-# surrogates (from character references such as &#xD800; or YAML "\ud800" escapes) and the
-# non-characters U+FFFE/U+FFFF. mjml-python and nh3 fail on them, so they never get past here.
-_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
-
-
-def safe_chars(text: str) -> str:
-    """Text without the characters that no email or XML may carry.
-
-    >>> safe_chars("Ljud\\x00 och\\x1b bild\\ud800")
-    'Ljud och bild'
-    """
-    return _UNSAFE_CHARS.sub("", text)
-
-
 def html_to_text(value: str) -> str:
     """Sanitise feed HTML with nh3 and reduce it to one line of plain text.
 
@@ -64,11 +51,11 @@ def html_to_text(value: str) -> str:
     if not value:
         return ""
     cleaned = nh3.clean(
-        safe_chars(value), tags=_BLOCK_TAGS, attributes={}, clean_content_tags=DROP_WITH_CONTENT
+        clean_text(value), tags=_BLOCK_TAGS, attributes={}, clean_content_tags=DROP_WITH_CONTENT
     )
     # nh3's output is well-formed (a "<" in text is escaped), so a regex can strip its tags.
     # Entities are unescaped after cleaning, so "&#1;" must be cleaned out once more.
-    text = safe_chars(html.unescape(_TAG.sub(" ", cleaned)))
+    text = clean_text(html.unescape(_TAG.sub(" ", cleaned)))
     return WHITESPACE.sub(" ", text.replace("\xa0", " ")).strip()
 
 

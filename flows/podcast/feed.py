@@ -49,6 +49,7 @@ from lxml import etree
 from flows.core.models import STOCKHOLM, Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import is_plain_key, public_url
+from flows.core.text import clean_text, one_line
 
 FEED_KEY = "podcast/feed.xml"
 ART_PREFIX = "podcast/art/"
@@ -84,34 +85,6 @@ _ATOM_LINK = f"{{{ATOM}}}link"
 
 
 # --- 1. pure helpers --------------------------------------------------------------------
-
-# Everything outside XML 1.0's Char production (control characters, lone surrogates,
-# U+FFFE/U+FFFF): lxml refuses such text, and a feed containing it is not XML.
-# XML 1.0's forbidden characters, plus DEL and the C1 controls, which parsers misread as
-# Windows-1252 letters.
-_XML_FORBIDDEN = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def clean_text(text: str) -> str:
-    """Remove the characters XML 1.0 forbids.
-
-    >>> clean_text("Ljud\\x00 & bild\\x1b")
-    'Ljud & bild'
-    """
-    # Fast path: every character removed here is a control (Cc), a surrogate (Cs) or a
-    # noncharacter (Cn), none of them printable; a printable text has nothing to remove.
-    if text.isprintable():
-        return text
-    return _XML_FORBIDDEN.sub("", text)
-
-
-def one_line(text: str) -> str:
-    """Clean text for a one-line field (titles, names): whitespace runs become one space.
-
-    >>> one_line("  Avsnitt 1:\\r\\n Öppna data ")
-    'Avsnitt 1: Öppna data'
-    """
-    return " ".join(clean_text(text).split())
 
 
 def feed_url_for(base_url: str) -> str:

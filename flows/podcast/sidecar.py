@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from flows.core import text as text_policy
 from flows.core.errors import InputError
 from flows.core.models import STOCKHOLM, Chapter
 
@@ -64,8 +65,6 @@ _SidecarLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
-# C0/C1 control characters except tab and newline (kept in descriptions only).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -96,11 +95,9 @@ def clean_text(text: str, *, multiline: bool) -> tuple[str, bool]:
     >>> clean_text("A\\x07B", multiline=False)
     ('AB', True)
     """
-    cleaned = _CONTROL.sub("", text)
+    cleaned = text_policy.multiline(text)  # the one character policy; CR/CRLF become LF
     if not multiline:
-        cleaned = re.sub(r"[\t\r\n]+", " ", cleaned)
-    else:
-        cleaned = cleaned.replace("\r\n", "\n").replace("\r", "\n")
+        cleaned = re.sub(r"[\t\n]+", " ", cleaned)
     return cleaned.strip(), cleaned.strip() != text.strip()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import itertools
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from mutagen.mp4 import MP4, MP4Cover
 from flows.core.errors import AudioError
 from flows.core.fsio import atomic_replace
 from flows.core.models import Chapter
+from flows.core.text import multiline, one_line
 from flows.podcast.audio import AudioInfo, mp3_audio_range
 
 COVER_MIME_TYPES = ("image/jpeg", "image/png")
@@ -56,7 +56,6 @@ COVER_MIME_TYPES = ("image/jpeg", "image/png")
 ID3_PADDING = 1024
 MP4_PADDING = 1024
 MP4_DESC_LIMIT = 255  # iTunes shows at most this much of `desc`; the full text goes in `ldes`
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _COPY_CHUNK = 1024 * 1024
 
 
@@ -81,14 +80,6 @@ class EpisodeTags:
 
 # --------------------------------------------------------------------------------------------
 # Tag building: pure
-
-
-def clean_text(text: str, *, multiline: bool = False) -> str:
-    """Remove control characters (tags and apps choke on them); keep newlines if asked."""
-    text = _CONTROL_CHARS.sub("", text)
-    if not multiline:
-        text = " ".join(text.split())
-    return text.strip()
 
 
 def cover_mime(cover: bytes, declared: str | None = None) -> str:
@@ -129,19 +120,19 @@ def chapter_times(chapters: tuple[Chapter, ...], duration: float) -> list[tuple[
             f"end of the audio ({duration:.1f} s): fix its start time."
         )
     ends = [*starts[1:], end_ms]
-    return [(s, e, clean_text(c.title)) for s, e, c in zip(starts, ends, chapters, strict=True)]
+    return [(s, e, one_line(c.title)) for s, e, c in zip(starts, ends, chapters, strict=True)]
 
 
 def build_id3_frames(tags: EpisodeTags, duration: float) -> list[Frame]:
     """The ID3v2 frames for an episode (before the v2.3 conversion `tag_audio` does)."""
     enc = Encoding.UTF16  # ID3v2.3 has no UTF-8
     frames: list[Frame] = [
-        TIT2(encoding=enc, text=clean_text(tags.title)),
-        TPE1(encoding=enc, text=clean_text(tags.artist)),
-        TALB(encoding=enc, text=clean_text(tags.album)),
-        COMM(encoding=enc, lang="swe", desc="", text=clean_text(tags.description, multiline=True)),
-        TCON(encoding=enc, text=clean_text(tags.genre)),
-        TLAN(encoding=enc, text=clean_text(tags.language)),
+        TIT2(encoding=enc, text=one_line(tags.title)),
+        TPE1(encoding=enc, text=one_line(tags.artist)),
+        TALB(encoding=enc, text=one_line(tags.album)),
+        COMM(encoding=enc, lang="swe", desc="", text=multiline(tags.description).strip()),
+        TCON(encoding=enc, text=one_line(tags.genre)),
+        TLAN(encoding=enc, text=one_line(tags.language)),
     ]
     if tags.track is not None:
         frames.append(TRCK(encoding=enc, text=str(tags.track)))
@@ -197,15 +188,15 @@ def _chapter_frames(chapters: tuple[Chapter, ...], duration: float) -> list[Fram
 
 def build_mp4_atoms(tags: EpisodeTags) -> dict[str, list]:
     """The MP4 (iTunes) atoms for an episode."""
-    description = clean_text(tags.description, multiline=True)
+    description = multiline(tags.description).strip()
     atoms: dict[str, list] = {
-        "©nam": [clean_text(tags.title)],
-        "©ART": [clean_text(tags.artist)],
-        "©alb": [clean_text(tags.album)],
+        "©nam": [one_line(tags.title)],
+        "©ART": [one_line(tags.artist)],
+        "©alb": [one_line(tags.album)],
         "desc": [description[:MP4_DESC_LIMIT]],
         "ldes": [description],
         "©cmt": [description],
-        "©gen": [clean_text(tags.genre)],
+        "©gen": [one_line(tags.genre)],
     }
     if tags.track is not None:
         atoms["trkn"] = [(tags.track, 0)]
