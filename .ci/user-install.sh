@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 MONTH="2026-12"
 NOW="2026-12-01T08:00:00+01:00"
+# Publishing refuses a future --now; this moment is past on any day CI runs.
+PUBLISH_NOW="2026-11-20T10:00:00+01:00"
 
 clock() { echo "${EPOCHREALTIME/,/.}"; } # seconds, whatever the locale's decimal mark
 START="$(clock)"
@@ -152,7 +154,7 @@ cp -p "$COPY"/demo/episodes/* "$DROP/inbox/"
 # `cp -p` keeps the files' mtime, but the inbox also counts a fresh ctime as "still being
 # copied" for settle_seconds (10 s): 0 here, so the run need not wait.
 run env KRAFTSAMLING_SETTLE_SECONDS=0 python -m flows podcast --episodes "$DROP" \
-    --storage "$OUTSIDE/storage" --now "$NOW"
+    --storage "$OUTSIDE/storage" --now "$PUBLISH_NOW"
 [ -s "$OUTSIDE/storage/podcast/feed.xml" ] || fail "no storage/podcast/feed.xml in $OUTSIDE"
 grep -q "<item>" "$OUTSIDE/storage/podcast/feed.xml" || fail "the feed has no <item>"
 left="$(find "$DROP/inbox" -type f)"

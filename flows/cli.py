@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flows.core.errors import KraftsamlingError
@@ -173,6 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command != "bench" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    # A future "now" would publish scheduled episodes before their time (and apps keep what
+    # they saw); for publishing, --now only re-runs the past. A newsletter draft may be
+    # built as of a later day: it is reviewed before anything goes out.
+    pinned = getattr(args, "now", None)
+    future = pinned is not None and pinned > datetime.now(UTC) + timedelta(minutes=5)
+    if future and args.command in ("podcast", "feed"):
+        parser.error(
+            f"--now {pinned.isoformat()} is in the future; for `{args.command}` --now re-runs "
+            "a past moment (a backfill). Leave it out to run as of now."
+        )
     _quiet_prefect()
     import prefect  # noqa: F401  (configures Prefect's logging before we add a filter)
 
@@ -248,6 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except KraftsamlingError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    release = getattr(result, "release", None)
+    if release is not None and release.decision == "timed-out":
+        # Nothing was sent although sending was asked for: not a success for cron or CI.
+        print(result.summary(), file=sys.stderr)
         return 1
     print(result.summary())
     return 0

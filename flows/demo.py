@@ -1,12 +1,13 @@
 """The README's first command: publish the shipped demo episodes and build the demo newsletter.
 
 The demo names its own month and "now", so it gives the same issue on any day. It runs in a
-checkout of the repository (the working folder): it never changes tracked files: demo audio
-is copied from `demo/episodes/` into a working drop folder under `.demo/`, published to a
-local storage folder `.demo/storage/`, and the newsletter is written to
-`newsletters/<month>/` (generated files there are git-ignored). Its posts and events are
-the files in `demo/`; no other command ever uses them by default. Running it
-twice works: the second run finds every episode already published and uploads nothing.
+checkout of the repository (the working folder) and writes only under `.demo/`: demo audio
+is copied from `demo/episodes/` into a working drop folder `.demo/episodes/`, published to a
+local storage folder `.demo/storage/`, and the newsletter, with the shipped intro
+`newsletters/<month>/intro.md`, is written to `.demo/newsletters/<month>/`, never into the
+real `newsletters/` (a production checkout's issue of that month stays as it is). Its
+posts and events are the files in `demo/`; no other command ever uses them by default.
+Running it twice works: the second run finds every episode already published and uploads nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ DEMO_PUBLIC_URL = "https://kraftsamling.example/"
 
 
 # What the demo reads from the checkout.
-DEMO_FILES = ("demo/posts.xml", "demo/events.ics", "demo/events.yaml", "episodes/show.yaml")
+DEMO_FILES = (
+    "demo/posts.xml",
+    "demo/events.ics",
+    "demo/events.yaml",
+    "episodes/show.yaml",
+    "episodes/cover.jpg",
+    f"newsletters/{DEMO_MONTH}/intro.md",
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,11 @@ def prepare_demo(workdir: Path, root: Path) -> DemoPaths:
     for source in sorted((root / "demo" / "episodes").iterdir()):
         if source.is_file() and not source.name.startswith("."):
             shutil.copy2(source, episodes / "inbox" / source.name)
-    return DemoPaths(workdir, episodes, workdir / "storage", root / "newsletters")
+    newsletters = workdir / "newsletters"
+    (newsletters / DEMO_MONTH).mkdir(parents=True, exist_ok=True)
+    intro = f"{DEMO_MONTH}/intro.md"
+    shutil.copy2(root / "newsletters" / intro, newsletters / intro)
+    return DemoPaths(workdir, episodes, workdir / "storage", newsletters)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from conftest import DEMO_EVENTS, DEMO_POSTS
 from loopback import smtp_server
 
 from flows.cli import main
-from flows.core.errors import IssueSentError
+from flows.core.errors import DeliveryError, IssueSentError
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import LocalStorage
@@ -206,6 +206,81 @@ def test_no_decision_in_time_sends_nothing_and_a_later_run_asks_again(tmp_path, 
     assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
 
 
+class Rebuilder(Waiter):
+    """A reviewer who approves while someone rebuilds the draft in the meantime."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(Decision(approve=True))
+        self.settings = settings
+
+    def __call__(self, month: str, timeout_seconds: int, poll_seconds: int) -> Decision | None:
+        intro = Path(self.settings.newsletters_dir) / month / "intro.md"
+        intro.write_text("En annan ingress som ingen granskare har sett.", "utf-8")
+        assert build_issue(self.settings, month, DEMO_NOW).written
+        return super().__call__(month, timeout_seconds, poll_seconds)
+
+
+def test_a_draft_rebuilt_while_waiting_is_not_sent(tmp_path, smtp):
+    settings = built_draft(tmp_path)
+    with pytest.raises(DeliveryError, match="changed after it went to review"):
+        release(settings, Rebuilder(settings))
+    assert smtp.count() == Counter({REVIEWER: 1})  # the test copy only
+    assert not (tmp_path / "storage" / "newsletters" / DEMO_MONTH).exists()
+
+
+def test_a_send_interrupted_after_approval_resumes_without_asking_again(tmp_path, smtp):
+    settings = built_draft(tmp_path)
+    folder = tmp_path / "newsletters" / DEMO_MONTH
+    with pytest.raises(DeliveryError, match="went"):
+        release_issue(
+            settings,
+            DEMO_MONTH,
+            recipients=[LIST_ADDRESS],
+            reviewers=[REVIEWER],
+            wait_for_decision=Waiter(Decision(approve=True, comment="Ja")),
+            send_issue=_smtp_went_away,
+        )
+    assert read_review(folder)["status"] == "approved"
+    asked = Waiter(None)  # nobody answers: the approval already given must carry the send
+    result = release(settings, asked)
+    assert result.decision == "approved" and asked.calls == []
+    assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
+
+
+def _smtp_went_away(*args):
+    raise DeliveryError("the SMTP server went away mid-send")
+
+
+def test_after_a_rejection_the_next_review_sends_a_new_test_copy(tmp_path, smtp):
+    settings = built_draft(tmp_path)
+    release(settings, Waiter(Decision(approve=False, comment="Fel datum")))
+    again = release(settings, Waiter(Decision(approve=True)))
+    assert again.decision == "approved"
+    assert smtp.count() == Counter({REVIEWER: 2, LIST_ADDRESS: 1})
+
+
+def test_issues_sent_earlier_get_their_storage_state_on_the_next_run(tmp_path):
+    from flows.newsletter.issue import record_earlier_sent_states
+
+    for month, status in (("2026-10", "sent"), ("2026-11", "draft")):
+        folder = tmp_path / "newsletters" / month
+        folder.mkdir(parents=True)
+        manifest = {"month": month, "status": status, "delivery": {"sent_at": f"{month}-01"}}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    storage = LocalStorage(tmp_path / "storage")
+    record_earlier_sent_states(storage, tmp_path / "newsletters", DEMO_MONTH)
+    assert json.loads(storage.get_bytes("newsletters/2026-10/sent.json")[0])["status"] == "sent"
+    assert storage.get_bytes("newsletters/2026-11/sent.json") is None
+
+
+def test_future_now_is_refused_for_publishing_commands(capsys):
+    for command in ("podcast", "feed"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--now", "2999-01-01T08:00:00+01:00"])
+        assert info.value.code == 2
+        assert "is in the future" in capsys.readouterr().err
+
+
 # --- the whole flow under Prefect --------------------------------------------------------------
 
 
@@ -337,6 +412,16 @@ def test_no_decision_in_time_sends_nothing(prefect_harness, tmp_path, smtp):
     assert result.release.decision == "timed-out"
     assert smtp.count() == Counter({REVIEWER: 1})
     assert read_review(tmp_path / "newsletters" / DEMO_MONTH)["status"] == "timed-out"
+
+
+def test_a_send_with_no_decision_in_time_exits_1(prefect_harness, tmp_path, smtp, capsys):
+    args = ["newsletter", "--month", DEMO_MONTH, "--now", DEMO_NOW.isoformat()]
+    args += ["--posts", *DEMO_POSTS, "--events", *DEMO_EVENTS]
+    args += ["--out", str(tmp_path / "n"), "--storage", str(tmp_path / "s")]
+    args += ["--send", "--to", LIST_ADDRESS, "--reviewers", REVIEWER, "--timeout", "2"]
+    assert main(args) == 1
+    assert "No decision in time: nothing was sent" in capsys.readouterr().err
+    assert smtp.count() == Counter({REVIEWER: 1})
 
 
 def test_approve_without_a_waiting_run_explains(prefect_harness, capsys):

@@ -141,6 +141,8 @@ def _display(source: str) -> str:
 def require_sources(settings: Settings) -> tuple[list[str], list[str]]:
     """The configured posts and events sources; never the demo's by default."""
     missing = [name for name in ("posts", "events") if getattr(settings, name) is None]
+    if settings.posts == []:
+        missing.insert(0, "posts")  # an issue needs posts; only events may be none on purpose
     if missing:
         raise SettingsError(
             f"No {' and no '.join(missing)} sources are configured, so no issue was built. "

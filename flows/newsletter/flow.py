@@ -23,15 +23,18 @@ from flows.core.errors import DeliveryError, InputError, KraftsamlingError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.core.settings import Settings
 from flows.core.storage import open_storage, retry_on_storage_error
-from flows.newsletter.build import IssueResult, build_issue
+from flows.newsletter.build import IssueResult, build_issue, require_sources
 from flows.newsletter.delivery import DeliveryReport, send_issue, send_test_copy
 from flows.newsletter.events import read_events
 from flows.newsletter.issue import (
+    INTRO_FILE,
+    MANIFEST_FILE,
     awaiting_review,
     ensure_issue_open,
     issue_dir,
     month_start,
     read_issue,
+    record_earlier_sent_states,
 )
 from flows.newsletter.posts import read_posts
 from flows.newsletter.release import check_release_request, publish_to_storage, release_issue
@@ -116,6 +119,9 @@ def existing_draft(folder: Path, month: str, *, reason: str) -> IssueResult | No
         return None  # no draft, or one edited by hand: build a new one
     if issue.month != month or issue.manifest.get("status") != "draft":
         return None
+    intro = folder / INTRO_FILE
+    if intro.exists() and intro.stat().st_mtime_ns > (folder / MANIFEST_FILE).stat().st_mtime_ns:
+        return None  # staff edited the intro after the build (e.g. after a rejection)
     return IssueResult(
         month=month,
         issue_dir=folder,
@@ -214,8 +220,11 @@ def newsletter(
     month_start(month)
     if send:
         check_release_request(to, approve)
+    require_sources(settings)
     folder = issue_dir(settings, month)
-    ensure_issue_open(open_storage(settings), folder, month)
+    storage = open_storage(settings)
+    record_earlier_sent_states(storage, settings.newsletters_dir, month)
+    ensure_issue_open(storage, folder, month)
     result = None
     if send and awaiting_review(folder):
         # A run resumed after suspension starts from the top: reuse the draft under review
@@ -242,8 +251,8 @@ def newsletter(
         )
     if send and not result.written:
         raise InputError(
-            f"{result.message.split(': no draft')[0]}: there is no draft of {month} to send, "
-            "so nothing was sent. Wait for new posts, or build one anyway with "
+            f"Nothing new for {month} and no draft of it to send, so nothing was sent. Wait "
+            "for new posts, or build one anyway with "
             f"`python -m flows newsletter --month {month} --force` and send that."
         )
     if send:

@@ -280,8 +280,8 @@ def sent_error(issue: Issue) -> IssueSentError:
     return IssueSentError(
         f"Issue {issue.month} was already sent (at {delivery.get('sent_at', 'an unknown time')}"
         f", to {counts.get('sent', '?')} recipients, per {issue.folder / MANIFEST_FILE}); a sent "
-        "issue is immutable and is never sent twice, so nothing was sent. To correct it, send "
-        "a new issue; to look at it again, send a test copy to reviewers."
+        "issue is immutable and is never sent twice, so nothing was sent. To correct it, write "
+        "it in the next issue; to look at it again, open its web copy or its files."
     )
 
 
@@ -311,6 +311,18 @@ def write_sent_state(
         cache_control=CACHE_PRIVATE,
         public=False,
     )
+
+
+def record_earlier_sent_states(storage: Storage, newsletters_dir: Path, month: str) -> None:
+    """Write the storage state of issues before `month` that were sent before the state
+    was kept in storage (their local manifest says so), so every machine refuses them."""
+    for manifest in earlier_manifests(newsletters_dir, month):
+        if manifest.get("status") != "sent":
+            continue
+        earlier = str(manifest["month"])
+        if storage.head(sent_state_key(earlier)) is None:
+            sent_at = (manifest.get("delivery") or {}).get("sent_at")
+            write_sent_state(storage, earlier, sent_at, None)
 
 
 def ensure_issue_open(storage: Storage, folder: Path, month: str) -> None:

@@ -24,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from flows.core.errors import SettingsError
+from flows.core.errors import DeliveryError, SettingsError
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
-from flows.core.storage import open_storage
+from flows.core.storage import Storage, open_storage
 from flows.newsletter import delivery
 from flows.newsletter.approval import Decision, await_decision
 from flows.newsletter.archive import publish_web_copy as publish_archive
@@ -163,6 +164,21 @@ def release_issue(
     review = read_review(folder) or {}
     if review.get("draft_sha256") != draft_sha:
         review = {"draft_sha256": draft_sha, "status": "awaiting"}
+    if review.get("status") == "approved":
+        # A send that crashed after the approval resumes without asking again.
+        return _send_approved(
+            folder,
+            month,
+            settings,
+            storage,
+            recipients,
+            review,
+            draft_sha,
+            Decision(approve=True, comment=str(review.get("comment", ""))),
+            clock,
+            publish_web_copy,
+            send_issue,
+        )
     test_copy = "No reviewers were given: no test copy was sent."
     if reviewers and not review.get("test_copy_sent_at"):
         sent_at = clock()
@@ -190,7 +206,46 @@ def release_issue(
     )
     write_review(folder, review)
     if not decision.approve:
+        # The next review of this draft sends the reviewers a fresh test copy.
+        review.pop("test_copy_sent_at", None)
+        write_review(folder, review)
         return ReleaseResult(month, "rejected", decision.comment)
+    return _send_approved(
+        folder,
+        month,
+        settings,
+        storage,
+        recipients,
+        review,
+        draft_sha,
+        decision,
+        clock,
+        publish_web_copy,
+        send_issue,
+    )
+
+
+def _send_approved(
+    folder: Path,
+    month: str,
+    settings: Settings,
+    storage: Storage,
+    recipients: list[str],
+    review: dict[str, Any],
+    draft_sha: str,
+    decision: Decision,
+    clock: Clock,
+    publish_web_copy: PublishStep,
+    send_issue: SendStep,
+) -> ReleaseResult:
+    """Publish the web copy and send the draft that was approved, and only that draft."""
+    if read_issue(folder).content_sha256 != draft_sha:
+        raise DeliveryError(
+            f"{folder / 'index.html'} changed after it went to review (the draft was rebuilt "
+            f"while the run waited), so nothing was published or sent: the reviewers approved "
+            f"another version. Send the new draft for review: `python -m flows newsletter "
+            f"--month {month} --send --to ...`."
+        )
     web_url = publish_web_copy(folder, month, settings, clock())
     sent_report = send_issue(folder, recipients, settings, clock())
     sent = read_issue(folder)
