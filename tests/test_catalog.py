@@ -320,7 +320,8 @@ def test_remove_episodes_saves_with_a_backup_and_detects_a_concurrent_writer(tmp
     first, _ = upsert(Catalog(), record("a"), T0)
     saved = save_catalog(storage, upsert(first, record("c", episode=3), T0)[0], T0)
     guid, other = saved.by_slug("a").guid, saved.by_slug("c").guid
-    removal = remove_episodes(storage, [guid], T1)
+    # `saved_at` is the wall clock that names the backup (read when saving if not given).
+    removal = remove_episodes(storage, [guid], T1, saved_at=T1)
     assert removal.removed == (guid,) and removal.catalog.etag != saved.etag
     assert load_catalog(storage).by_guid(guid).removed_at == T1
     assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260302T080000Z.json"]

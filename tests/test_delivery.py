@@ -402,7 +402,7 @@ def test_crash_mid_batch_records_what_went_out(tmp_path, recorder, settings):
 def test_a_sent_issue_is_never_sent_again(tmp_path, recorder, settings):
     issue = make_issue(tmp_path)
     send_issue(issue, PEOPLE[:2], settings, NOW)
-    with pytest.raises(IssueSentError, match=r"2026-12 was already sent .*write it in the next issue"):
+    with pytest.raises(IssueSentError, match=r"2026-12 was already sent .*in the next issue"):
         send_issue(issue, PEOPLE[:3], settings, NOW)
     with pytest.raises(IssueSentError):
         ensure_not_sent(issue)

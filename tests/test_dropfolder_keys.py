@@ -62,6 +62,25 @@ def test_a_misspelt_publish_at_refuses_the_episode_before_upload(show_dir, audio
     assert not [key for key in storage.list_keys() if "julspecial" in key]
 
 
+def test_a_sidecar_with_keys_but_no_front_matter_refuses_the_episode(show_dir, audio, tmp_path):
+    put(show_dir, "julspecial.mp3", audio["mp3"])
+    put(show_dir, "julspecial.md", "title: Julspecial\npublish_at: 2026-12-24 07:00\n")
+    put(show_dir, "bra.mp3", audio["mp3_other"])
+    put(show_dir, "bra.md", "---\ntitle: Bra avsnitt\n---\n")
+    storage = RecordingStorage(tmp_path / "storage")
+
+    report = run(show_dir, storage)
+
+    status = {o.name: o for o in report.outcomes}
+    assert status["bra.mp3"].status == "published"
+    jul = status["julspecial.mp3"]
+    assert jul.status == "failed", report.summary()
+    assert jul.reason.startswith("julspecial.md has keys but no '---' lines around them")
+    assert "add a line '---' before and after" in jul.reason
+    assert [ep.slug for ep in load_catalog(storage).episodes] == ["bra"]
+    assert not [key for key in storage.written if "julspecial" in key]
+
+
 def test_a_misspelt_title_names_the_key_not_a_missing_title(show_dir, audio, tmp_path):
     put(show_dir, "ep.mp3", audio["mp3"])
     put(show_dir, "ep.md", "---\ntitel: Öppna data\n---\nBeskrivning.\n")

@@ -344,11 +344,23 @@ def test_an_inbox_that_is_a_symlink_works(show_dir, audio, tmp_path):
     put(show_dir, "ep.mp3", audio["mp3"])
     put(show_dir, "ep.md", "---\ntitle: Delad inkorg\n---\n")
     put(show_dir, "ep.vtt", "WEBVTT\n\n00:00.000 --> 00:01.000\nHej\n")
+    put(show_dir, "tom.mp3", b"")  # refused: it goes to episodes/failed/
     storage = LocalStorage(tmp_path / "storage")
 
     report = run(show_dir, storage)
 
-    assert [o.status for o in report.outcomes] == ["published"]
+    assert {o.name: o.status for o in report.outcomes} == {
+        "ep.mp3": "published",
+        "tom.mp3": "failed",
+    }
     [ep] = load_catalog(storage).episodes
     assert ep.title == "Delad inkorg" and ep.transcript_key
     assert inbox_names(show_dir) == set()
+    # Moved into the episodes folder, never beside the link's target.
+    assert {p.name for p in (show_dir / "published").iterdir()} == {"ep.mp3", "ep.md", "ep.vtt"}
+    assert {p.name for p in (show_dir / "failed").iterdir()} == {"tom.mp3", "tom.error.txt"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "delad-mapp",
+        "episodes",
+        "storage",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from datetime import UTC, datetime
@@ -155,6 +156,64 @@ def test_sidecar_without_front_matter_is_all_description():
     meta = parse_sidecar("Bara en beskrivning.\n", "a.md")
     assert meta.title is None and meta.description == "Bara en beskrivning."
     assert meta.warnings  # told that no front matter was found
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("title: Julspecial\npublish_at: 2026-12-24 07:00\n", "title: Julspecial"),
+        ("\n\npublish-at: 2026-12-24 07:00\nJul!\n", "publish-at: 2026-12-24 07:00"),
+        ("Titel: Julspecial\n", "Titel: Julspecial"),
+        ("chapters:\n  - {start: 0, title: Intro}\n", "chapters:"),
+    ],
+)
+def test_keys_without_front_matter_refuse_the_sidecar(text, line):
+    with pytest.raises(InputError) as raised:
+        parse_sidecar(text, "jul.md")
+    message = str(raised.value)
+    assert message.startswith("jul.md has keys but no '---' lines around them: ")
+    assert repr(line) in message
+    assert "add a line '---' before and after" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bara en beskrivning.\n",
+        "Obs: det här är beskrivningen.\n",  # a word and a colon, but no key of ours
+        "https://kraftsamling.example/avsnitt\n",
+        "---\n---\nTitle: här börjar beskrivningen\n",  # empty front matter: all description
+    ],
+)
+def test_description_lines_with_a_colon_are_still_descriptions(text):
+    meta = parse_sidecar(text, "a.md")
+    assert meta.title is None and meta.description == text.split("---\n")[-1].strip()
+
+
+@pytest.mark.parametrize(
+    ("chapter", "expected"),
+    [
+        ("{start: 0, titel: Intro}", "unknown key 'titel' (did you mean 'title'?)"),
+        ("{strat: 0, title: Intro}", "unknown key 'strat' (did you mean 'start'?)"),
+        ("{start: 0, title: Intro, url: x}", "unknown key 'url', so"),
+    ],
+)
+def test_unknown_keys_in_a_chapter_are_refused_with_a_suggestion(chapter, expected):
+    with pytest.raises(InputError) as raised:
+        parse_sidecar(f"---\ntitle: A\nchapters:\n  - {chapter}\n---\n", "a.md")
+    message = str(raised.value)
+    assert message.startswith("a.md: chapter 1: ") and expected in message
+    assert "Known keys: start, title" in message
+
+
+@pytest.mark.parametrize("value", ["", " ''", " ~", " null"])
+def test_an_empty_publish_at_is_refused_not_now(value):
+    with pytest.raises(InputError) as raised:
+        parse_sidecar(f"---\ntitle: A\npublish_at:{value}\n---\n", "a.md")
+    assert str(raised.value) == (
+        "a.md: publish_at is empty. Give a time (e.g. publish_at: 2026-03-01 07:00) or remove "
+        "the line."
+    )
 
 
 @pytest.mark.parametrize(
@@ -313,6 +372,26 @@ def test_zero_length_file_is_refused_once_settled(inbox):
     drop(inbox, "tom.mp3", b"")
     [refused] = scan(inbox).refused
     assert refused.reason == "tom.mp3 is empty (0 bytes). Copy it again."
+
+
+def test_a_sidecar_that_cannot_be_read_refuses_its_episode_only(inbox, monkeypatch):
+    drop(inbox, "ep.mp3")
+    drop(inbox, "ep.md", "---\ntitle: A\n---\n")
+    drop(inbox, "bra.mp3")
+    drop(inbox, "bra.md", "---\ntitle: B\n---\n")
+    real_open = os.open
+
+    def failing_open(path, flags, *args, **kwargs):  # a disk error, as the kernel says it
+        if Path(path).name == "ep.md":
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    result = scan(inbox, settle=0)
+    assert [c.slug for c in result.candidates] == ["bra"]
+    [refused] = result.refused
+    assert refused.reason == "ep.md cannot be read (Input/output error); drop it again."
+    assert {p.name for p in refused.files} == {"ep.mp3", "ep.md"}
 
 
 def test_broken_sidecar_refuses_the_episode(inbox):

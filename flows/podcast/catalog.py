@@ -8,7 +8,9 @@ The feed is regenerated from this file, so it is written with care:
 - a compare-and-swap write: `If-Match` the ETag it was read with (or `If-None-Match: *` when it
   is new), so a concurrent writer is detected instead of overwritten;
 - a dated backup of the previous version under `podcast/catalog-backups/` before each change
-  (a publish run that changed the catalog then prunes all but the newest ones).
+  (a publish run that changed the catalog then prunes all but the newest ones). Backups are
+  named by the wall clock when they are written, never by a run's pinned `--now`: a
+  backfill's backup dated last year would sort oldest and be pruned at once.
 
 The pure parts are `upsert`: it decides whether a freshly built record is new, unchanged, a
 replacement of the audio or a metadata update, and keeps the guid assigned at first publish;
@@ -190,13 +192,15 @@ def prune_backups(storage: Storage, keep: int) -> list[str]:
     return old
 
 
-def save_catalog(storage: Storage, catalog: Catalog, now: datetime) -> Catalog:
+def save_catalog(storage: Storage, catalog: Catalog, saved_at: datetime | None = None) -> Catalog:
     """Write the catalog if its content changed; returns it with the new ETag.
 
     The write is conditional on the ETag the catalog was loaded with, so another run's
     change in the meantime raises CatalogError (nothing is overwritten). The previous
-    version is first copied to a dated, private backup.
+    version is first copied to a private backup named by `saved_at`: the wall clock, read
+    here when not given (never a run's pinned time, so backups sort as they were written).
     """
+    now = saved_at if saved_at is not None else datetime.now(UTC)
     data = dump_catalog(catalog.episodes)
     where = f"{storage.describe()}/{CATALOG_KEY}"
     again = "Another run changed it meanwhile; nothing was lost. Run again to build on it."
@@ -319,8 +323,13 @@ def unknown_guid_error(unknown: Sequence[str], catalog: Catalog, where: str) -> 
     )
 
 
-def remove_episodes(storage: Storage, guids: Iterable[str], now: datetime) -> Removal:
+def remove_episodes(
+    storage: Storage, guids: Iterable[str], now: datetime, *, saved_at: datetime | None = None
+) -> Removal:
     """Load the catalog, mark these guids removed and save it (If-Match, with a backup).
+
+    `now` is `removed_at`; the backup is named by the wall clock (`saved_at`, default: read
+    when saving, see `save_catalog`).
 
     Raises CatalogError, changing nothing, if any guid is unknown or another run changed the
     catalog meanwhile. Removing an already removed guid is a no-op (it is reported as such).
@@ -334,5 +343,5 @@ def remove_episodes(storage: Storage, guids: Iterable[str], now: datetime) -> Re
     before = {ep.guid: ep.removed_at for ep in catalog.episodes}
     already = tuple(g for g in wanted if before[g] is not None)
     removed = tuple(g for g in wanted if g not in already)
-    saved = save_catalog(storage, marked, now) if removed else catalog
+    saved = save_catalog(storage, marked, saved_at) if removed else catalog
     return Removal(saved, removed, already)

@@ -35,7 +35,7 @@ from flows.core.models import Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, CACHE_PRIVATE, Storage
 from flows.podcast.encode import PreparedAudio, max_parallel_encodes, prepare_audio
-from flows.podcast.inbox import Candidate, master_title_reason, open_regular
+from flows.podcast.inbox import Candidate, master_title_reason, open_regular, read_chunk
 from flows.podcast.loudness import master_format, master_key, probe_master
 from flows.podcast.sidecar import MAX_TITLE, TRANSCRIPT_TYPES, clean_text
 
@@ -129,12 +129,16 @@ def copy_dropped(path: Path, folder: Path, target: Path) -> str:
     a link (`open_regular`); returns its SHA-256.
 
     The checks, ffmpeg, mutagen and the upload then open the copy, so a dropped file swapped
-    for a link halfway through the run is never followed.
+    for a link halfway through the run is never followed. A dropped file that vanished or
+    cannot be read raises InputError naming it (`flows.podcast.inbox.unreadable`), so only
+    its episode fails.
     """
     digest = hashlib.sha256()
     target.parent.mkdir(parents=True, exist_ok=True)
     with open_regular(path, folder) as source, target.open("wb") as copy:
-        for chunk in iter(lambda: source.read(1 << 20), b""):
+        # A read error is the dropped file's (InputError: its episode fails); a write error
+        # is the run's own work folder, and stops the run.
+        for chunk in iter(lambda: read_chunk(source, path, 1 << 20), b""):
             digest.update(chunk)
             copy.write(chunk)
     return digest.hexdigest()

@@ -186,6 +186,17 @@ _FILE_KINDS = (
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 
 
+def file_kind(mode: int) -> str:
+    """What a directory entry is, in words, from its `lstat` mode.
+
+    >>> file_kind(stat.S_IFIFO)
+    'a FIFO (named pipe)'
+    """
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((word for is_kind, word in _FILE_KINDS if is_kind(mode)), "a special file")
+
+
 def not_readable(path: Path, folder: Path) -> str | None:
     """Why `path` may not be read from the drop folder `folder` (None: it may be read).
 
@@ -196,7 +207,7 @@ def not_readable(path: Path, folder: Path) -> str | None:
     place = Path(folder).absolute().name
     mode = path.lstat().st_mode
     if not stat.S_ISREG(mode):
-        what = next((word for is_kind, word in _FILE_KINDS if is_kind(mode)), "a special file")
+        what = file_kind(mode)
         return (
             f"{path.name} is {what}, not a regular file, so it was not read. "
             f"Copy the file itself (not a link to it) into {place}/."
@@ -209,21 +220,34 @@ def not_readable(path: Path, folder: Path) -> str | None:
     return None
 
 
-def open_regular(path: Path, folder: Path) -> BinaryIO:
+def unreadable(path: Path, exc: OSError, fix: str = "drop it again") -> InputError:
+    """The error for a file that vanished or cannot be read: it fails its episode only.
+
+    >>> str(unreadable(Path("a.mp3"), FileNotFoundError(2, "No such file or directory")))
+    'a.mp3 cannot be read (No such file or directory); drop it again.'
+    """
+    return InputError(f"{path.name} cannot be read ({exc.strerror or exc}); {fix}.")
+
+
+def open_regular(path: Path, folder: Path, *, fix: str = "drop it again") -> BinaryIO:
     """Open a file of the drop folder `folder` for reading, never through a link.
 
     Checked with `not_readable`, opened without following a link, and checked again on the
     open file, so a file swapped for a link, FIFO or folder after the scan is refused too.
-    Raises InputError (the reason names the file and the fix) or FileNotFoundError.
+    Raises InputError, naming the file and the fix: also for a file that vanished or cannot
+    be opened (`unreadable`, with `fix`), so only its episode fails.
     """
-    problem = not_readable(path, folder)
+    try:
+        problem = not_readable(path, folder)
+    except OSError as exc:  # gone since the scan, or a folder on the way cannot be read
+        raise unreadable(path, exc, fix) from None
     if problem is not None:
         raise InputError(problem)
     try:
         fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
         if exc.errno != errno.ELOOP:  # ELOOP: the name is a link now
-            raise
+            raise unreadable(path, exc, fix) from None
     else:
         if stat.S_ISREG(os.fstat(fd).st_mode):
             return os.fdopen(fd, "rb")
@@ -234,10 +258,20 @@ def open_regular(path: Path, folder: Path) -> BinaryIO:
     )
 
 
-def read_regular(path: Path, folder: Path) -> bytes:
-    """The bytes of a drop-folder file, read as `open_regular` opens it."""
-    with open_regular(path, folder) as handle:
-        return handle.read()
+def read_chunk(handle: BinaryIO, path: Path, size: int = -1, fix: str = "drop it again") -> bytes:
+    """`handle.read(size)` of a file opened with `open_regular`; a read error (a disk or
+    network share failing) is an InputError naming `path` (`unreadable`)."""
+    try:
+        return handle.read(size)
+    except OSError as exc:
+        raise unreadable(path, exc, fix) from None
+
+
+def read_regular(path: Path, folder: Path, *, fix: str = "drop it again") -> bytes:
+    """The bytes of a drop-folder file, read as `open_regular` opens it. Raises InputError
+    naming the file and `fix` (`unreadable`) when it vanished or cannot be read."""
+    with open_regular(path, folder, fix=fix) as handle:
+        return read_chunk(handle, path, fix=fix)
 
 
 def is_temporary(path: Path) -> bool:
@@ -336,7 +370,11 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
             reason = special.get(path) or special.get(sidecar) or special[odd[0]]
             refused.append(Refused(name, tuple(files), reason, slug))
             continue
-        if path.lstat().st_size == 0:
+        try:
+            empty = path.lstat().st_size == 0
+        except FileNotFoundError:
+            continue  # removed since we looked: nothing to publish or to move
+        if empty:
             refused.append(
                 Refused(name, tuple(group), f"{path.name} is empty (0 bytes). Copy it again.", slug)
             )

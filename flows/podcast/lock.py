@@ -5,6 +5,12 @@ stops cleanly and does nothing. A lock older than `lock_stale_seconds` (a crashe
 taken over with If-Match on its ETag, so two runs cannot both take over. The lock is private
 and holds which run took it, when and where (`RunLock`). The catalog's own If-Match still
 guards its writes; the lock keeps two runs from encoding, uploading and moving the same files.
+
+The lock's time is the wall clock (`flows.podcast.run` passes its wall-clock reading), never a
+run's pinned `--now`: a backfill dated last year must not write a lock that looks hours old
+to the next scheduled run, nor a run dated next month take over a live lock. A lock dated more
+than `lock_stale_seconds` ahead of the clock is stale too (it would otherwise hold off every
+run until that day).
 """
 
 from __future__ import annotations
@@ -91,10 +97,12 @@ def acquire_run_lock(
 ) -> LockAttempt:
     """Take the publish lock `podcast/.lock`, or find who holds it.
 
-    Created with If-None-Match, so of two runs starting together exactly one wins. A lock
-    older than `stale_seconds` (by its `started_at`, against `now`), or one that is not
-    readable, is left by a crashed run and is taken over with If-Match on its ETag, so two
-    runs cannot both take over. Raises StorageError when storage cannot be reached.
+    `now` is the wall clock (not a run's pinned time): it becomes our `started_at`, and
+    ages the lock we find. Created with If-None-Match, so of two runs starting together
+    exactly one wins. A lock whose `started_at` is more than `stale_seconds` from `now`
+    (either way), or one that is not readable, is left by a crashed run and is taken over
+    with If-Match on its ETag, so two runs cannot both take over. Raises StorageError when
+    storage cannot be reached.
     """
     ours = RunLock(
         run_id or uuid.uuid4().hex,
@@ -115,7 +123,7 @@ def acquire_run_lock(
             # Our own create, applied but its answer lost: the client's retry got 412.
             return LockAttempt(True, holder)
         age = (now - holder.started_at).total_seconds() if holder else None
-        if holder is not None and age is not None and age <= stale_seconds:
+        if holder is not None and age is not None and abs(age) <= stale_seconds:
             return LockAttempt(False, holder)
         try:
             taken = _write_lock(storage, ours, if_match=etag)

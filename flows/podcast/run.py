@@ -4,7 +4,9 @@ storage and records in the catalog. One run loop; how its steps execute is passe
 Plan, then execute:
 
 0. `locked_run`: one publish run at a time per storage (`flows.podcast.lock`). A second run
-   stops cleanly and does nothing; a crashed run's stale lock is taken over. Holding it, a
+   stops cleanly and does nothing; a crashed run's stale lock is taken over. The lock is
+   dated and aged by the wall clock (`scan_time`), never by the run's `now`, which may be a
+   pinned `--now` for a backfill. Holding it, a
    run first finishes the file moves of a run killed while moving (`complete_moves`), and
    after taking over a stale lock it rebuilds the feed even if it publishes nothing. An
    inbox with nothing to do takes no lock (a no-op run writes nothing).
@@ -38,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -102,7 +104,7 @@ def inbox_has_work(settings: Settings, scan_time: float) -> bool:
 def locked_run(
     storage: Storage,
     settings: Settings,
-    now: datetime,
+    clock: datetime,
     scan_time: float,
     work: Callable[[bool], PublishReport],
     *,
@@ -110,6 +112,8 @@ def locked_run(
 ) -> PublishReport:
     """Run `work` holding the publish lock; if another run holds it, do nothing and say so.
 
+    `clock` is the wall clock at the run's start: the lock's `started_at` and the time its
+    holder's age is measured against (never the run's `now`, see `publish`).
     With nothing in the inbox to work on, `work` runs without the lock (it only reads).
     Holding the lock, the file moves of a run killed halfway are finished first
     (`complete_moves`). `work(repair_feed)` is told whether a stale lock was taken over:
@@ -120,11 +124,11 @@ def locked_run(
         return work(False)
     run_id = run_id or uuid.uuid4().hex
     try:
-        attempt = acquire_run_lock(storage, now, settings.lock_stale_seconds, run_id=run_id)
+        attempt = acquire_run_lock(storage, clock, settings.lock_stale_seconds, run_id=run_id)
     except StorageError:
         # Our create may have been applied with its answer lost: remove it if it is ours
         # (release only deletes a lock with our run id), so later runs are not held off.
-        release_run_lock(storage, RunLock(run_id, now, "?"))
+        release_run_lock(storage, RunLock(run_id, clock, "?"))
         raise
     if not attempt.acquired:
         return PublishReport(storage.describe(), locked_by=attempt.lock.describe())
@@ -149,7 +153,8 @@ def locked_run(
 def read_cover(show: Show, show_dir: Path) -> tuple[bytes, str]:
     """The show's cover art bytes and MIME type (embedded in every episode's tags)."""
     path = show_dir / show.image
-    data = read_regular(path, show_dir)  # a regular file in the episodes folder, no link
+    # A regular file in the episodes folder, never through a link.
+    data = read_regular(path, show_dir, fix="check the cover art file and run again")
     if data.startswith(b"\x89PNG"):
         return data, "image/png"
     if data.startswith(b"\xff\xd8"):
@@ -313,16 +318,24 @@ def apply_records(base: Catalog, records: Iterable[Episode], now: datetime) -> C
 
 
 def commit_catalog(
-    storage: Storage, base: Catalog, records: Sequence[Episode], now: datetime
+    storage: Storage,
+    base: Catalog,
+    records: Sequence[Episode],
+    now: datetime,
+    *,
+    saved_at: datetime | None = None,
 ) -> CatalogUpdate:
     """One catalog update for all good episodes, conditional on `base`'s ETag.
 
+    `now` dates the records (first published, last updated); the dated backup of the
+    previous catalog is named by the wall clock (`saved_at`, default: read when saving), so
+    a backfill's backup is never the oldest one and pruned at once.
     Raises CatalogError when another run changed the catalog since `base` was read.
     """
     update = apply_records(base, records, now)
     if not update.changed:
         return update
-    saved = save_catalog(storage, update.catalog, now)
+    saved = save_catalog(storage, update.catalog, saved_at)
     return CatalogUpdate(saved, update.changes, update.guids)
 
 
@@ -419,7 +432,7 @@ def finish(
         # Nothing was committed (and no commit failed): the catalog as planned is current.
         report.feed, report.feed_error = publish_feed_step(plan, storage, plan.catalog, now)
 
-    moved = settle_files(plan.show_dir, good, failures, now)
+    moved, move_notes = settle_files(plan.show_dir, good, failures, now)
     for prep in good:
         slug = prep.candidate.slug
         change = update.changes[slug] if update else "unchanged"
@@ -439,7 +452,9 @@ def finish(
                 url=object_url(context.base_url, record.audio_key),
                 reason=reason,
                 moved_to=moved.get(prep.candidate.audio.name, ""),
-                warnings=prep.warnings,
+                warnings=tuple(
+                    w for w in (*prep.warnings, move_notes.get(prep.candidate.audio.name)) if w
+                ),
                 loudness=prep.record.loudness,
                 audio_note=prep.audio_note,
             )
@@ -450,7 +465,7 @@ def finish(
                 name=fail.name,
                 slug=fail.slug,
                 status="retry" if fail.retry else "failed",
-                reason=fail.reason,
+                reason=" ".join(r for r in (fail.reason, move_notes.get(fail.name)) if r),
                 moved_to=moved.get(fail.name, ""),
             )
         )
@@ -474,6 +489,13 @@ def publish(
 ) -> PublishReport:
     """The whole run, holding the publish lock: plan, then `run_episodes` with `steps`.
 
+    Two times: `now` is the run's time (what is due, catalog dates; a pinned `--now` for a
+    backfill), `scan_time` the wall clock read once at the start (the flow passes it). The
+    wall clock tells files still being copied and dates and ages the publish lock, so a
+    backfill with a past or future `now` neither looks stale to the next scheduled run nor
+    takes over a live lock. A caller that passes no `scan_time` (tests that play out hours
+    through `now` alone) has its lock dated by `now`, and its scan by `time.time()`.
+
     Without `steps`, prepare and upload run in a thread pool (`ThreadSteps`) of twice
     `upload_concurrency` threads, so one batch's uploads overlap its preparation.
     Does not raise for failed episodes: check `report.failed` (the flow turns them into
@@ -481,6 +503,7 @@ def publish(
     `report.locked_by` says who.
     """
     scanned = time.time() if scan_time is None else scan_time
+    clock = now if scan_time is None else datetime.fromtimestamp(scan_time, UTC)
 
     def work(repair_feed: bool) -> PublishReport:
         with tempfile.TemporaryDirectory(prefix="kraftsamling-publish-") as folder:
@@ -493,4 +516,4 @@ def publish(
             ) as pool:
                 return run_episodes(plan, storage, ThreadSteps(pool), repair_feed=repair_feed)
 
-    return locked_run(storage, settings, now, scanned, work, run_id=run_id)
+    return locked_run(storage, settings, clock, scanned, work, run_id=run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -48,11 +49,19 @@ def load_show(path: Path) -> Show:
     folder, never through a link (see `flows.podcast.inbox.not_readable`).
     """
     path = Path(path)
-    try:
-        text = read_regular(path, path.parent).decode("utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise InputError(
             f"{path}: the show's metadata file is missing. Create it (see episodes/README.md)."
+        )
+    data = read_regular(path, path.parent, fix="check the file and its folder, and run again")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}: {path.name} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line "
+            f"{line}). Save it as UTF-8 (in the editor's Save As, choose the encoding UTF-8) "
+            "and run again."
         ) from None
     show = parse_show(text, str(path))
     try:

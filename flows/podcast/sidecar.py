@@ -50,6 +50,7 @@ KNOWN_KEYS = (
     "transcript",
     "image",
 )
+CHAPTER_KEYS = ("start", "title")
 MAX_TITLE = 255  # ID3 and the feed take more, but apps cut titles far sooner
 MAX_NUMBER = 65535  # episode and season numbers: MP4 stores them in 16 bits
 DEFAULT_RELEASE_TIME = time(7, 0)  # a publish date without a time means 07:00 Stockholm
@@ -225,6 +226,42 @@ def did_you_mean(key: str, known: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def is_near_key(key: str, known: Sequence[str]) -> bool:
+    """Whether `key` is one of `known` or close to one (a misspelling, another case).
+
+    >>> is_near_key("Publish-At", KNOWN_KEYS), is_near_key("Obs", KNOWN_KEYS)
+    (True, False)
+    """
+    return key.lower() in known or bool(difflib.get_close_matches(key.lower(), list(known), n=1))
+
+
+# `key: value` (or `key:` that opens a list), as a front-matter line would be written.
+_KEY_LINE = re.compile(r"\s*([^\W\d][\w-]*)\s*:(?:\s|$)")
+
+
+def keys_without_front_matter(lines: Sequence[str], source: str) -> str | None:
+    """Why a sidecar without `---` lines is refused when it starts like front matter.
+
+    Without the `---` lines the whole file is the description, so `title:` and `publish_at:`
+    would be ignored and the episode published at once. A first line that reads as
+    `key: value` with a key of ours (or close to one) is taken as such a sidecar.
+    """
+    first = next(((n, line) for n, line in enumerate(lines, 1) if line.strip()), None)
+    if first is None:
+        return None
+    number, line = first
+    found = _KEY_LINE.match(line)
+    if found is None or not is_near_key(found.group(1), KNOWN_KEYS):
+        return None
+    return (
+        f"{source} has keys but no '---' lines around them: line {number} reads "
+        f"{line.strip()!r}, so the whole file would be the description and those keys "
+        "ignored (the episode would be published at once). To fix it, add a line '---' "
+        "before and after the 'key: value' lines, then drop the files again. If that line "
+        "is the description, put two lines '---' above it."
+    )
+
+
 def unknown_keys_reason(
     source: str, unknown: Sequence[str], read: Sequence[str], known: Sequence[str]
 ) -> str:
@@ -282,6 +319,9 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
             _refuse_surrogates(value, source, key)
         body_lines = lines[end + 1 :]
     else:
+        problem = keys_without_front_matter(lines, source)
+        if problem is not None:
+            raise InputError(problem)
         warnings.append(
             f"{source}: no front matter ('---' lines); the whole file is the description."
         )
@@ -314,7 +354,13 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
         )
 
     publish_at = None
-    if front.get("publish_at") is not None:
+    if "publish_at" in front:
+        # An empty `publish_at:` must not mean "now": the producer meant a time.
+        if front["publish_at"] is None or str(front["publish_at"]).strip() == "":
+            raise InputError(
+                f"{source}: publish_at is empty. Give a time (e.g. publish_at: 2026-03-01 "
+                "07:00) or remove the line."
+            )
         publish_at = parse_publish_at(front["publish_at"], source)
 
     explicit = front.get("explicit")
@@ -345,6 +391,12 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
     chapters: list[Chapter] = []
     for number, item in enumerate(chapters_raw, start=1):
         where = f"{source}: chapter {number}"
+        if isinstance(item, dict):
+            # A misspelt `titel:` would otherwise read as "needs a title", naming no key.
+            unknown = [str(key) for key in item if key not in CHAPTER_KEYS]
+            if unknown:
+                read = [str(key) for key in item]
+                raise InputError(unknown_keys_reason(where, unknown, read, CHAPTER_KEYS))
         if not isinstance(item, dict) or "start" not in item or not item.get("title"):
             raise InputError(
                 f'{where} needs a start and a title, e.g. {{start: "00:05:00", title: Del 2}}.'
