@@ -11,9 +11,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from flows.core.clock import system_clock
 from flows.core.errors import KraftsamlingError
 
 
@@ -177,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # they saw); for publishing, --now only re-runs the past. A newsletter draft may be
     # built as of a later day: it is reviewed before anything goes out.
     pinned = getattr(args, "now", None)
-    future = pinned is not None and pinned > datetime.now(UTC) + timedelta(minutes=5)
+    future = pinned is not None and pinned > system_clock() + timedelta(minutes=5)
     if future and args.command in ("podcast", "feed"):
         parser.error(
             f"--now {pinned.isoformat()} is in the future; for `{args.command}` --now re-runs "

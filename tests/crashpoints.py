@@ -276,8 +276,8 @@ HTTP_POINTS = ("http-audio-2-mid", "http-backup-after", "http-catalog-after", "h
 
 
 def run_publish(job: dict[str, Any]) -> None:
+    from flows.core.backends import open_storage
     from flows.core.settings import Settings
-    from flows.core.storage import open_storage
     from flows.podcast.run import publish
 
     settings = Settings.load(

@@ -41,9 +41,10 @@ from crashpoints import HTTP_POINTS, POINTS, drop, make_show, make_tone
 from pydantic import TypeAdapter
 from test_delivery import Recorder, make_issue, smtp_server
 
+from flows.core.backends import open_storage
 from flows.core.s3 import S3Storage
 from flows.core.settings import Settings
-from flows.core.storage import LocalStorage, Storage, open_storage
+from flows.core.storage import LocalStorage, Storage
 from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY
 from flows.podcast.feed import FEED_KEY, rfc2822
 from flows.podcast.lock import LOCK_KEY

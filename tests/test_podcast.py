@@ -24,10 +24,11 @@ from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
 from PIL import Image
 
+from flows.core.backends import open_storage
 from flows.core.errors import CatalogError, PublishIncompleteError, StorageError
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
-from flows.core.storage import CACHE_LONG, LocalStorage, open_storage
+from flows.core.storage import CACHE_LONG, LocalStorage
 from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY, load_catalog, save_catalog, upsert
 from flows.podcast.episode import (
     CHAPTERS_TYPE,

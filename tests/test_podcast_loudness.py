@@ -21,8 +21,9 @@ from conftest import REPO_ROOT
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
+from flows.core.backends import open_storage
 from flows.core.settings import Settings
-from flows.core.storage import CACHE_PRIVATE, LocalStorage, open_storage
+from flows.core.storage import CACHE_PRIVATE, LocalStorage
 from flows.podcast.catalog import (
     BACKUP_PREFIX,
     CATALOG_KEY,

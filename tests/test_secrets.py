@@ -24,9 +24,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import DEMO_DIR, DEMO_EVENTS, DEMO_POSTS, REPO_ROOT
 from loopback import smtp_server
 
+from flows.core.backends import open_storage
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
-from flows.core.storage import LocalStorage, open_storage
+from flows.core.storage import LocalStorage
 from flows.newsletter.archive import publish_web_copy
 from flows.newsletter.build import build_issue
 from flows.newsletter.delivery import send_issue

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback import free_port
 
+from flows.core.backends import open_storage, storage_from_url
 from flows.core.errors import ConcurrentWriteError, SettingsError, StorageError
 from flows.core.s3 import S3Storage
 from flows.core.settings import Settings
@@ -28,10 +29,8 @@ from flows.core.storage import (
     LocalStorage,
     Storage,
     check_key,
-    open_storage,
     plain_etag,
     public_url,
-    storage_from_url,
 )
 
 MiB = 1024 * 1024

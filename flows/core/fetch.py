@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
+from flows.core.clock import system_clock
 from flows.core.errors import SourceError
 from flows.core.fsio import atomic_write
 from flows.core.settings import Settings
@@ -145,7 +146,7 @@ def _delay(backoff: float, attempt: int, response: httpx.Response | None) -> flo
             if retry_after.strip().isdigit():
                 wanted = float(retry_after)
             else:
-                wanted = parsedate_to_datetime(retry_after).timestamp() - time.time()
+                wanted = parsedate_to_datetime(retry_after).timestamp() - system_clock().timestamp()
             delay = max(delay, min(max(wanted, 0.0), MAX_RETRY_AFTER))
     return delay
 

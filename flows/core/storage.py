@@ -6,9 +6,8 @@ private (catalog, masters, drafts), and what it is (Content-Type, Cache-Control)
 
 This module owns the interface (`Storage`, `ObjectInfo`), the rules for keys (`check_key`) and
 their public links (`public_url`), the one retry policy for storage failures
-(`retry_on_storage_error`), `LocalStorage`, and `open_storage(settings)`, which picks the
-implementation from the `storage` setting: a folder path or `file:///path` gives
-`LocalStorage`, `s3://bucket/prefix` gives `S3Storage` (`flows.core.s3`).
+(`retry_on_storage_error`) and `LocalStorage`. `S3Storage` is in `flows.core.s3`;
+`flows.core.backends.open_storage(settings)` picks one from the `storage` setting.
 
 ETags are opaque strings **without surrounding quotes** in every `ObjectInfo` and from
 `get_bytes`, whichever store they come from (S3 sends `"abc"`, we hand out `abc`). Pass one back
@@ -30,20 +29,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlparse
-from urllib.request import url2pathname
+from typing import Any, Protocol
+from urllib.parse import quote
 
-from flows.core.errors import ConcurrentWriteError, SettingsError, StorageError
+from flows.core.errors import ConcurrentWriteError, StorageError
 from flows.core.fsio import atomic_write
 
 try:  # POSIX only; without it LocalStorage's conditional writes are checked but not locked.
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-if TYPE_CHECKING:
-    from flows.core.settings import Settings
 
 CACHE_LONG = "public, max-age=31536000, immutable"  # content-addressed audio and art
 CACHE_SHORT = "public, max-age=300"  # the feed and web pages
@@ -383,66 +378,3 @@ class LocalStorage:
             raise StorageError(
                 f"Could not delete {self._where(key)}: {exc.strerror or exc}."
             ) from exc
-
-
-_ACCEPTED = "a folder path, file:///absolute/path or s3://bucket/prefix"
-# Generous on purpose (S3-compatible stores and legacy buckets allow more than AWS today).
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
-
-
-def storage_from_url(url: str, settings: Settings | None = None, client: Any = None) -> Storage:
-    """`LocalStorage` for a folder path or file:// URL, `S3Storage` for s3://bucket/prefix.
-
-    S3 options (region, endpoint, ACL, attempts) come from `settings` when given; `client`
-    replaces the boto3 client (tests pass moto's).
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise SettingsError(f"Storage is empty: use {_ACCEPTED}.")
-    parsed = urlparse(url)
-    if parsed.scheme == "s3":
-        if not _BUCKET.fullmatch(parsed.netloc):
-            raise SettingsError(
-                f"Storage URL {url!r} has no valid bucket name: use s3://bucket/prefix "
-                "(bucket: 3-255 letters, digits, '.', '-' or '_')."
-            )
-        if parsed.query or parsed.fragment or parsed.params:
-            raise SettingsError(
-                f"Storage URL {url!r} has a '?', ';' or '#' part: use s3://bucket/prefix and "
-                "set region and endpoint with KRAFTSAMLING_S3_REGION / _S3_ENDPOINT_URL."
-            )
-        prefix = parsed.path.strip("/")
-        try:
-            if prefix:
-                check_key(prefix)
-        except StorageError:
-            raise SettingsError(
-                f"Storage URL {url!r} has an unusable prefix {prefix!r}: use s3://bucket/prefix "
-                "with a prefix of plain folder names (no '.', '..', '//' or backslashes)."
-            ) from None
-        from flows.core.s3 import S3Storage  # here, not at the top: s3 imports this module
-
-        return S3Storage(
-            parsed.netloc,
-            prefix,
-            client=client,
-            region=settings.s3_region if settings else None,
-            endpoint_url=settings.s3_endpoint_url if settings else None,
-            public_acl=settings.s3_public_acl if settings else False,
-            max_attempts=settings.s3_max_attempts if settings else 5,
-        )
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost") or not parsed.path:
-            raise SettingsError(
-                f"Storage URL {url!r} names another host: a file URL needs three slashes, "
-                f"file:///absolute/path. Use {_ACCEPTED}."
-            )
-        return LocalStorage(Path(url2pathname(parsed.path)))
-    windows_drive = len(parsed.scheme) == 1 and url[1:2] == ":"
-    if parsed.scheme == "" or windows_drive:
-        return LocalStorage(Path(url).expanduser())
-    raise SettingsError(f"Storage {url!r} is not understood: use {_ACCEPTED}.")
-
-
-def open_storage(settings: Settings, client: Any = None) -> Storage:
-    """The storage the settings name."""
-    return storage_from_url(settings.storage, settings, client=client)

@@ -19,10 +19,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.core.backends import open_storage
+from flows.core.clock import system_clock
 from flows.core.errors import DeliveryError, InputError, KraftsamlingError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.core.settings import Settings
-from flows.core.storage import open_storage, retry_on_storage_error
+from flows.core.storage import retry_on_storage_error
 from flows.newsletter.build import IssueResult, build_issue, require_sources
 from flows.newsletter.delivery import DeliveryReport, send_issue, send_test_copy
 from flows.newsletter.events import read_events
@@ -215,7 +217,7 @@ def newsletter(
     )
     # The only place that reads the clock for the run's start; later moments (a send, an
     # upload) are recorded by release_issue's own clock.
-    now = (now or datetime.now(STOCKHOLM)).astimezone(STOCKHOLM)
+    now = (now or system_clock()).astimezone(STOCKHOLM)
     month = month or now.strftime("%Y-%m")
     month_start(month)
     if send:

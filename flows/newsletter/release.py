@@ -26,10 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flows.core.backends import open_storage
+from flows.core.clock import Clock, system_clock
 from flows.core.errors import DeliveryError, SettingsError
-from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
-from flows.core.storage import Storage, open_storage
+from flows.core.storage import Storage
 from flows.newsletter import delivery
 from flows.newsletter.approval import Decision, await_decision
 from flows.newsletter.archive import publish_web_copy as publish_archive
@@ -46,7 +47,6 @@ from flows.newsletter.issue import (
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 # (month, timeout_seconds, poll_seconds) -> the decision, or None when nobody decided in time.
 WaitForDecision = Callable[[str, int, int], Decision | None]
 # (issue folder, addresses, settings, now) -> what was sent.
@@ -55,11 +55,6 @@ SendStep = Callable[[Path, list[str], Settings, datetime], DeliveryReport]
 PublishStep = Callable[[Path, str, Settings, datetime], str]
 # (month, Markdown) -> None: shows reviewers where the draft is and how to decide.
 ShowReview = Callable[[str, str], None]
-
-
-def system_clock() -> datetime:
-    """Now, in Stockholm: when a test copy, a decision or a send really happened."""
-    return datetime.now(STOCKHOLM)
 
 
 @dataclass(frozen=True)

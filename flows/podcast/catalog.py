@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from flows.core.clock import system_clock
 from flows.core.errors import CatalogError, ConcurrentWriteError
 from flows.core.models import Episode
 from flows.core.storage import CACHE_PRIVATE, Storage
@@ -200,7 +201,7 @@ def save_catalog(storage: Storage, catalog: Catalog, saved_at: datetime | None =
     version is first copied to a private backup named by `saved_at`: the wall clock, read
     here when not given (never a run's pinned time, so backups sort as they were written).
     """
-    now = saved_at if saved_at is not None else datetime.now(UTC)
+    now = saved_at if saved_at is not None else system_clock()
     data = dump_catalog(catalog.episodes)
     where = f"{storage.describe()}/{CATALOG_KEY}"
     again = "Another run changed it meanwhile; nothing was lost. Run again to build on it."

@@ -7,9 +7,8 @@ loop (`run.run_episodes`) with `TaskSteps`: its prepare and upload steps as subm
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
+from flows.core.backends import open_storage
+from flows.core.clock import system_clock
 from flows.core.errors import PublishIncompleteError
-from flows.core.models import STOCKHOLM, Episode, Show
+from flows.core.models import Episode, Show
 from flows.core.settings import Settings
-from flows.core.storage import Storage, open_storage, retry_on_storage_error
+from flows.core.storage import Storage, retry_on_storage_error
 from flows.podcast.catalog import Catalog, Removal, load_catalog, remove_episodes
 from flows.podcast.episode import Failed, Prepared, RunContext, try_prepare, upload_episode
 from flows.podcast.feedpublish import FeedResult, publish_feed
@@ -112,8 +113,9 @@ def publish_episodes(
         public_url=public_url,
         settle_seconds=settle_seconds,
     )
-    scan_time = time.time()  # the only places the clock is read
-    now = now or datetime.now(UTC)
+    started = system_clock()  # the only place the clock is read
+    scan_time = started.timestamp()
+    now = now or started
     store = open_storage(settings)
     report = publish(settings, store, now, scan_time, steps=TaskSteps())
     create_table_artifact(
@@ -180,7 +182,7 @@ def regenerate_feed(
     then refused for another reason; the next run publishes it. No audio is deleted.
     """
     settings = Settings.load(episodes_dir=episodes, storage=storage, public_url=public_url)
-    now = now or datetime.now(STOCKHOLM)  # the only place the clock is read
+    now = now or system_clock()  # the only place the clock is read
     show_dir = Path(settings.episodes_dir)
     show = load_show(show_dir / "show.yaml")
     store = open_storage(settings)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -44,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from flows.core.clock import system_clock
 from flows.core.errors import CatalogError, InputError, KraftsamlingError, StorageError
 from flows.core.models import STOCKHOLM, Episode, Show
 from flows.core.settings import Settings
@@ -494,7 +494,7 @@ def publish(
     wall clock tells files still being copied and dates and ages the publish lock, so a
     backfill with a past or future `now` neither looks stale to the next scheduled run nor
     takes over a live lock. A caller that passes no `scan_time` (tests that play out hours
-    through `now` alone) has its lock dated by `now`, and its scan by `time.time()`.
+    through `now` alone) has its lock dated by `now`, and its scan by the system clock.
 
     Without `steps`, prepare and upload run in a thread pool (`ThreadSteps`) of twice
     `upload_concurrency` threads, so one batch's uploads overlap its preparation.
@@ -502,7 +502,7 @@ def publish(
     PublishIncompleteError). When another run holds the lock, nothing is done and
     `report.locked_by` says who.
     """
-    scanned = time.time() if scan_time is None else scan_time
+    scanned = system_clock().timestamp() if scan_time is None else scan_time
     clock = now if scan_time is None else datetime.fromtimestamp(scan_time, UTC)
 
     def work(repair_feed: bool) -> PublishReport:
