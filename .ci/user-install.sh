@@ -117,7 +117,7 @@ end
 
 begin "demo in the copy, first run"
 (cd "$COPY" && run python -m flows demo)
-[ -f "$COPY/newsletters/$MONTH/index.html" ] || fail "the demo wrote no newsletters/$MONTH/index.html"
+[ -f "$COPY/.demo/newsletters/$MONTH/index.html" ] || fail "the demo wrote no .demo/newsletters/$MONTH/index.html"
 end
 
 begin "demo in the copy, second run"
