@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from flows.core.clock import system_clock
 from flows.core.errors import KraftsamlingError
@@ -82,18 +83,7 @@ class _Said:
         return self.text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m flows",
-        description="Publish the Kraftsamling newsletter and the Digitalsamtal podcast.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = commands.add_parser(
-        "demo", help="publish the shipped demo episodes and build the demo newsletter, offline"
-    )
-    demo.add_argument("--workdir", default=".demo", help="working folder (default: .demo)")
-
+def _add_newsletter_parser(commands: Any) -> None:
     news = commands.add_parser("newsletter", help="build the month's newsletter draft")
     news.add_argument("--month", help="the issue's month, YYYY-MM (default: this month)")
     news.add_argument("--posts", nargs="+", metavar="SOURCE", help="posts feeds: URLs or paths")
@@ -133,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--reject", action="store_true", help="reject: nothing is sent")
     approve.add_argument("--comment", default="", help="a comment for the run's record")
 
+
+def _add_podcast_parsers(commands: Any) -> None:
     podcast = commands.add_parser("podcast", help="publish the episodes dropped in the inbox")
     podcast.add_argument("--episodes", help="the drop folder (default: episodes)")
     _add_storage_args(podcast)
@@ -151,12 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_args(feed)
     _add_now_arg(feed)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows",
+        description="Publish the Kraftsamling newsletter and the Digitalsamtal podcast.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo", help="publish the shipped demo episodes and build the demo newsletter, offline"
+    )
+    demo.add_argument("--workdir", default=".demo", help="working folder (default: .demo)")
+    _add_newsletter_parser(commands)
+    _add_podcast_parsers(commands)
     commands.add_parser(
         "bench",
         add_help=False,
         help="run every benchmark and print one table (tests/bench/run_all.py; --quick)",
     )
-
     serve = commands.add_parser(
         "serve", help="serve all three deployments with their schedules (needs a Prefect server)"
     )
@@ -169,14 +173,98 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command != "bench" and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    # A future "now" would publish scheduled episodes before their time (and apps keep what
-    # they saw); for publishing, --now only re-runs the past. A newsletter draft may be
-    # built as of a later day: it is reviewed before anything goes out.
+# --- one function per command: each calls one flow and returns what it made ----------------
+
+
+def _demo(args: argparse.Namespace) -> Any:
+    from flows.demo import run_demo
+
+    return run_demo(args.workdir)
+
+
+def _newsletter(args: argparse.Namespace) -> Any:
+    from flows.newsletter.flow import newsletter
+
+    return newsletter(
+        month=args.month,
+        posts=args.posts,
+        events=args.events,
+        out=args.out,
+        force=args.force,
+        storage=args.storage,
+        public_url=args.public_url,
+        send=args.send,
+        to=args.to,
+        reviewers=args.reviewers,
+        approve=True if args.approve else None,
+        approval_timeout_seconds=args.timeout,
+        now=args.now,
+    )
+
+
+def _approve(args: argparse.Namespace) -> Any:
+    from flows.newsletter.approval import resume_with_decision
+
+    run_id = resume_with_decision(args.month, approve=not args.reject, comment=args.comment)
+    verdict = "rejected" if args.reject else "approved"
+    return _Said(f"Issue {args.month} {verdict}; flow run {run_id} resumes.")
+
+
+def _podcast(args: argparse.Namespace) -> Any:
+    from flows.podcast.flow import publish_episodes
+
+    return publish_episodes(
+        episodes=args.episodes, storage=args.storage, public_url=args.public_url, now=args.now
+    )
+
+
+def _feed(args: argparse.Namespace) -> Any:
+    from flows.podcast.flow import regenerate_feed
+
+    return regenerate_feed(
+        episodes=args.episodes,
+        storage=args.storage,
+        public_url=args.public_url,
+        remove_guids=args.remove,
+        now=args.now,
+    )
+
+
+def _bench(rest: Sequence[str]) -> int:
+    import runpy
+
+    script = Path("tests") / "bench" / "run_all.py"
+    if not script.is_file():
+        print(
+            f"error: {script.resolve()} does not exist: the benchmarks live in the "
+            "repository. Run `python -m flows bench` from the root of a checkout "
+            "installed with its test extra (`pip install -e '.[test]'`).",
+            file=sys.stderr,
+        )
+        return 1
+    return runpy.run_path(str(script))["main"](rest, prog="python -m flows bench")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from flows.serve import serve_all
+
+    # Blocks until Ctrl-C/SIGTERM; nothing to summarise.
+    serve_all({"storage": args.storage, "public_url": args.public_url}, Path(args.prefect_yaml))
+
+
+_RUN = {
+    "demo": _demo,
+    "newsletter": _newsletter,
+    "approve": _approve,
+    "podcast": _podcast,
+    "feed": _feed,
+}
+
+
+def _refuse_future_now(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A future "now" would publish scheduled episodes before their time (and apps keep what
+    they saw); for publishing, --now only re-runs the past. A newsletter draft may be built
+    as of a later day: it is reviewed before anything goes out."""
     pinned = getattr(args, "now", None)
     future = pinned is not None and pinned > system_clock() + timedelta(minutes=5)
     if future and args.command in ("podcast", "feed"):
@@ -184,79 +272,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--now {pinned.isoformat()} is in the future; for `{args.command}` --now re-runs "
             "a past moment (a backfill). Leave it out to run as of now."
         )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    _refuse_future_now(parser, args)
     _quiet_prefect()
     import prefect  # noqa: F401  (configures Prefect's logging before we add a filter)
 
     _hide_own_error_tracebacks()
     try:
-        if args.command == "demo":
-            from flows.demo import run_demo
-
-            result = run_demo(args.workdir)
-        elif args.command == "newsletter":
-            from flows.newsletter.flow import newsletter
-
-            result = newsletter(
-                month=args.month,
-                posts=args.posts,
-                events=args.events,
-                out=args.out,
-                force=args.force,
-                storage=args.storage,
-                public_url=args.public_url,
-                send=args.send,
-                to=args.to,
-                reviewers=args.reviewers,
-                approve=True if args.approve else None,
-                approval_timeout_seconds=args.timeout,
-                now=args.now,
-            )
-        elif args.command == "approve":
-            from flows.newsletter.approval import resume_with_decision
-
-            run_id = resume_with_decision(args.month, approve=not args.reject, comment=args.comment)
-            verdict = "rejected" if args.reject else "approved"
-            result = _Said(f"Issue {args.month} {verdict}; flow run {run_id} resumes.")
-        elif args.command == "podcast":
-            from flows.podcast.flow import publish_episodes
-
-            result = publish_episodes(
-                episodes=args.episodes,
-                storage=args.storage,
-                public_url=args.public_url,
-                now=args.now,
-            )
-        elif args.command == "bench":
-            import runpy
-
-            script = Path("tests") / "bench" / "run_all.py"
-            if not script.is_file():
-                print(
-                    f"error: {script.resolve()} does not exist: the benchmarks live in the "
-                    "repository. Run `python -m flows bench` from the root of a checkout "
-                    "installed with its test extra (`pip install -e '.[test]'`).",
-                    file=sys.stderr,
-                )
-                return 1
-            return runpy.run_path(str(script))["main"](rest, prog="python -m flows bench")
-        elif args.command == "serve":
-            from flows.serve import serve_all
-
-            serve_all(
-                {"storage": args.storage, "public_url": args.public_url},
-                Path(args.prefect_yaml),
-            )
-            return 0  # serve_all blocks until Ctrl-C/SIGTERM; nothing to summarise
-        elif args.command == "feed":
-            from flows.podcast.flow import regenerate_feed
-
-            result = regenerate_feed(
-                episodes=args.episodes,
-                storage=args.storage,
-                public_url=args.public_url,
-                remove_guids=args.remove,
-                now=args.now,
-            )
+        if args.command == "bench":
+            return _bench(rest)
+        if args.command == "serve":
+            _serve(args)
+            return 0
+        result = _RUN[args.command](args)
     except KraftsamlingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -33,7 +33,7 @@ from flows.core.errors import InputError
 from flows.core.storage import LocalStorage
 from flows.podcast.catalog import load_catalog
 from flows.podcast.episode import Failed, try_prepare
-from flows.podcast.inbox import scan_inbox
+from flows.podcast.inbox import read_inbox, refuse_clashes
 from flows.podcast.run import plan_run
 
 SECRET = "HEMLIGT-8c1f2e innehåll utanför inkorgen"
@@ -291,7 +291,7 @@ def test_a_directory_named_like_audio_is_refused(show_dir, audio, tmp_path):
 
 def test_other_folders_in_the_inbox_are_left_alone(show_dir, tmp_path):
     (show_dir / "inbox" / "gamla avsnitt").mkdir()
-    result = scan_inbox(show_dir / "inbox", time.time() + 30, 0)
+    result = refuse_clashes(read_inbox(show_dir / "inbox", time.time() + 30, 0), [])
     assert result.candidates == result.refused == result.waiting == ()
 
 

@@ -24,7 +24,7 @@ from flows.newsletter.posts import DEFAULT_KIND_MAP, parse_posts
 from flows.newsletter.render import render_issue
 from flows.newsletter.select import select_issue
 from flows.podcast.episode import audio_key
-from flows.podcast.inbox import scan_inbox, slugify
+from flows.podcast.inbox import read_inbox, refuse_clashes, slugify
 from flows.podcast.sidecar import parse_sidecar
 
 DATA = Path(__file__).parent / "data" / "hostile"
@@ -112,7 +112,7 @@ def test_hostile_file_names_stay_in_the_inbox_and_get_plain_slugs(tmp_path):
     inbox.mkdir(parents=True)
     for name in HOSTILE_NAMES:
         (inbox / name).write_bytes(b"ID3" + b"\0" * 64)
-    result = scan_inbox(inbox, now=4_000_000_000, settle_seconds=0)
+    result = refuse_clashes(read_inbox(inbox, 4_000_000_000, 0), [])
     seen = [*result.candidates, *result.refused]
     # Names starting with "." are hidden files: never ours to touch, never published.
     hidden = [n for n in HOSTILE_NAMES if n.startswith(".")]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from flows.core.errors import InputError
 from flows.core.models import STOCKHOLM, Episode
-from flows.podcast.inbox import Candidate, find_number_clashes, scan_inbox, slugify
+from flows.podcast.inbox import Candidate, find_number_clashes, read_inbox, refuse_clashes, slugify
 from flows.podcast.sidecar import (
     EpisodeMeta,
     clean_text,
@@ -42,7 +42,7 @@ def inbox(tmp_path) -> Path:
 
 def scan(inbox: Path, published=(), settle: float = 10, now: float | None = None):
     # ctime cannot be set back, so "settled" files are seen from a later moment.
-    return scan_inbox(inbox, (now or time.time()) + 30, settle, list(published))
+    return refuse_clashes(read_inbox(inbox, (now or time.time()) + 30, settle), list(published))
 
 
 # --- sidecars -------------------------------------------------------------------------------
@@ -302,17 +302,21 @@ def test_temporary_files_are_left_alone(inbox, name):
 def test_hidden_files_are_ignored(inbox):
     drop(inbox, ".ep.mp3")
     drop(inbox, "._ep.mp3")
-    assert scan(inbox) == scan_inbox(inbox, time.time(), 0, []) == type(scan(inbox))()
+    assert (
+        scan(inbox) == refuse_clashes(read_inbox(inbox, time.time(), 0), []) == type(scan(inbox))()
+    )
 
 
 def test_file_still_being_copied_waits(inbox):
     drop(inbox, "ep.mp3", age=0)
     drop(inbox, "ep.md", "---\ntitle: x\n---\n")
-    result = scan_inbox(inbox, time.time(), 10, [])
+    result = refuse_clashes(read_inbox(inbox, time.time(), 10), [])
     assert result.candidates == () and result.refused == ()
     assert {p.name for p in result.waiting} == {"ep.mp3", "ep.md"}
     # The same files, seen once the settle time has passed, are ready.
-    assert [c.slug for c in scan_inbox(inbox, time.time() + 11, 10, []).candidates] == ["ep"]
+    assert [
+        c.slug for c in refuse_clashes(read_inbox(inbox, time.time() + 11, 10), []).candidates
+    ] == ["ep"]
 
 
 def test_audio_with_a_partial_twin_waits(inbox):
@@ -328,7 +332,7 @@ def test_audio_with_a_partial_twin_waits(inbox):
 def test_sidecar_still_being_written_holds_the_episode(inbox):
     drop(inbox, "ep.mp3")
     drop(inbox, "ep.md", "---\ntitle: x\n---\n", age=0)
-    result = scan_inbox(inbox, time.time(), 10, [])
+    result = refuse_clashes(read_inbox(inbox, time.time(), 10), [])
     assert result.candidates == () and len(result.waiting) == 2
 
 
@@ -516,4 +520,4 @@ def test_find_number_clashes_is_pure():
 
 def test_missing_inbox_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"drop folder does not exist.*--episodes"):
-        scan_inbox(tmp_path / "nope", time.time(), 0)
+        refuse_clashes(read_inbox(tmp_path / "nope", time.time(), 0), [])

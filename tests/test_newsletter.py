@@ -24,7 +24,7 @@ from flows.core.errors import IssueSentError, SettingsError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind, SourceStatus
 from flows.core.settings import Settings
 from flows.newsletter.build import build_issue
-from flows.newsletter.issue import DRAFT_FILES, MANIFEST_FILE
+from flows.newsletter.issue import MANIFEST_FILE
 from flows.newsletter.posts import read_posts
 
 DEMO_MONTH = "2026-12"
@@ -96,6 +96,9 @@ def memory_readers(posts=POSTS, events=EVENTS):
         return list(events), [SourceStatus("memory:events", True, len(events))]
 
     return {"read_posts": read_posts, "read_events": read_events}
+
+
+DRAFT_FILES = ("newsletter.mjml", "index.html", "newsletter.txt")
 
 
 def files_of(folder: Path) -> dict[str, bytes]:

@@ -240,10 +240,8 @@ def test_a_lone_cr_in_a_description_is_a_line_break():
     xml = build_feed(SHOW, [episode], public_url="https://cdn.example/", now=FEED_NOW)
     _, parsed, _ = _parse_all(xml)
     assert read_lines(parsed.entries[0].content[0].value) == [["Rad ett", "Rad två"]], (
-        "flows/podcast/feed.py turns CRLF into a <br> but a lone CR into a plain LF (shown as a "
-        "space), so 'Rad ett\\rRad två' shows as one line. Fix: in _description_body, "
-        "normalise line ends before splitting paragraphs: text = text.replace('\\r\\n', "
-        "'\\n').replace('\\r', '\\n') right after `text = ... or episode.title`."
+        "A lone CR in an episode description must be a line break in the feed, like LF and "
+        "CRLF: 'Rad ett\\rRad två' must read back as two lines."
     )
 
 
@@ -253,10 +251,8 @@ def test_c1_controls_are_removed_from_the_feed():
     xml = build_feed(SHOW, [episode], public_url="https://cdn.example/", now=FEED_NOW)
     _, parsed, _ = _parse_all(xml)
     assert parsed.entries[0].title == "Avsnitt ett", (
-        "flows/podcast/feed.py keeps C1 control characters (U+0080-U+009F) and feedparser "
-        "shows them "
-        "as Windows-1252 letters ('\\x80' -> '€', '\\x85' -> '…'). Fix: let feed.py's "
-        "_XML_FORBIDDEN also match \\x7f-\\x9f (as flows/podcast/sidecar.py's _CONTROL does)."
+        "C1 control characters (U+0080-U+009F) must not reach the feed: feedparser would show "
+        "them as Windows-1252 letters ('\\x80' -> '€', '\\x85' -> '…')."
     )
 
 
@@ -298,11 +294,9 @@ def test_catalog_with_a_lone_surrogate_is_refused_cleanly():
         dump_catalog(episodes)
     except UnicodeEncodeError as exc:
         pytest.fail(
-            "flows/podcast/catalog.py accepts a lone surrogate from a catalog's JSON escape and "
-            "then "
-            f"crashes when saving the catalog ({exc}). Fix: in parse_catalog, refuse it with "
-            "a CatalogError (e.g. a raw.encode('utf-8') check per episode string, or "
-            "json.dumps(document, ensure_ascii=False).encode('utf-8') inside the try)."
+            "A catalog that parse_catalog accepts must save again with dump_catalog, but a "
+            f"lone surrogate from a JSON escape crashed it ({exc}); such a catalog must be "
+            "refused with a CatalogError that names it."
         )
 
 

@@ -11,7 +11,13 @@ KraftsamlingError
 ├── FeedGateError          a new feed failed the checks that protect subscribers
 ├── IssueSentError         a newsletter issue was already sent and is immutable
 ├── DeliveryError          sending the newsletter failed
+├── NoWaitingRunError      no newsletter run waits for a decision on that issue
+│                          (defined in flows/newsletter/approval.py, beside the gate)
 └── PublishIncompleteError some episodes failed (the others were published)
+
+Two private exceptions never leave their module, so callers never see them:
+`flows.podcast.files.MoveFailed` (a move that failed; its journal stays for the next run) and
+`flows.newsletter.events._YamlProblem` (one bad events.yaml item; skipped with a warning).
 """
 
 from __future__ import annotations

@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     )
 
     # --- the newsletter -----------------------------------------------------------------
-    newsletters_dir: Path = Field(default=Path("newsletters"))
+    newsletters_dir: Path = Field(
+        default=Path("newsletters"), description="Folder of newsletter issues (`--out`)."
+    )
     # No default: production must never build an issue from the demo content by accident.
     posts: SourceList = Field(
         default=None,
@@ -68,26 +70,60 @@ class Settings(BaseSettings):
     kind_map: Path | None = Field(
         default=None, description="YAML file mapping feed categories to post kinds."
     )
-    events_days: int = Field(default=60, ge=1, le=366)
-    first_issue_days: int = Field(default=31, ge=1, le=366)
-    max_items: int = Field(default=25, ge=1, le=200)
-    newsletter_title: str = "Kraftsamling update"
-    site_url: str = "https://kraftsamling.example/"
-    contact_email: str = "kontakt@kraftsamling.example"
-    unsubscribe_url: str = "https://kraftsamling.example/nyhetsbrev/avregistrera"
-    http_timeout: float = Field(default=10.0, gt=0)
-    http_retries: int = Field(default=3, ge=0, le=10)
+    events_days: int = Field(
+        default=60, ge=1, le=366, description="Events starting this many days ahead are listed."
+    )
+    first_issue_days: int = Field(
+        default=31, ge=1, le=366, description="Window of the first issue, in days before its month."
+    )
+    max_items: int = Field(
+        default=25,
+        ge=1,
+        le=200,
+        description="At most this many items per issue (Gmail clips at ~102 KB).",
+    )
+    newsletter_title: str = Field(
+        default="Kraftsamling update", description="The newsletter's name in the email and subject."
+    )
+    site_url: str = Field(
+        default="https://kraftsamling.example/",
+        description="The programme's site, linked from the email.",
+    )
+    contact_email: str = Field(
+        default="kontakt@kraftsamling.example", description="Contact address in the email's footer."
+    )
+    unsubscribe_url: str = Field(
+        default="https://kraftsamling.example/nyhetsbrev/avregistrera",
+        description="Unsubscribe page (footer and List-Unsubscribe).",
+    )
+    http_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds per connect/read when fetching feeds."
+    )
+    http_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of a feed fetch on network errors, 5xx and 429.",
+    )
     http_backoff: float = Field(
         default=0.5, ge=0, le=60, description="First retry delay in seconds; doubles each retry."
     )
-    user_agent: str = "KraftsamlingPublishing/0.1 (+https://kraftsamling.example/)"
+    user_agent: str = Field(
+        default="KraftsamlingPublishing/0.1 (+https://kraftsamling.example/)",
+        description="User-Agent of feed fetches.",
+    )
 
     # --- the podcast --------------------------------------------------------------------
-    episodes_dir: Path = Field(default=Path("episodes"))
+    episodes_dir: Path = Field(
+        default=Path("episodes"),
+        description="The producers' folder with show.yaml and inbox/ (`--episodes`).",
+    )
     settle_seconds: float = Field(
         default=10.0, ge=0, description="Files changed this recently are still being copied."
     )
-    upload_concurrency: int = Field(default=4, ge=1, le=32)
+    upload_concurrency: int = Field(
+        default=4, ge=1, le=32, description="Episodes processed and uploaded at once."
+    )
     analytics_prefix: str | None = Field(
         default=None, description="Prefix put before enclosure URLs, e.g. a stats redirect."
     )
@@ -97,8 +133,15 @@ class Settings(BaseSettings):
     force_channels: int | None = Field(
         default=None, ge=1, le=2, description="1 or 2 forces mono/stereo; unset keeps the source."
     )
-    loudness_target_lufs: float = Field(default=-16.0, ge=-70, le=-5)
-    loudness_true_peak_dbtp: float = Field(default=-1.0, ge=-9, le=0)
+    loudness_target_lufs: float = Field(
+        default=-16.0,
+        ge=-70,
+        le=-5,
+        description="Integrated loudness target of published episodes.",
+    )
+    loudness_true_peak_dbtp: float = Field(
+        default=-1.0, ge=-9, le=0, description="True-peak ceiling of published episodes."
+    )
     loudness_mono_lufs: float | None = Field(
         default=None, ge=-70, le=-5, description="Target for mono episodes (-19); unset: as stereo."
     )
@@ -120,18 +163,29 @@ class Settings(BaseSettings):
     )
 
     # --- sending ------------------------------------------------------------------------
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP server.")
+    smtp_port: int = Field(default=25, description="SMTP port.")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        default="starttls", description="`none`, `starttls` or `ssl`."
+    )
+    smtp_user: str | None = Field(
+        default=None, description="SMTP login (from the environment, never in files)."
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password (from the environment or a Prefect Secret block)."
+    )
     smtp_password_block: str | None = Field(
         default=None,
         description="Name of a Prefect Secret block with the SMTP password (when "
         "KRAFTSAMLING_SMTP_PASSWORD is unset).",
     )
-    mail_from: str = "Kraftsamling <nyhetsbrev@kraftsamling.example>"
-    reply_to: str = "kontakt@kraftsamling.example"
+    mail_from: str = Field(
+        default="Kraftsamling <nyhetsbrev@kraftsamling.example>",
+        description="From header of the newsletter.",
+    )
+    reply_to: str = Field(
+        default="kontakt@kraftsamling.example", description="Reply-To header of the newsletter."
+    )
     approval_poll_seconds: int = Field(
         default=10, ge=1, le=3600, description="How often a paused run checks for a decision."
     )

@@ -238,19 +238,7 @@ def build_issue(
         raise SettingsError(f"'now' must be timezone-aware, got {now.isoformat()}.")
     now = now.astimezone(STOCKHOLM)
     folder = issue_dir(settings, month)
-    existing = read_manifest(folder)
-    if existing is not None and existing.get("status") == "sent":
-        raise IssueSentError(
-            f"Issue {month} in {folder} was already sent, so it is not rebuilt: a sent issue "
-            "is immutable, --force included. To correct something, write it in the next issue."
-        )
-    already_sent = recipients_sent(folder)
-    if already_sent:
-        raise IssueSentError(
-            f"Issue {month} in {folder} is being sent ({already_sent} recipients "
-            "already have it), so it is not rebuilt: they must all get the same issue. Finish "
-            f"the send with `python -m flows newsletter --month {month} --send --to ...`."
-        )
+    _refuse_rebuild_of_sent(folder, month)
     previous = earlier_manifests(Path(settings.newsletters_dir), month)
     intro_md = read_intro(folder)
 
@@ -299,3 +287,20 @@ def build_issue(
         files={name: hashlib.sha256(data).hexdigest() for name, data in planned.items()},
         **result_args,
     )
+
+
+def _refuse_rebuild_of_sent(folder: Path, month: str) -> None:
+    """IssueSentError when the issue was sent, or its send has begun."""
+    existing = read_manifest(folder)
+    if existing is not None and existing.get("status") == "sent":
+        raise IssueSentError(
+            f"Issue {month} in {folder} was already sent, so it is not rebuilt: a sent issue "
+            "is immutable, --force included. To correct something, write it in the next issue."
+        )
+    already_sent = recipients_sent(folder)
+    if already_sent:
+        raise IssueSentError(
+            f"Issue {month} in {folder} is being sent ({already_sent} recipients "
+            "already have it), so it is not rebuilt: they must all get the same issue. Finish "
+            f"the send with `python -m flows newsletter --month {month} --send --to ...`."
+        )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import email.policy
 import email.utils
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -36,6 +37,7 @@ from flows.core.errors import DeliveryError
 from flows.core.settings import Settings
 from flows.core.text import header_problem
 from flows.newsletter.issue import (
+    Issue,
     Progress,
     mark_sent,
     month_start,
@@ -349,6 +351,82 @@ def send_issue(
     Raises IssueSentError for a sent issue, DeliveryError when the server is unreachable,
     refuses the login, defers recipients or a header is unsafe.
     """
+    plan = _plan_send(issue_dir, recipients, settings, now, batch_size, test_copy)
+    deferred = _send_batches(plan, smtp_factory or connect_smtp, settings)
+    report = plan.report()
+    if deferred:
+        raise DeliveryError(
+            f"The SMTP server {plan.where} deferred {deferred} recipients (4xx, temporary) of "
+            f"issue {plan.issue.month}; {report.sent} are sent and recorded, {report.rejected} "
+            "rejected. Run the send again later: only the deferred recipients get it."
+        )
+    plan.finish(report)
+    log.info("%s", report.summary())
+    return report
+
+
+@dataclass
+class _SendPlan:
+    """A send decided before the first connection. Test copies and real sends differ only
+    here: their subject, their Message-IDs, where the progress comes from and what is
+    recorded (`save_progress` after each batch, `finish` at the end)."""
+
+    issue: Issue
+    test_copy: bool
+    addresses: list[str]
+    template: EmailMessage  # built once; each recipient only gets its own To and Message-ID
+    message_id: Callable[[str], str]
+    envelope_from: str
+    where: str  # host:port, for messages
+    progress: Progress
+    batches: list[list[str]]  # the recipients not yet sent or rejected
+    rejected_addresses: list[str]
+    save_progress: Callable[[], None]
+    finish: Callable[[DeliveryReport], None]
+    sent_before: int = 0
+
+    def message_for(self, address: str) -> EmailMessage:
+        self.template.replace_header("To", address)
+        self.template.replace_header("Message-ID", self.message_id(address))
+        return self.template
+
+    def report(self) -> DeliveryReport:
+        return DeliveryReport(
+            month=self.issue.month,
+            test_copy=self.test_copy,
+            message_id_prefix=self.progress.message_id_prefix,
+            recipients=len(self.addresses),
+            sent=len(self.progress.sent),
+            sent_now=len(self.progress.sent) - self.sent_before,
+            rejected=len(self.progress.rejected),
+            batches=self.progress.batches,
+            rejected_addresses=self.rejected_addresses,
+        )
+
+
+def _deterministic_message_id(prefix: str, domain: str, address: str) -> str:
+    # Deterministic per recipient: a message resent after a crash keeps its Message-ID,
+    # so receiving servers can drop the duplicate.
+    return f"<{prefix}.{recipient_id(_address_of(address))[:16]}@{domain}>"
+
+
+def _fresh_message_id(domain: str, _address: str) -> str:
+    return email.utils.make_msgid(domain=domain)
+
+
+def _record_nothing(*_args: object) -> None:
+    """What a test copy records: nothing."""
+
+
+def _plan_send(
+    issue_dir: Path,
+    recipients: list[str],
+    settings: Settings,
+    now: datetime,
+    batch_size: int,
+    test_copy: bool,
+) -> _SendPlan:
+    """Check everything and decide the send; nothing is connected, sent or written."""
     if batch_size < 1:
         raise DeliveryError(f"batch_size must be at least 1, got {batch_size}.")
     issue = read_issue(Path(issue_dir))
@@ -356,19 +434,14 @@ def send_issue(
         raise sent_error(issue)
     addresses = _clean_recipients(recipients)
     subject = issue_subject(settings, issue.month)
-    if test_copy:
-        subject = "[Test] " + subject
     domain = _domain_of(settings.mail_from)
     prefix = f"kraftsamling.{issue.month}.{issue.content_sha256[:12]}"
-    envelope_from = _address_of(settings.mail_from)
-
-    def message_id_for(address: str) -> str:
-        # Deterministic per recipient: a message resent after a crash keeps its Message-ID,
-        # so receiving servers can drop the duplicate.
-        if test_copy:
-            return email.utils.make_msgid(domain=domain)
-        return f"<{prefix}.{recipient_id(_address_of(address))[:16]}@{domain}>"
-
+    message_id: Callable[[str], str]
+    if test_copy:
+        subject = "[Test] " + subject
+        message_id = functools.partial(_fresh_message_id, domain)
+    else:
+        message_id = functools.partial(_deterministic_message_id, prefix, domain)
     # Built once (unsafe headers fail here, before any connection); encoding a 50-100 KB
     # body costs ~15 ms, so each recipient only gets its own To and Message-ID.
     template = build_message(
@@ -379,46 +452,77 @@ def send_issue(
         to=addresses[0],
         month=issue.month,
         now=now,
-        message_id=message_id_for(addresses[0]),
+        message_id=message_id(addresses[0]),
     )
-
-    def message_for(address: str) -> EmailMessage:
-        template.replace_header("To", address)
-        template.replace_header("Message-ID", message_id_for(address))
-        return template
-
     if test_copy:
         progress = Progress(issue.month, prefix, issue.content_sha256, now.isoformat())
+        save_progress: Callable[[], None] = _record_nothing
+        finish: Callable[[DeliveryReport], None] = _record_nothing
     else:
         progress = read_progress(issue, prefix, now)
-        prefix = progress.message_id_prefix
+        # A resumed send keeps the Message-IDs of the send it resumes.
+        message_id = functools.partial(
+            _deterministic_message_id, progress.message_id_prefix, domain
+        )
+        save_progress = functools.partial(write_progress, issue.folder, progress, now)
+        finish = functools.partial(_mark_sent, issue, now)
     done = progress.done()
-    pending = [a for a in addresses if recipient_id(_address_of(a)) not in done]
     earlier_rejected = {item["id"] for item in progress.rejected}
-    rejected_addresses = [a for a in addresses if recipient_id(_address_of(a)) in earlier_rejected]
-    sent_before = len(progress.sent)
-    deferred = 0
-    factory = smtp_factory or connect_smtp
-    batches = _batches(pending, batch_size)
-    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    return _SendPlan(
+        issue=issue,
+        test_copy=test_copy,
+        addresses=addresses,
+        template=template,
+        message_id=message_id,
+        envelope_from=_address_of(settings.mail_from),
+        where=f"{settings.smtp_host}:{settings.smtp_port}",
+        progress=progress,
+        batches=_batches(
+            [a for a in addresses if recipient_id(_address_of(a)) not in done], batch_size
+        ),
+        rejected_addresses=[
+            a for a in addresses if recipient_id(_address_of(a)) in earlier_rejected
+        ],
+        save_progress=save_progress,
+        finish=finish,
+        sent_before=len(progress.sent),
+    )
 
-    for number, batch in enumerate(batches, start=1):
+
+def _mark_sent(issue: Issue, now: datetime, report: DeliveryReport) -> None:
+    mark_sent(
+        issue,
+        sent_at=now.isoformat(timespec="seconds"),
+        message_id_prefix=report.message_id_prefix,
+        counts={"sent": report.sent, "rejected": report.rejected, "batches": report.batches},
+    )
+
+
+def _send_batches(plan: _SendPlan, factory: SmtpFactory, settings: Settings) -> int:
+    """Send the plan's batches, one connection each; the number of deferred recipients.
+
+    The progress is saved after every batch, also on a crash: whatever was sent is recorded
+    before the error goes up.
+    """
+    progress, where, deferred = plan.progress, plan.where, 0
+    for number, batch in enumerate(plan.batches, start=1):
         try:
             client = _open_client(factory, settings, where)
             try:
                 for address in batch:
                     rid = recipient_id(_address_of(address))
-                    outcome = _send_one(client, message_for(address), envelope_from, address)
+                    message = plan.message_for(address)
+                    outcome = _send_one(client, message, plan.envelope_from, address)
                     if outcome is None:
                         progress.sent.append(rid)
                     elif 500 <= outcome < 600:
                         progress.rejected.append({"id": rid, "code": outcome})
-                        rejected_addresses.append(address)
+                        plan.rejected_addresses.append(address)
                     else:
                         deferred += 1  # 4xx: stays pending for the next run
             except (smtplib.SMTPException, OSError) as exc:
                 raise DeliveryError(
-                    f"Lost the SMTP server {where} in batch {number} of {len(batches)} "
+                    f"Lost the SMTP server {where} in batch {number} of {len(plan.batches)} "
                     f"({type(exc).__name__}). {len(progress.sent)} recipients are sent and "
                     "recorded; run the send again to reach the rest (nobody gets it twice)."
                 ) from None
@@ -426,44 +530,16 @@ def send_issue(
                 _close_quietly(client)
             progress.batches += 1
         finally:
-            # Also on a crash: whatever was sent is recorded before the error goes up.
-            if not test_copy:
-                write_progress(issue.folder, progress, now)
+            plan.save_progress()
         log.info(
             "Issue %s batch %d/%d: %d sent, %d rejected so far",
-            issue.month,
+            plan.issue.month,
             number,
-            len(batches),
+            len(plan.batches),
             len(progress.sent),
             len(progress.rejected),
         )
-
-    report = DeliveryReport(
-        month=issue.month,
-        test_copy=test_copy,
-        message_id_prefix=prefix,
-        recipients=len(addresses),
-        sent=len(progress.sent),
-        sent_now=len(progress.sent) - sent_before,
-        rejected=len(progress.rejected),
-        batches=progress.batches,
-        rejected_addresses=rejected_addresses,
-    )
-    if deferred:
-        raise DeliveryError(
-            f"The SMTP server {where} deferred {deferred} recipients (4xx, temporary) of issue "
-            f"{issue.month}; {report.sent} are sent and recorded, {report.rejected} rejected. "
-            "Run the send again later: only the deferred recipients get it."
-        )
-    if not test_copy:
-        mark_sent(
-            issue,
-            sent_at=now.isoformat(timespec="seconds"),
-            message_id_prefix=report.message_id_prefix,
-            counts={"sent": report.sent, "rejected": report.rejected, "batches": report.batches},
-        )
-    log.info("%s", report.summary())
-    return report
+    return deferred
 
 
 def _open_client(factory: SmtpFactory, settings: Settings, where: str) -> SmtpClient:

@@ -1,10 +1,11 @@
 """The newsletter's Prefect wrappers: fetch, render, send and publish tasks, the flow.
 
 The work is done by plain functions (`build.build_issue`, `release.release_issue`); these
-wrappers only add retries, artifacts and the run's start time (the one place that reads
-the clock for it). Retries: fetching retries network and disk hiccups; reading the catalog
-and publishing retry storage failures (`retry_on_storage_error`, the one storage policy); a
-test copy retries SMTP failures; the send never retries (it resumes from its own progress).
+wrappers only add retries, artifacts and the run's start time (read once, through
+`flows.core.clock.system_clock`). Retries: fetching retries network and disk hiccups;
+reading the catalog and publishing retry storage failures (`retry_on_storage_error`, the
+one storage policy); a test copy retries SMTP failures; the send never retries (it resumes
+from its own progress).
 """
 
 from __future__ import annotations
@@ -189,6 +190,39 @@ def show_review_artifact(month: str, markdown: str) -> None:
     )
 
 
+def _draft(
+    settings: Settings, folder: Path, month: str, now: datetime, *, send: bool, force: bool
+) -> IssueResult:
+    """The draft a run works on: for a send, the one already built when there is one (and
+    not `force`); else a new build, reported as a Markdown artifact."""
+    result = None
+    if send and awaiting_review(folder):
+        # A run resumed after suspension starts from the top: reuse the draft under review
+        # instead of rendering a different one.
+        result = existing_draft(folder, month, reason="under review reused")
+    elif send and not force:
+        result = existing_draft(folder, month, reason="goes to review as built")
+    if result is not None:
+        return result
+    episodes = read_catalog_episodes(settings)
+    result = build_issue(
+        settings,
+        month,
+        now,
+        force=force,
+        read_posts=fetch_posts,
+        read_events=fetch_events,
+        episodes=episodes,
+        render=render_task,
+    )
+    create_markdown_artifact(
+        markdown=result.markdown(),
+        key=f"newsletter-{month}",
+        description=f"Newsletter {month}",
+    )
+    return result
+
+
 @flow(name="newsletter")
 def newsletter(
     month: str | None = None,
@@ -215,42 +249,19 @@ def newsletter(
     settings = Settings.load(
         posts=posts, events=events, newsletters_dir=out, storage=storage, public_url=public_url
     )
-    # The only place that reads the clock for the run's start; later moments (a send, an
-    # upload) are recorded by release_issue's own clock.
+    # The run's start, read once (through flows.core.clock.system_clock, like every clock
+    # read); later moments (a test copy, an upload, the send) come from release_issue's clock.
     now = (now or system_clock()).astimezone(STOCKHOLM)
     month = month or now.strftime("%Y-%m")
     month_start(month)
     if send:
-        check_release_request(to, approve)
+        check_release_request(to)
     require_sources(settings)
     folder = issue_dir(settings, month)
     storage = open_storage(settings)
     record_earlier_sent_states(storage, settings.newsletters_dir, month)
     ensure_issue_open(storage, folder, month)
-    result = None
-    if send and awaiting_review(folder):
-        # A run resumed after suspension starts from the top: reuse the draft under review
-        # instead of rendering a different one.
-        result = existing_draft(folder, month, reason="under review reused")
-    elif send and not force:
-        result = existing_draft(folder, month, reason="goes to review as built")
-    if result is None:
-        episodes = read_catalog_episodes(settings)
-        result = build_issue(
-            settings,
-            month,
-            now,
-            force=force,
-            read_posts=fetch_posts,
-            read_events=fetch_events,
-            episodes=episodes,
-            render=render_task,
-        )
-        create_markdown_artifact(
-            markdown=result.markdown(),
-            key=f"newsletter-{month}",
-            description=f"Newsletter {month}",
-        )
+    result = _draft(settings, folder, month, now, send=send, force=force)
     if send and not result.written:
         raise InputError(
             f"Nothing new for {month} and no draft of it to send, so nothing was sent. Wait "

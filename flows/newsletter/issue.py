@@ -5,7 +5,7 @@ Its folder, `<newsletters_dir>/<YYYY-MM>/` (`issue_dir`), holds:
 
     intro.md                  the staff's editorial intro, optional (`read_intro`)
     newsletter.mjml, index.html, newsletter.txt
-                              the draft (`DRAFT_FILES`), written by `write_draft`
+                              the draft, written by `write_draft`
     manifest.json             what the draft holds and its files' SHA-256, written last;
                               "status" is "draft", then "sent" (`mark_sent`)
     review.json               where the review stands, keyed by the draft's content hash
@@ -15,7 +15,8 @@ In storage the issue has its public web copy (`web_copy_key`, linked from the em
 `web_copy_url`) and, beside it, the private `sent.json` that makes a sent issue immutable on
 every machine (`sent_state_key`, `write_sent_state`, `ensure_issue_open`).
 
-This module is the only one that names, reads or writes these files; others call it. Files
+This module is the only one that reads or writes these files; others call it (the draft's
+three names and contents come from `build.plan_files`, and `write_draft` writes them). Files
 are written whole or not at all (`flows.core.fsio`); JSON layouts never change, so a folder
 written by an older version is read by this one.
 """
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from flows.core.settings import Settings
 
 INTRO_FILE = "intro.md"
-DRAFT_FILES = ("newsletter.mjml", "index.html", "newsletter.txt")
 MANIFEST_FILE = "manifest.json"
 REVIEW_FILE = "review.json"
 PROGRESS_FILE = "delivery-progress.json"

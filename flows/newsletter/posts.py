@@ -441,6 +441,23 @@ def _find_image(
     summary_html: str,
     base: str,
 ) -> tuple[str | None, str]:
+    """The entry's first image that is not a pixel and is https once made absolute, with
+    its alt text: media:content, media:thumbnail, image enclosures, then inline <img>."""
+    candidates = [
+        *_media_images(entry),
+        *_enclosure_images(enclosures),
+        *_inline_images(content),
+        *_inline_images(summary_html),
+    ]
+    for url, alt in candidates:
+        absolute = _absolute(url, base)
+        if absolute.startswith("https://"):
+            return absolute, alt
+    return None, ""
+
+
+def _media_images(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(url, "") of the entry's media:content images, then its media:thumbnails."""
     candidates: list[tuple[str, str]] = []
     for media in entry.get("media_content", []) or []:
         kind = (media.get("medium") or media.get("type") or "").lower()
@@ -454,29 +471,34 @@ def _find_image(
         for m in entry.get("media_thumbnail", []) or []
         if not _is_pixel(m.get("url", ""), m.get("width"), m.get("height"))
     ]
-    candidates += [
+    return candidates
+
+
+def _enclosure_images(enclosures: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(href, "") of the image enclosures."""
+    return [
         (e.get("href", ""), "")
         for e in enclosures
         if (e.get("type") or "").lower().startswith("image/") and not _is_pixel(e.get("href", ""))
     ]
-    for fragment in (content, summary_html):
-        cleaned = nh3.clean(
-            clean_text(fragment or ""),
-            tags={"img"},
-            attributes={"img": {"src", "alt", "width", "height"}},
-            clean_content_tags=DROP_WITH_CONTENT,
-        )
-        for tag in _IMG.findall(cleaned):
-            attrs = {k: html.unescape(v) for k, v in _ATTR.findall(tag)}
-            src = attrs.get("src", "")
-            if _is_pixel(src, attrs.get("width"), attrs.get("height")):
-                continue
-            candidates.append((src, WHITESPACE.sub(" ", attrs.get("alt", "")).strip()))
-    for url, alt in candidates:
-        absolute = _absolute(url, base)
-        if absolute.startswith("https://"):
-            return absolute, alt
-    return None, ""
+
+
+def _inline_images(fragment: str) -> list[tuple[str, str]]:
+    """(src, alt) of the <img> tags in an HTML fragment, after sanitising it."""
+    cleaned = nh3.clean(
+        clean_text(fragment or ""),
+        tags={"img"},
+        attributes={"img": {"src", "alt", "width", "height"}},
+        clean_content_tags=DROP_WITH_CONTENT,
+    )
+    candidates: list[tuple[str, str]] = []
+    for tag in _IMG.findall(cleaned):
+        attrs = {k: html.unescape(v) for k, v in _ATTR.findall(tag)}
+        src = attrs.get("src", "")
+        if _is_pixel(src, attrs.get("width"), attrs.get("height")):
+            continue
+        candidates.append((src, WHITESPACE.sub(" ", attrs.get("alt", "")).strip()))
+    return candidates
 
 
 # ---------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def resolve_smtp_password(settings: Settings) -> Settings:
     return settings.model_copy(update={"smtp_password": SecretStr(str(secret.get()))})
 
 
-def check_release_request(recipients: list[str] | None, approve: bool | None) -> None:
+def check_release_request(recipients: list[str] | None) -> None:
     """Refuse a send without recipients before anything is rendered or sent."""
     if not recipients:
         raise SettingsError(
@@ -150,61 +150,27 @@ def release_issue(
     `wait_for_decision`. Moments are recorded from `clock` when they happen, never from the
     run's (possibly pinned) start.
     """
-    check_release_request(recipients, approve)
+    check_release_request(recipients)
     settings = resolve_smtp_password(settings)
     folder = issue_dir(settings, month)
     storage = open_storage(settings)
     ensure_issue_open(storage, folder, month)
     draft_sha = read_issue(folder).content_sha256
-    review = read_review(folder) or {}
-    if review.get("draft_sha256") != draft_sha:
-        review = {"draft_sha256": draft_sha, "status": "awaiting"}
+    review = _review_of_draft(folder, draft_sha)
     if review.get("status") == "approved":
         # A send that crashed after the approval resumes without asking again.
-        return _send_approved(
-            folder,
-            month,
-            settings,
-            storage,
-            recipients,
-            review,
-            draft_sha,
-            Decision(approve=True, comment=str(review.get("comment", ""))),
-            clock,
-            publish_web_copy,
-            send_issue,
-        )
-    test_copy = "No reviewers were given: no test copy was sent."
-    if reviewers and not review.get("test_copy_sent_at"):
-        sent_at = clock()
-        report = send_test_copy(folder, reviewers, settings, sent_at)
-        review["test_copy_sent_at"] = sent_at.isoformat()
-        review["test_copy_count"] = report.sent
-    if review.get("test_copy_sent_at"):
-        test_copy = f"Test copy sent to {review.get('test_copy_count', 0)} reviewer(s)."
-    review["status"] = "awaiting"
-    write_review(folder, review)
-    show_review(month, review_markdown(month, folder, settings, test_copy))
-
-    if approve is not None:
-        decision: Decision | None = Decision(approve=approve, comment="decided when the run began")
+        decision: Decision | None = Decision(approve=True, comment=str(review.get("comment", "")))
     else:
-        decision = wait_for_decision(month, timeout_seconds, settings.approval_poll_seconds)
-
-    if decision is None:
-        review.update(status="timed-out", decided_at=clock().isoformat())
+        _ask_reviewers(folder, month, settings, review, reviewers, clock, send_test_copy)
+        show_review(month, review_markdown(month, folder, settings, _test_copy_note(review)))
+        if approve is not None:
+            decision = Decision(approve=approve, comment="decided when the run began")
+        else:
+            decision = wait_for_decision(month, timeout_seconds, settings.approval_poll_seconds)
+        if decision is None or not decision.approve:
+            return _record_refusal(folder, month, review, decision, clock)
+        review.update(status="approved", comment=decision.comment)
         write_review(folder, review)
-        return ReleaseResult(month, "timed-out")
-    review.update(
-        status="approved" if decision.approve else "rejected",
-        comment=decision.comment,
-    )
-    write_review(folder, review)
-    if not decision.approve:
-        # The next review of this draft sends the reviewers a fresh test copy.
-        review.pop("test_copy_sent_at", None)
-        write_review(folder, review)
-        return ReleaseResult(month, "rejected", decision.comment)
     return _send_approved(
         folder,
         month,
@@ -218,6 +184,55 @@ def release_issue(
         publish_web_copy,
         send_issue,
     )
+
+
+def _review_of_draft(folder: Path, draft_sha: str) -> dict[str, Any]:
+    """The recorded review of this draft; a fresh one when the draft changed since."""
+    review = read_review(folder) or {}
+    if review.get("draft_sha256") != draft_sha:
+        review = {"draft_sha256": draft_sha, "status": "awaiting"}
+    return review
+
+
+def _ask_reviewers(
+    folder: Path,
+    month: str,
+    settings: Settings,
+    review: dict[str, Any],
+    reviewers: list[str] | None,
+    clock: Clock,
+    send_test_copy: SendStep,
+) -> None:
+    """Send the reviewers a test copy (once per draft) and record the review as awaiting."""
+    if reviewers and not review.get("test_copy_sent_at"):
+        sent_at = clock()
+        report = send_test_copy(folder, reviewers, settings, sent_at)
+        review["test_copy_sent_at"] = sent_at.isoformat()
+        review["test_copy_count"] = report.sent
+    review["status"] = "awaiting"
+    write_review(folder, review)
+
+
+def _test_copy_note(review: dict[str, Any]) -> str:
+    if review.get("test_copy_sent_at"):
+        return f"Test copy sent to {review.get('test_copy_count', 0)} reviewer(s)."
+    return "No reviewers were given: no test copy was sent."
+
+
+def _record_refusal(
+    folder: Path, month: str, review: dict[str, Any], decision: Decision | None, clock: Clock
+) -> ReleaseResult:
+    """Record a rejection, or no decision in time; nothing is published or sent."""
+    if decision is None:
+        review.update(status="timed-out", decided_at=clock().isoformat())
+        write_review(folder, review)
+        return ReleaseResult(month, "timed-out")
+    review.update(status="rejected", comment=decision.comment)
+    write_review(folder, review)
+    # The next review of this draft sends the reviewers a fresh test copy.
+    review.pop("test_copy_sent_at", None)
+    write_review(folder, review)
+    return ReleaseResult(month, "rejected", decision.comment)
 
 
 def _send_approved(

@@ -241,59 +241,15 @@ def select_issue(
     if now.tzinfo is None:
         raise SettingsError(f"'now' must be timezone-aware, got {now.isoformat()}.")
     now = now.astimezone(STOCKHOLM)
-    today = now.date()
     start = window_start(month, previous, settings.first_issue_days)
     until = now + timedelta(days=settings.events_days)
     seen = included_ids(previous)
 
-    fresh = sorted(
-        (p for p in posts if start < p.published <= now and p.id not in seen),
-        key=lambda p: (-p.published.timestamp(), p.id),
+    upcoming = _upcoming_events(events, now, until)
+    news, funding, closed, listen = _sort_posts(
+        _fresh_posts(posts, start, now, seen), upcoming, now.date()
     )
-    # A post id may appear in two feeds: keep its first (newest) copy only.
-    unique: dict[str, Post] = {}
-    for post in fresh:
-        unique.setdefault(post.id, post)
-    fresh = list(unique.values())
-
-    upcoming = sorted(
-        (e for e in events if now <= e.start < until),
-        key=lambda e: (e.start.timestamp(), e.title, e.id),
-    )
-    event_keys = {e.url for e in upcoming if e.url} | {_norm_title(e.title) for e in upcoming}
-
-    news: list[Post] = []
-    funding: list[Post] = []
-    closed: list[str] = []
-    listen: list[ListenItem] = []
-    for post in fresh:
-        if post.kind is PostKind.FUNDING:
-            if post.deadline is not None and post.deadline < today:
-                closed.append(post.id)
-            else:
-                funding.append(post)
-        elif post.kind in (PostKind.PODCAST, PostKind.VIDEO):
-            listen.append(post_item(post))
-        elif post.kind is PostKind.EVENT and (
-            post.link in event_keys or _norm_title(post.title) in event_keys
-        ):
-            continue  # the calendar already lists it under "På gång"
-        else:
-            news.append(post)
-    funding.sort(key=lambda p: (p.deadline or date.max, -p.published.timestamp(), p.id))
-
-    announced = {item.link for item in listen} | {_norm_title(i.title) for i in listen}
-    for episode in episodes or ():
-        published = episode.publish_at.astimezone(STOCKHOLM)
-        if not (start < published <= now) or episode.removed_at is not None:
-            continue  # outside the window, scheduled for later, or taken out of the feed
-        item = episode_item(episode, settings)
-        if item.id in seen:
-            continue  # shown in an earlier issue
-        if item.link in announced or _norm_title(item.title) in announced:
-            continue  # a podcast post on the site already announces this episode
-        listen.append(item)
-    listen.sort(key=lambda i: (-i.published.timestamp(), i.id))
+    listen = _with_new_episodes(listen, episodes or (), start, now, seen, settings)
 
     sections, left_out = _trim(
         {"news": news, "funding": funding, "events": upcoming, "listen": listen},
@@ -314,3 +270,81 @@ def select_issue(
         closed_calls=tuple(closed),
         new_items=new_posts + new_events,
     )
+
+
+def _fresh_posts(
+    posts: Sequence[Post], start: datetime, now: datetime, seen: set[str]
+) -> list[Post]:
+    """Posts of the window not in an earlier issue, newest first, each id once."""
+    fresh = sorted(
+        (p for p in posts if start < p.published <= now and p.id not in seen),
+        key=lambda p: (-p.published.timestamp(), p.id),
+    )
+    # A post id may appear in two feeds: keep its first (newest) copy only.
+    unique: dict[str, Post] = {}
+    for post in fresh:
+        unique.setdefault(post.id, post)
+    return list(unique.values())
+
+
+def _upcoming_events(events: Sequence[Event], now: datetime, until: datetime) -> list[Event]:
+    """Events starting from `now` until `until`, soonest first."""
+    return sorted(
+        (e for e in events if now <= e.start < until),
+        key=lambda e: (e.start.timestamp(), e.title, e.id),
+    )
+
+
+def _sort_posts(
+    fresh: list[Post], upcoming: list[Event], today: date
+) -> tuple[list[Post], list[Post], list[str], list[ListenItem]]:
+    """Posts into news, open funding calls (by deadline), closed calls' ids and listen items.
+
+    An event post the calendar already lists (same link or title) is left out.
+    """
+    event_keys = {e.url for e in upcoming if e.url} | {_norm_title(e.title) for e in upcoming}
+    news: list[Post] = []
+    funding: list[Post] = []
+    closed: list[str] = []
+    listen: list[ListenItem] = []
+    for post in fresh:
+        if post.kind is PostKind.FUNDING:
+            if post.deadline is not None and post.deadline < today:
+                closed.append(post.id)
+            else:
+                funding.append(post)
+        elif post.kind in (PostKind.PODCAST, PostKind.VIDEO):
+            listen.append(post_item(post))
+        elif post.kind is PostKind.EVENT and (
+            post.link in event_keys or _norm_title(post.title) in event_keys
+        ):
+            continue  # the calendar already lists it under "På gång"
+        else:
+            news.append(post)
+    funding.sort(key=lambda p: (p.deadline or date.max, -p.published.timestamp(), p.id))
+    return news, funding, closed, listen
+
+
+def _with_new_episodes(
+    listen: list[ListenItem],
+    episodes: Iterable[Episode],
+    start: datetime,
+    now: datetime,
+    seen: set[str],
+    settings: Settings,
+) -> list[ListenItem]:
+    """`listen` plus the catalog episodes of the window that no podcast post announces,
+    newest first."""
+    announced = {item.link for item in listen} | {_norm_title(i.title) for i in listen}
+    for episode in episodes:
+        published = episode.publish_at.astimezone(STOCKHOLM)
+        if not (start < published <= now) or episode.removed_at is not None:
+            continue  # outside the window, scheduled for later, or taken out of the feed
+        item = episode_item(episode, settings)
+        if item.id in seen:
+            continue  # shown in an earlier issue
+        if item.link in announced or _norm_title(item.title) in announced:
+            continue  # a podcast post on the site already announces this episode
+        listen.append(item)
+    listen.sort(key=lambda i: (-i.published.timestamp(), i.id))
+    return listen

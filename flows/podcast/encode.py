@@ -203,68 +203,8 @@ def normalise_to_mp3(
     source = loudness_from_report(src, source_run)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    aim, tp_aim = goal, target.true_peak - ENCODE_TP_HEADROOM
-    temps: list[Path] = []
-    best: tuple[tuple[bool, float], Path, str, Loudness] | None = None
-    try:
-        while True:
-            fd, name = tempfile.mkstemp(
-                prefix=f".{dst.name}.", suffix=".encoding.mp3", dir=dst.parent
-            )
-            os.close(fd)
-            tmp = Path(name)
-            temps.append(tmp)
-            command = encode_command(
-                exe,
-                src,
-                tmp,
-                fmt=fmt,
-                loudnorm=loudnorm_filter(source, integrated=aim, true_peak=tp_aim),
-                channels=out_channels,
-                bitrate_kbps=bitrate_kbps,
-            )
-            check = measure_command(exe, tmp, "mp3")
-            commands += [tuple(command), tuple(check)]
-            run = run_ffmpeg(
-                command, subject=src, doing="encoding MP3", timeout=timeout, report="loudnorm"
-            )
-            mode = parse_loudnorm_json(run.report).get("normalization_type", "unknown")
-            check_run = run_ffmpeg(
-                check, subject=src, doing="measuring the MP3", timeout=timeout, report="ebur128"
-            )
-            out = loudness_from_report(src, check_run)
-            # The best attempt is kept: the peak ceiling first, then the closest loudness.
-            score = (out.true_peak_dbtp > target.true_peak, abs(out.integrated_lufs - goal))
-            if best is None or score < best[0]:
-                best = (score, tmp, mode, out)
-            if not _describe_miss(out, goal, target.true_peak, target.tolerance_lu):
-                break
-            if len(temps) == MAX_ENCODE_ATTEMPTS:
-                break
-            # Why it missed decides the next aim: peaks need the overshoot as extra headroom,
-            # loudness a correction by the error.
-            overshoot = out.true_peak_dbtp - target.true_peak
-            if overshoot > 0:
-                tp_aim -= overshoot + ENCODE_TP_HEADROOM
-            if abs(out.integrated_lufs - goal) > target.tolerance_lu:
-                aim += goal - out.integrated_lufs
-        _, kept, mode, out = best
-        atomic_replace(kept, dst)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-    attempts = len(temps)
-    warnings = [
-        f"{src.name}: the encoded MP3 {miss} after {attempts} attempts; "
-        "check the master for clipping or extreme dynamics."
-        for miss in _describe_miss(out, goal, target.true_peak, target.tolerance_lu)
-    ]
-    gain = goal - source.integrated_lufs
-    if gain > QUIET_GAIN_WARNING:
-        warnings.append(
-            f"{src.name}: the source is very quiet ({source.integrated_lufs:.1f} LUFS) and was "
-            f"raised {gain:.0f} dB, which makes its noise audible; record or export it louder."
-        )
+    encode = _Encode(exe, src, fmt, source, out_channels, bitrate_kbps, timeout, commands)
+    mode, out, attempts = _encode_best(encode, dst, goal, target)
     return EncodeResult(
         source=src,
         output=dst,
@@ -279,8 +219,113 @@ def normalise_to_mp3(
         mode=mode,
         attempts=attempts,
         commands=tuple(commands),
-        warnings=tuple(warnings),
+        warnings=tuple(_encode_warnings(src, source, out, goal, target, attempts)),
     )
+
+
+@dataclass(frozen=True)
+class _Encode:
+    """What every encode attempt of one source shares; `commands` collects what ran."""
+
+    exe: str
+    src: Path
+    fmt: str | None
+    source: Loudness
+    channels: int
+    bitrate_kbps: int
+    timeout: float
+    commands: list[tuple[str, ...]]
+
+    def attempt(self, tmp: Path, aim: float, tp_aim: float) -> tuple[str, Loudness]:
+        """Encode into `tmp` aiming at `aim` LUFS and `tp_aim` dBTP: (loudnorm mode, measured)."""
+        command = encode_command(
+            self.exe,
+            self.src,
+            tmp,
+            fmt=self.fmt,
+            loudnorm=loudnorm_filter(self.source, integrated=aim, true_peak=tp_aim),
+            channels=self.channels,
+            bitrate_kbps=self.bitrate_kbps,
+        )
+        check = measure_command(self.exe, tmp, "mp3")
+        self.commands.extend([tuple(command), tuple(check)])
+        run = run_ffmpeg(
+            command, subject=self.src, doing="encoding MP3", timeout=self.timeout, report="loudnorm"
+        )
+        mode = parse_loudnorm_json(run.report).get("normalization_type", "unknown")
+        check_run = run_ffmpeg(
+            check,
+            subject=self.src,
+            doing="measuring the MP3",
+            timeout=self.timeout,
+            report="ebur128",
+        )
+        return mode, loudness_from_report(self.src, check_run)
+
+
+def _encode_best(
+    encode: _Encode, dst: Path, goal: float, target: LoudnessTarget
+) -> tuple[str, Loudness, int]:
+    """Encode until on target (at most `MAX_ENCODE_ATTEMPTS`), publish the best attempt at
+    `dst` and remove the others: (its loudnorm mode, its loudness, the attempts made)."""
+    aim, tp_aim = goal, target.true_peak - ENCODE_TP_HEADROOM
+    temps: list[Path] = []
+    best: tuple[tuple[bool, float], Path, str, Loudness] | None = None
+    try:
+        while True:
+            fd, name = tempfile.mkstemp(
+                prefix=f".{dst.name}.", suffix=".encoding.mp3", dir=dst.parent
+            )
+            os.close(fd)
+            tmp = Path(name)
+            temps.append(tmp)
+            mode, out = encode.attempt(tmp, aim, tp_aim)
+            # The best attempt is kept: the peak ceiling first, then the closest loudness.
+            score = (out.true_peak_dbtp > target.true_peak, abs(out.integrated_lufs - goal))
+            if best is None or score < best[0]:
+                best = (score, tmp, mode, out)
+            if not _describe_miss(out, goal, target.true_peak, target.tolerance_lu):
+                break
+            if len(temps) == MAX_ENCODE_ATTEMPTS:
+                break
+            aim, tp_aim = _next_aim(out, goal, target, aim, tp_aim)
+        _, kept, mode, out = best
+        atomic_replace(kept, dst)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return mode, out, len(temps)
+
+
+def _next_aim(
+    out: Loudness, goal: float, target: LoudnessTarget, aim: float, tp_aim: float
+) -> tuple[float, float]:
+    """Why an attempt missed decides the next aim: peaks need the overshoot as extra
+    headroom, loudness a correction by the error."""
+    overshoot = out.true_peak_dbtp - target.true_peak
+    if overshoot > 0:
+        tp_aim -= overshoot + ENCODE_TP_HEADROOM
+    if abs(out.integrated_lufs - goal) > target.tolerance_lu:
+        aim += goal - out.integrated_lufs
+    return aim, tp_aim
+
+
+def _encode_warnings(
+    src: Path, source: Loudness, out: Loudness, goal: float, target: LoudnessTarget, attempts: int
+) -> list[str]:
+    """An encode still off target after every attempt, and a very quiet source."""
+    warnings = [
+        f"{src.name}: the encoded MP3 {miss} after {attempts} attempts; "
+        "check the master for clipping or extreme dynamics."
+        for miss in _describe_miss(out, goal, target.true_peak, target.tolerance_lu)
+    ]
+    gain = goal - source.integrated_lufs
+    if gain > QUIET_GAIN_WARNING:
+        warnings.append(
+            f"{src.name}: the source is very quiet ({source.integrated_lufs:.1f} LUFS) and was "
+            f"raised {gain:.0f} dB, which makes its noise audible; record or export it louder."
+        )
+    return warnings
 
 
 def encode_master(

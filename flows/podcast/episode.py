@@ -329,10 +329,7 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
 
     Raises InputError/AudioError (the episode goes to failed/).
     """
-    from flows.podcast.tags import EpisodeTags, tag_audio
-
     meta = candidate.meta
-    show = context.show
     existing = context.published.get(candidate.slug)
     # Each dropped file is copied once, never through a link; the steps below read the copy.
     inbox, dropped = candidate.audio.parent, _dropped_dir(candidate, context)
@@ -345,96 +342,25 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
         *prepared_audio.warnings,
         *info.warnings,
     ]
-
-    title = meta.title
-    if title is None and info.title:
-        title, _ = clean_text(info.title, multiline=False)
-    if not title:
-        raise InputError(
-            f"{candidate.audio.name} has no title: neither a sidecar nor the file's own tags "
-            f"give one. Drop a {candidate.name}.md next to it with 'title: …' in its front "
-            "matter (see episodes/README.md)."
-        )
-    if len(title) > MAX_TITLE:
-        raise InputError(
-            f"{candidate.audio.name}: the title is {len(title)} characters; at most {MAX_TITLE} "
-            "are allowed. Shorten it in the sidecar."
-        )
-    description = meta.description
-    if not description and candidate.sidecar is None and info.description:
-        description, _ = clean_text(info.description, multiline=True)
+    title = _episode_title(candidate, info)
+    description = _episode_description(candidate, info)
     if not description:
         warnings.append(f"{candidate.audio.name}: no description; apps will show only the title.")
-
-    for chapter in meta.chapters:
-        if chapter.start >= info.duration:
-            raise InputError(
-                f"{candidate.sidecar.name if candidate.sidecar else candidate.audio.name}: "
-                f"chapter {chapter.title!r} starts at {chapter.start:g} s but the audio is only "
-                f"{info.duration:.1f} s long. Fix the chapter's start time."
-            )
+    _check_chapters(candidate, info.duration)
 
     publish_at = meta.publish_at or (existing.publish_at if existing else context.now)
-    tags = EpisodeTags(
-        title=title,
-        artist=show.author,
-        album=show.title,
-        description=description,
-        track=meta.episode,
-        disc=meta.season,
-        date=publish_at,
-        url=show.website,
-        chapters=tuple(meta.chapters),
-        cover=context.cover,
-        cover_mime=context.cover_mime,
-    )
-    extension = info.extension.lstrip(".")
-    work = context.workdir / f"{candidate.slug}.{extension}"
-    tag_audio(prepared_audio.publish_path, work, tags, info)
+    work = _tag_work_copy(candidate, context, prepared_audio, info, title, description, publish_at)
     digest = sha256_file(work)
-    key = audio_key(candidate.slug, digest, extension)
+    key = audio_key(candidate.slug, digest, info.extension.lstrip("."))
     uploads = [Upload(key, info.mime_type, path=work)]
-    kept_master = None
-    if prepared_audio.master is not None:
-        # The dropped master itself, privately, so the episode can be encoded again later.
-        kept_master = master_key(candidate.slug, source_sha256, prepared_audio.master.format)
-        uploads.append(
-            Upload(
-                kept_master,
-                prepared_audio.master.mime_type,
-                path=source,
-                public=False,
-                cache_control=CACHE_PRIVATE,
-            )
-        )
+    kept_master = _master_upload(candidate, prepared_audio, source, source_sha256)
+    transcript = _transcript_upload(candidate, inbox, dropped)
+    chapters = _chapters_upload(candidate, title, context.show.title)
+    image, image_warnings = _image_upload(candidate, inbox, dropped)
+    warnings.extend(image_warnings)
+    uploads += [upload for upload in (kept_master, transcript, chapters, image) if upload]
 
-    transcript_key = transcript_type = None
-    if candidate.transcript is not None:
-        transcript = dropped / candidate.transcript.name
-        transcript_hash = copy_dropped(candidate.transcript, inbox, transcript)
-        _check_transcript(transcript)
-        suffix = candidate.transcript.suffix.lower()
-        transcript_type = TRANSCRIPT_TYPES[suffix]
-        transcript_key = f"{TRANSCRIPT_PREFIX}{candidate.slug}-{transcript_hash[:8]}{suffix}"
-        uploads.append(Upload(transcript_key, transcript_type, path=transcript))
-
-    chapters_key = None
-    if meta.chapters:
-        data = chapters_json(title, show.title, meta.chapters)
-        chapters_key = (
-            f"{CHAPTERS_PREFIX}{candidate.slug}-{hashlib.sha256(data).hexdigest()[:8]}.json"
-        )
-        uploads.append(Upload(chapters_key, CHAPTERS_TYPE, data=data))
-
-    image_key = None
-    if candidate.image is not None:
-        art = dropped / candidate.image.name
-        art_hash = copy_dropped(candidate.image, inbox, art)
-        ext, mime, image_warnings = _check_image(art)
-        warnings.extend(image_warnings)
-        image_key = f"{ART_PREFIX}{candidate.slug}-{art_hash[:8]}{ext}"
-        uploads.append(Upload(image_key, mime, path=art))
-
+    show = context.show
     record = Episode(
         guid=existing.guid if existing else "",
         slug=candidate.slug,
@@ -452,15 +378,15 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
         episode_type=meta.episode_type,
         explicit=show.explicit if meta.explicit is None else meta.explicit,
         guests=list(meta.guests),
-        image_key=image_key,
-        transcript_key=transcript_key,
-        transcript_type=transcript_type,
-        chapters_key=chapters_key,
+        image_key=image.key if image else None,
+        transcript_key=transcript.key if transcript else None,
+        transcript_type=transcript.content_type if transcript else None,
+        chapters_key=chapters.key if chapters else None,
         chapters=list(meta.chapters),
         first_published=existing.first_published if existing else context.now,
         last_updated=existing.last_updated if existing else context.now,
         source_sha256=source_sha256,
-        master_key=kept_master,
+        master_key=kept_master.key if kept_master else None,
         loudness=dict(prepared_audio.loudness),
         warnings=list(dict.fromkeys(warnings)),
     )
@@ -471,6 +397,124 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
         tuple(dict.fromkeys(warnings)),
         audio_note=audio_note(prepared_audio, source_format),
     )
+
+
+def _episode_title(candidate: Candidate, info: Any) -> str:
+    """The sidecar's title, else the file's own; refused when missing or too long."""
+    title = candidate.meta.title
+    if title is None and info.title:
+        title, _ = clean_text(info.title, multiline=False)
+    if not title:
+        raise InputError(
+            f"{candidate.audio.name} has no title: neither a sidecar nor the file's own tags "
+            f"give one. Drop a {candidate.name}.md next to it with 'title: …' in its front "
+            "matter (see episodes/README.md)."
+        )
+    if len(title) > MAX_TITLE:
+        raise InputError(
+            f"{candidate.audio.name}: the title is {len(title)} characters; at most {MAX_TITLE} "
+            "are allowed. Shorten it in the sidecar."
+        )
+    return title
+
+
+def _episode_description(candidate: Candidate, info: Any) -> str:
+    """The sidecar's description, else (only without a sidecar) the file's own; may be empty."""
+    description = candidate.meta.description
+    if not description and candidate.sidecar is None and info.description:
+        description, _ = clean_text(info.description, multiline=True)
+    return description
+
+
+def _check_chapters(candidate: Candidate, duration: float) -> None:
+    """Refuse a chapter that starts after the audio ends."""
+    for chapter in candidate.meta.chapters:
+        if chapter.start >= duration:
+            raise InputError(
+                f"{candidate.sidecar.name if candidate.sidecar else candidate.audio.name}: "
+                f"chapter {chapter.title!r} starts at {chapter.start:g} s but the audio is only "
+                f"{duration:.1f} s long. Fix the chapter's start time."
+            )
+
+
+def _tag_work_copy(
+    candidate: Candidate,
+    context: RunContext,
+    prepared_audio: PreparedAudio,
+    info: Any,
+    title: str,
+    description: str,
+    publish_at: datetime,
+) -> Path:
+    """Tag a copy of the audio to publish into the work folder, named after the slug."""
+    from flows.podcast.tags import EpisodeTags, tag_audio
+
+    meta, show = candidate.meta, context.show
+    tags = EpisodeTags(
+        title=title,
+        artist=show.author,
+        album=show.title,
+        description=description,
+        track=meta.episode,
+        disc=meta.season,
+        date=publish_at,
+        url=show.website,
+        chapters=tuple(meta.chapters),
+        cover=context.cover,
+        cover_mime=context.cover_mime,
+    )
+    work = context.workdir / f"{candidate.slug}.{info.extension.lstrip('.')}"
+    tag_audio(prepared_audio.publish_path, work, tags, info)
+    return work
+
+
+def _master_upload(
+    candidate: Candidate, prepared_audio: PreparedAudio, source: Path, source_sha256: str
+) -> Upload | None:
+    """The dropped master itself, privately, so the episode can be encoded again later."""
+    if prepared_audio.master is None:
+        return None
+    return Upload(
+        master_key(candidate.slug, source_sha256, prepared_audio.master.format),
+        prepared_audio.master.mime_type,
+        path=source,
+        public=False,
+        cache_control=CACHE_PRIVATE,
+    )
+
+
+def _transcript_upload(candidate: Candidate, inbox: Path, dropped: Path) -> Upload | None:
+    """The dropped transcript, copied and checked (its content type is the record's)."""
+    if candidate.transcript is None:
+        return None
+    transcript = dropped / candidate.transcript.name
+    transcript_hash = copy_dropped(candidate.transcript, inbox, transcript)
+    _check_transcript(transcript)
+    suffix = candidate.transcript.suffix.lower()
+    key = f"{TRANSCRIPT_PREFIX}{candidate.slug}-{transcript_hash[:8]}{suffix}"
+    return Upload(key, TRANSCRIPT_TYPES[suffix], path=transcript)
+
+
+def _chapters_upload(candidate: Candidate, title: str, podcast_name: str) -> Upload | None:
+    """The sidecar's chapters as a Podcasting 2.0 JSON chapters file."""
+    if not candidate.meta.chapters:
+        return None
+    data = chapters_json(title, podcast_name, candidate.meta.chapters)
+    key = f"{CHAPTERS_PREFIX}{candidate.slug}-{hashlib.sha256(data).hexdigest()[:8]}.json"
+    return Upload(key, CHAPTERS_TYPE, data=data)
+
+
+def _image_upload(
+    candidate: Candidate, inbox: Path, dropped: Path
+) -> tuple[Upload | None, list[str]]:
+    """The dropped episode art, copied and checked, and the warnings its check gives."""
+    if candidate.image is None:
+        return None, []
+    art = dropped / candidate.image.name
+    art_hash = copy_dropped(candidate.image, inbox, art)
+    ext, mime, image_warnings = _check_image(art)
+    key = f"{ART_PREFIX}{candidate.slug}-{art_hash[:8]}{ext}"
+    return Upload(key, mime, path=art), image_warnings
 
 
 def _dropped_dir(candidate: Candidate, context: RunContext) -> Path:

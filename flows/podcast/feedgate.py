@@ -135,90 +135,152 @@ def check_feed(
     `catalog_guids`, all guids of the catalog, only sharpens the message: a lost guid the
     catalog does not know at all points at an old or damaged catalog, not at a removal.
     """
+    try:
+        channel = _rss_channel(new_xml)
+    except _NotRss as exc:
+        return [str(exc)]
+    items = channel.findall("item")
+    guids = _item_guids(items)
+    return [
+        *_client_parser_problems(new_xml, len(items)),
+        *_missing_tags(channel, APPLE_CHANNEL_TAGS, "the channel"),
+        *_items_problems(items),
+        *_catalog_match_problems(guids, episodes),
+        *_shrink_problems(live_xml, guids, remove_guids, catalog_guids),
+    ]
+
+
+class _NotRss(Exception):
+    """The new feed is not well-formed RSS 2.0; its message is the one problem to report."""
+
+
+def _rss_channel(new_xml: bytes) -> etree._Element:
+    """The <channel> of the new feed, or `_NotRss` when it is not XML or not RSS 2.0."""
+    try:
+        root = etree.fromstring(new_xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError as exc:
+        raise _NotRss(f"the new feed is not well-formed XML: {exc}") from None
+    channel = root.find("channel")
+    if root.tag != "rss" or channel is None:
+        raise _NotRss("the new feed is not RSS 2.0 (no <rss><channel>)")
+    return channel
+
+
+def _item_guids(items: Sequence[etree._Element]) -> dict[str, int]:
+    """guid -> number of the first item carrying it (an item without a guid counts as "")."""
+    guids: dict[str, int] = {}
+    for number, item in enumerate(items, start=1):
+        guids.setdefault((item.findtext("guid") or "").strip(), number)
+    return guids
+
+
+def _client_parser_problems(new_xml: bytes, item_count: int) -> list[str]:
+    """Both client parsers (feedparser, podcastparser) read the feed and see every item."""
     import feedparser
     import podcastparser
 
     problems: list[str] = []
-    try:
-        root = etree.fromstring(new_xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError as exc:
-        return [f"the new feed is not well-formed XML: {exc}"]
-    channel = root.find("channel")
-    if root.tag != "rss" or channel is None:
-        return ["the new feed is not RSS 2.0 (no <rss><channel>)"]
-    items = channel.findall("item")
-
     parsed = feedparser.parse(io.BytesIO(new_xml))
     if parsed.bozo:
         problems.append(f"feedparser cannot read it cleanly: {parsed.bozo_exception}")
-    elif len(parsed.entries) != len(items):
-        problems.append(f"feedparser sees {len(parsed.entries)} of {len(items)} items")
+    elif len(parsed.entries) != item_count:
+        problems.append(f"feedparser sees {len(parsed.entries)} of {item_count} items")
     try:
         gpodder = podcastparser.parse(FEED_KEY, io.BytesIO(new_xml))
     except podcastparser.FeedParseError as exc:
         problems.append(f"podcastparser (gPodder) cannot read it: {exc}")
     else:
-        if len(gpodder["episodes"]) != len(items):
-            problems.append(f"podcastparser sees {len(gpodder['episodes'])} of {len(items)} items")
+        if len(gpodder["episodes"]) != item_count:
+            problems.append(f"podcastparser sees {len(gpodder['episodes'])} of {item_count} items")
+    return problems
 
-    problems += _missing_tags(channel, APPLE_CHANNEL_TAGS, "the channel")
+
+def _items_problems(items: Sequence[etree._Element]) -> list[str]:
+    """Each item's own problems, then whether it repeats an earlier item's guid or URL."""
+    problems: list[str] = []
     seen_guids: dict[str, int] = {}
     seen_urls: dict[str, int] = {}
     for number, item in enumerate(items, start=1):
         guid = (item.findtext("guid") or "").strip()
         where = f"item {number} ({guid or item.findtext('title') or 'untitled'})"
-        problems += _missing_tags(item, APPLE_ITEM_TAGS, where)
-        enclosure = item.find("enclosure")
-        url = enclosure.get("url", "") if enclosure is not None else ""
-        length = enclosure.get("length", "") if enclosure is not None else ""
-        duration = (item.findtext("itunes:duration", namespaces=_GATE_NS) or "").strip()
-        if url and not url.startswith(("https://", "http://")):
-            problems.append(f"{where} enclosure URL {url!r} is not absolute")
-        if length and not (length.isdigit() and int(length) > 0):
-            problems.append(f"{where} enclosure length {length!r} is not a positive byte count")
-        if duration and not (duration.isdigit() and int(duration) > 0):
-            problems.append(f"{where} duration {duration!r} is not a positive whole second count")
+        url = _enclosure(item, "url")
+        problems += _item_problems(item, where)
         if guid and guid in seen_guids:
             problems.append(f"{where} repeats the guid of item {seen_guids[guid]}")
         if url and url in seen_urls:
             problems.append(f"{where} repeats the enclosure URL of item {seen_urls[url]}")
         seen_guids.setdefault(guid, number)
         seen_urls.setdefault(url, number)
+    return problems
 
+
+def _enclosure(item: etree._Element, attribute: str) -> str:
+    enclosure = item.find("enclosure")
+    return enclosure.get(attribute, "") if enclosure is not None else ""
+
+
+def _item_problems(item: etree._Element, where: str) -> list[str]:
+    """Apple's item tags; an absolute enclosure URL, a positive length and duration."""
+    problems = _missing_tags(item, APPLE_ITEM_TAGS, where)
+    url = _enclosure(item, "url")
+    length = _enclosure(item, "length")
+    duration = (item.findtext("itunes:duration", namespaces=_GATE_NS) or "").strip()
+    if url and not url.startswith(("https://", "http://")):
+        problems.append(f"{where} enclosure URL {url!r} is not absolute")
+    if length and not (length.isdigit() and int(length) > 0):
+        problems.append(f"{where} enclosure length {length!r} is not a positive byte count")
+    if duration and not (duration.isdigit() and int(duration) > 0):
+        problems.append(f"{where} duration {duration!r} is not a positive whole second count")
+    return problems
+
+
+def _catalog_match_problems(guids: Collection[str], episodes: Sequence[Episode]) -> list[str]:
+    """The feed carries exactly the episodes it should."""
     expected = {episode.guid for episode in episodes}
-    if set(seen_guids) != expected:
-        lost = sorted(expected - set(seen_guids))
-        extra = sorted(set(seen_guids) - expected)
-        problems.append(f"the items do not match the catalog (missing {lost}, unexpected {extra})")
+    if set(guids) == expected:
+        return []
+    lost = sorted(expected - set(guids))
+    extra = sorted(set(guids) - expected)
+    return [f"the items do not match the catalog (missing {lost}, unexpected {extra})"]
 
-    if live_xml:
-        try:
-            live = _guids_of(live_xml)
-        except etree.XMLSyntaxError as exc:
-            # A broken live feed must be replaceable; there is nothing to compare with.
-            log.warning("The live feed is not XML (%s); skipping the shrink check.", exc)
-            live = {}
-        allowed = set(remove_guids)
-        lost = [guid for guid in live if guid not in seen_guids and guid not in allowed]
-        unknown = [g for g in lost if catalog_guids is not None and g not in catalog_guids]
-        known = [g for g in lost if g not in unknown]
 
-        def named(guids: list[str]) -> str:
-            more = f" and {len(guids) - 5} more" if len(guids) > 5 else ""
-            return ", ".join(f"{guid} ({live[guid]!r})" for guid in guids[:5]) + more
+def _shrink_problems(
+    live_xml: bytes | None,
+    guids: Collection[str],
+    remove_guids: Iterable[str],
+    catalog_guids: Collection[str] | None,
+) -> list[str]:
+    """The shrink gate: no guid of the live feed is lost unless it is being removed."""
+    if not live_xml:
+        return []
+    try:
+        live = _guids_of(live_xml)
+    except etree.XMLSyntaxError as exc:
+        # A broken live feed must be replaceable; there is nothing to compare with.
+        log.warning("The live feed is not XML (%s); skipping the shrink check.", exc)
+        live = {}
+    allowed = set(remove_guids)
+    lost = [guid for guid in live if guid not in guids and guid not in allowed]
+    unknown = [g for g in lost if catalog_guids is not None and g not in catalog_guids]
+    known = [g for g in lost if g not in unknown]
 
-        if unknown:
-            problems.append(
-                f"the new feed would drop {len(unknown)} episode(s) of the live feed that the "
-                f"catalog does not have at all: {named(unknown)}. The catalog may have been "
-                "restored from an old backup or edited by hand: restore the newest copy from "
-                "podcast/catalog-backups/ (or publish those episodes again) and run again"
-            )
-        if known:
-            problems.append(
-                f"the new feed would drop {len(known)} episode(s) that the live feed has: "
-                f"{named(known)}. If they should leave the feed for good, remove them: "
-                f"python -m flows feed --remove {' '.join(known[:5])}; if their publish_at "
-                "was moved to the future by mistake, fix it and publish them again"
-            )
+    def named(dropped: list[str]) -> str:
+        more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+        return ", ".join(f"{guid} ({live[guid]!r})" for guid in dropped[:5]) + more
+
+    problems: list[str] = []
+    if unknown:
+        problems.append(
+            f"the new feed would drop {len(unknown)} episode(s) of the live feed that the "
+            f"catalog does not have at all: {named(unknown)}. The catalog may have been "
+            "restored from an old backup or edited by hand: restore the newest copy from "
+            "podcast/catalog-backups/ (or publish those episodes again) and run again"
+        )
+    if known:
+        problems.append(
+            f"the new feed would drop {len(known)} episode(s) that the live feed has: "
+            f"{named(known)}. If they should leave the feed for good, remove them: "
+            f"python -m flows feed --remove {' '.join(known[:5])}; if their publish_at "
+            "was moved to the future by mistake, fix it and publish them again"
+        )
     return problems

@@ -113,7 +113,7 @@ def publish_episodes(
         public_url=public_url,
         settle_seconds=settle_seconds,
     )
-    started = system_clock()  # the only place the clock is read
+    started = system_clock()  # the run's start: read once, passed down
     scan_time = started.timestamp()
     now = now or started
     store = open_storage(settings)
@@ -182,7 +182,7 @@ def regenerate_feed(
     then refused for another reason; the next run publishes it. No audio is deleted.
     """
     settings = Settings.load(episodes_dir=episodes, storage=storage, public_url=public_url)
-    now = now or system_clock()  # the only place the clock is read
+    now = now or system_clock()  # the run's start: read once, passed down
     show_dir = Path(settings.episodes_dir)
     show = load_show(show_dir / "show.yaml")
     store = open_storage(settings)

@@ -1,7 +1,7 @@
 """The producers' drop folder: which files are ready, what their sidecars say.
 
-`scan_inbox` only reads the folder (names, sizes, times, sidecar text); it never moves or
-changes a file. It sorts what it sees into:
+`read_inbox` (then `refuse_clashes`) only reads the folder (names, sizes, times, sidecar
+text); it never moves or changes a file. It sorts what it sees into:
 
 - candidates: an audio file that has settled, with its parsed sidecar (`<name>.md`) and the
   transcript and image the sidecar names. Audio is `<name>.mp3` / `<name>.m4a` (published as
@@ -37,7 +37,7 @@ import os
 import re
 import stat
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -296,22 +296,8 @@ def _temporary_twin(path: Path, names: set[str]) -> bool:
     return any(path.name + suffix in names for suffix in TEMP_SUFFIXES)
 
 
-def scan_inbox(
-    inbox: Path,
-    now: float,
-    settle_seconds: float,
-    published: list[Episode] | None = None,
-) -> ScanResult:
-    """Sort the inbox into candidates, refused groups and files still being written.
-
-    `now` is a POSIX timestamp (passed in, never read here); `published` is the catalog's
-    episodes, used to refuse an episode number that another slug already has.
-    """
-    return refuse_clashes(read_inbox(inbox, now, settle_seconds), published or [])
-
-
 def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
-    """The first half of `scan_inbox`: the folder alone, before slug and number clashes.
+    """The folder alone, before slug and number clashes (`refuse_clashes` does those).
 
     Its candidates may still clash; pass the result to `refuse_clashes`. A caller that
     finds nothing here need not read the catalog at all.
@@ -322,8 +308,26 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
             f"{inbox}: the drop folder does not exist. Create it or pass --episodes DIR "
             "(the folder that holds inbox/ and show.yaml)."
         )
-    # Entries named like an episode's files that are not regular files in the inbox: each
-    # is refused (with its episode, if it has one) and never read.
+    entries, special = _inbox_entries(inbox)
+    sorting = _Sorting(inbox, now, settle_seconds, entries, special)
+    for path in sorted([*entries, *special], key=lambda p: p.name):
+        if path in sorting.claimed:
+            continue
+        if is_temporary(path):
+            sorting.waiting.append(path)
+        elif path.suffix.lower() in AUDIO_SUFFIXES:
+            sorting.sort_audio(path)
+    # Alone (a stray link named like an image or transcript): refused with its note.
+    sorting.refused.extend(
+        Refused(p.stem, (p,), why) for p, why in special.items() if p not in sorting.claimed
+    )
+    return ScanResult(tuple(sorting.candidates), tuple(sorting.refused), tuple(sorting.waiting))
+
+
+def _inbox_entries(inbox: Path) -> tuple[list[Path], dict[Path, str]]:
+    """The regular files of the inbox (hidden ones left out), and the entries named like an
+    episode's files that are not regular files, each with its note: those are refused (with
+    their episode, if they have one) and never read."""
     special: dict[Path, str] = {}
     entries: list[Path] = []
     for path in sorted(inbox.iterdir(), key=lambda p: p.name):
@@ -338,107 +342,125 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
         elif path.suffix.lower() in DROP_SUFFIXES:
             special[path] = problem
         # else: a folder of old files, a link to notes: not an episode's, left alone
-    names = {p.name for p in entries}
-    by_lower = {p.name.lower(): p for p in [*entries, *special]}
-    claimed: set[Path] = set()  # in a group already: waiting, refused or a candidate
-    waiting: list[Path] = []
-    refused: list[Refused] = []
-    candidates: list[Candidate] = []
+    return entries, special
 
-    for path in sorted([*entries, *special], key=lambda p: p.name):
-        suffix = path.suffix.lower()
-        if path in claimed:
-            continue
-        if is_temporary(path):
-            waiting.append(path)
-            continue
-        if suffix not in AUDIO_SUFFIXES:
-            continue
-        sidecar = by_lower.get(path.stem.lower() + ".md")
+
+@dataclass
+class _Sorting:
+    """`read_inbox` under way: the folder's entries and the groups sorted so far."""
+
+    inbox: Path
+    now: float
+    settle_seconds: float
+    entries: list[Path]
+    special: dict[Path, str]  # not a regular file -> why it is refused
+    claimed: set[Path] = field(default_factory=set)  # in a group already
+    waiting: list[Path] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.names = {p.name for p in self.entries}
+        self.by_lower = {p.name.lower(): p for p in [*self.entries, *self.special]}
+
+    def settling(self, path: Path) -> bool:
+        return _settling(path, self.now, self.settle_seconds)
+
+    def sort_audio(self, path: Path) -> None:
+        """Sort one audio file with its sidecar and attachments: waiting, refused or a
+        candidate (or nothing, when it was removed while we looked)."""
+        sidecar = self.by_lower.get(path.stem.lower() + ".md")
         group = [path] + ([sidecar] if sidecar else [])
-        # A link, FIFO or folder with this episode's name (its audio, sidecar, transcript,
-        # chapters or image) refuses the episode: the producer meant it as part of it.
-        odd = [p for p in special if p.stem.lower() == path.stem.lower()]
-        files = list(dict.fromkeys(p for p in [*group, *odd] if p == path or p not in claimed))
-        claimed.update(files)
-        regular = [p for p in group if p not in special]
-        if _temporary_twin(path, names) or any(_settling(p, now, settle_seconds) for p in regular):
-            waiting.extend(regular)
-            continue
+        odd, files = self.claim(path, group)
+        regular = [p for p in group if p not in self.special]
+        if _temporary_twin(path, self.names) or any(self.settling(p) for p in regular):
+            self.waiting.extend(regular)
+            return
         name, slug = path.stem, slugify(path.stem)
         if odd:
-            reason = special.get(path) or special.get(sidecar) or special[odd[0]]
-            refused.append(Refused(name, tuple(files), reason, slug))
-            continue
+            reason = self.special.get(path) or self.special.get(sidecar) or self.special[odd[0]]
+            self.refused.append(Refused(name, tuple(files), reason, slug))
+            return
         try:
             empty = path.lstat().st_size == 0
         except FileNotFoundError:
-            continue  # removed since we looked: nothing to publish or to move
-        if empty:
-            refused.append(
-                Refused(name, tuple(group), f"{path.name} is empty (0 bytes). Copy it again.", slug)
-            )
-            continue
-        if not slug:
-            refused.append(
-                Refused(
-                    name,
-                    tuple(group),
-                    f"{path.name}: the file name has no letters or digits to name the episode "
-                    "by. Rename it, e.g. avsnitt-3.mp3.",
-                )
-            )
-            continue
+            return  # removed since we looked: nothing to publish or to move
         try:
-            if sidecar is not None:
-                text = read_regular(sidecar, inbox).decode("utf-8")
-                meta = parse_sidecar(text, sidecar.name)
-            else:
-                meta = EpisodeMeta()
-        except UnicodeDecodeError:
-            refused.append(
-                Refused(
-                    name,
-                    tuple(group),
-                    f"{sidecar.name} is not UTF-8 text. Save it as UTF-8 and drop it again.",
-                    slug,
-                )
-            )
-            continue
+            meta = _checked_meta(self.inbox, path, sidecar, empty=empty, slug=slug)
+            transcript, image = self.attachments(path, sidecar, meta)
         except InputError as exc:
-            refused.append(Refused(name, tuple(group), str(exc), slug))
-            continue
-        if suffix in MASTER_SUFFIXES and meta.title is None:
-            refused.append(Refused(name, tuple(group), master_title_reason(path, sidecar), slug))
-            continue
-        try:
-            transcript = _attached(inbox, by_lower, meta.transcript, "transcript", sidecar)
-            if transcript is None:  # <name>.vtt / <name>.srt next to the audio is picked up too
-                transcript = next(
-                    (
-                        by_lower[n]
-                        for s in TRANSCRIPT_TYPES
-                        if (n := path.stem.lower() + s) in by_lower
-                    ),
-                    None,
-                )
-            image = _attached(inbox, by_lower, meta.image, "image", sidecar)
-        except InputError as exc:
-            refused.append(Refused(name, tuple(group), str(exc), slug))
-            continue
-        extras = [p for p in (transcript, image) if p is not None]
-        claimed.update(extras)
-        linked = [p for p in extras if p in special]
+            self.refused.append(Refused(name, tuple(group), str(exc), slug))
+            return
+        self.add_settled(Candidate(name, slug, path, sidecar, meta, transcript, image), group)
+
+    def claim(self, path: Path, group: list[Path]) -> tuple[list[Path], list[Path]]:
+        """Claim an audio file's group: (the odd entries with its name, all files claimed).
+
+        A link, FIFO or folder with this episode's name (its audio, sidecar, transcript,
+        chapters or image) refuses the episode: the producer meant it as part of it."""
+        odd = [p for p in self.special if p.stem.lower() == path.stem.lower()]
+        files = list(dict.fromkeys(p for p in [*group, *odd] if p == path or p not in self.claimed))
+        self.claimed.update(files)
+        return odd, files
+
+    def add_settled(self, candidate: Candidate, group: list[Path]) -> None:
+        """A candidate, unless its transcript or image is a link or still being copied."""
+        extras = [p for p in (candidate.transcript, candidate.image) if p is not None]
+        self.claimed.update(extras)
+        linked = [p for p in extras if p in self.special]
         if linked:  # the sidecar names a link (or FIFO, folder …) as its transcript or image
-            refused.append(Refused(name, tuple(group + linked), special[linked[0]], slug))
-            continue
-        if any(_settling(p, now, settle_seconds) for p in extras):
-            waiting.extend(group + extras)
-            continue
-        candidates.append(Candidate(name, slug, path, sidecar, meta, transcript, image))
-    # Alone (a stray link named like an image or transcript): refused with its note.
-    refused.extend(Refused(p.stem, (p,), why) for p, why in special.items() if p not in claimed)
-    return ScanResult(tuple(candidates), tuple(refused), tuple(waiting))
+            reason = self.special[linked[0]]
+            self.refused.append(
+                Refused(candidate.name, tuple(group + linked), reason, candidate.slug)
+            )
+        elif any(self.settling(p) for p in extras):
+            self.waiting.extend(group + extras)
+        else:
+            self.candidates.append(candidate)
+
+    def attachments(
+        self, path: Path, sidecar: Path | None, meta: EpisodeMeta
+    ) -> tuple[Path | None, Path | None]:
+        """The transcript and image of an episode: named by its sidecar, or (a transcript)
+        `<name>.vtt` / `<name>.srt` next to the audio. InputError when a named one is missing."""
+        transcript = _attached(self.inbox, self.by_lower, meta.transcript, "transcript", sidecar)
+        if transcript is None:
+            transcript = next(
+                (
+                    self.by_lower[n]
+                    for s in TRANSCRIPT_TYPES
+                    if (n := path.stem.lower() + s) in self.by_lower
+                ),
+                None,
+            )
+        image = _attached(self.inbox, self.by_lower, meta.image, "image", sidecar)
+        return transcript, image
+
+
+def _checked_meta(
+    inbox: Path, path: Path, sidecar: Path | None, *, empty: bool, slug: str
+) -> EpisodeMeta:
+    """The sidecar of the audio at `path`, read and parsed; InputError (the reason and the
+    fix) when the audio is empty or unnameable, the sidecar unreadable, or a master untitled."""
+    if empty:
+        raise InputError(f"{path.name} is empty (0 bytes). Copy it again.")
+    if not slug:
+        raise InputError(
+            f"{path.name}: the file name has no letters or digits to name the episode "
+            "by. Rename it, e.g. avsnitt-3.mp3."
+        )
+    meta = EpisodeMeta()
+    if sidecar is not None:
+        try:
+            text = read_regular(sidecar, inbox).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(
+                f"{sidecar.name} is not UTF-8 text. Save it as UTF-8 and drop it again."
+            ) from None
+        meta = parse_sidecar(text, sidecar.name)
+    if path.suffix.lower() in MASTER_SUFFIXES and meta.title is None:
+        raise InputError(master_title_reason(path, sidecar))
+    return meta
 
 
 def refuse_clashes(found: ScanResult, published: list[Episode]) -> ScanResult:

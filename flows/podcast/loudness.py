@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import mutagen
 from mutagen.aiff import AIFF
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: at or below it there is nothing to measure
 MIN_BYTES_PER_SECOND = 4_000  # 32 kbps: an upper bound on duration when nothing else is known
 
-MASTER_FORMATS = ("wav", "flac", "aiff")
 WAV_PCM_FORMATS = (1, 3, 0xFFFE)  # PCM, IEEE float, extensible (PCM or float inside)
 MASTER_MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "aiff": "audio/aiff"}
 _FIX_MASTER = (
@@ -283,41 +282,8 @@ def probe_master(path: Path) -> MasterInfo:
     Corrupt, truncated, empty and 0-second files raise AudioError naming the file and the fix.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        kind = master_format(path) if size else None
-    except OSError as exc:
-        raise AudioError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Check that the file exists and "
-            "is readable, then drop it in again."
-        ) from None
-    if size == 0:
-        raise AudioError(f"{path}: the file is empty (0 bytes): the copy failed. Copy it again.")
-    if kind is None:
-        raise AudioError(f"{path}: not a WAV, FLAC or AIFF file (by its content). {_FIX_MASTER}")
-    with path.open("rb") as f:
-        header = f.read(12)
-        if header[:4] in (b"RF64", b"BW64"):
-            raise AudioError(
-                f"{path}: an RF64 WAV (over 4 GB), which we cannot read. "
-                "Export the master as FLAC instead (it is lossless and far smaller)."
-            )
-    loader = {"wav": WAVE, "flac": FLAC, "aiff": AIFF}[kind]
-    try:
-        info = loader(path).info
-    except (mutagen.MutagenError, ValueError, EOFError, OSError) as exc:
-        detail = str(exc).strip() or type(exc).__name__
-        raise AudioError(
-            f"{path}: a damaged {kind.upper()} file: its header cannot be read ({detail}). "
-            f"{_FIX_MASTER}"
-        ) from None
-    if kind == "wav" and getattr(info, "audio_format", 1) not in WAV_PCM_FORMATS:
-        # ADPCM, MP3-in-WAV...: mutagen cannot tell their duration, and no editor exports
-        # them for podcast masters by default.
-        raise AudioError(
-            f"{path}: a compressed WAV (format tag {info.audio_format}), not PCM. Export the "
-            "master as a PCM WAV (16 or 24 bit) or as FLAC and drop it in again."
-        )
+    size, kind, header = _master_kind(path)
+    info = _master_header(path, kind)
     duration = float(info.length or 0.0)
     channels = int(getattr(info, "channels", 0) or 0)
     sample_rate = int(getattr(info, "sample_rate", 0) or 0)
@@ -349,6 +315,52 @@ def probe_master(path: Path) -> MasterInfo:
         sample_rate=sample_rate,
         bits_per_sample=int(bits) if bits else None,
     )
+
+
+def _master_kind(path: Path) -> tuple[int, str, bytes]:
+    """(size, format by content, first 12 bytes) of a master; AudioError when the file
+    cannot be read, is empty, is no WAV/FLAC/AIFF, or is an RF64 WAV."""
+    try:
+        size = path.stat().st_size
+        kind = master_format(path) if size else None
+    except OSError as exc:
+        raise AudioError(
+            f"{path}: cannot be read ({exc.strerror or exc}). Check that the file exists and "
+            "is readable, then drop it in again."
+        ) from None
+    if size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes): the copy failed. Copy it again.")
+    if kind is None:
+        raise AudioError(f"{path}: not a WAV, FLAC or AIFF file (by its content). {_FIX_MASTER}")
+    with path.open("rb") as f:
+        header = f.read(12)
+        if header[:4] in (b"RF64", b"BW64"):
+            raise AudioError(
+                f"{path}: an RF64 WAV (over 4 GB), which we cannot read. "
+                "Export the master as FLAC instead (it is lossless and far smaller)."
+            )
+    return size, kind, header
+
+
+def _master_header(path: Path, kind: str) -> Any:
+    """mutagen's stream info of a master; AudioError when it is damaged or a compressed WAV."""
+    loader = {"wav": WAVE, "flac": FLAC, "aiff": AIFF}[kind]
+    try:
+        info = loader(path).info
+    except (mutagen.MutagenError, ValueError, EOFError, OSError) as exc:
+        detail = str(exc).strip() or type(exc).__name__
+        raise AudioError(
+            f"{path}: a damaged {kind.upper()} file: its header cannot be read ({detail}). "
+            f"{_FIX_MASTER}"
+        ) from None
+    if kind == "wav" and getattr(info, "audio_format", 1) not in WAV_PCM_FORMATS:
+        # ADPCM, MP3-in-WAV...: mutagen cannot tell their duration, and no editor exports
+        # them for podcast masters by default.
+        raise AudioError(
+            f"{path}: a compressed WAV (format tag {info.audio_format}), not PCM. Export the "
+            "master as a PCM WAV (16 or 24 bit) or as FLAC and drop it in again."
+        )
+    return info
 
 
 def _is_plain_pcm(kind: str, header: bytes, info: object) -> bool:

@@ -404,23 +404,8 @@ def finish(
     context, now = plan.context, plan.context.now
     failures = list(failures)
     report = PublishReport(storage.describe(), uploads=uploads)
-    update: CatalogUpdate | None = None
-    good = list(prepared)
-    if good:
-        try:
-            update = commit(plan.catalog, [p.record for p in good])
-        except (CatalogError, StorageError) as exc:
-            failures.extend(
-                Failed(
-                    p.candidate.audio.name,
-                    p.candidate.slug,
-                    p.candidate.files,
-                    f"the catalog was not updated: {exc}",
-                    retry=True,
-                )
-                for p in good
-            )
-            good = []
+    update, good, not_committed = _commit_good(plan, prepared, commit)
+    failures += not_committed
     if update is not None and update.changed:
         prune_catalog_backups(storage, context.settings.catalog_backups_keep)
     if update is not None:
@@ -433,46 +418,84 @@ def finish(
         report.feed, report.feed_error = publish_feed_step(plan, storage, plan.catalog, now)
 
     moved, move_notes = settle_files(plan.show_dir, good, failures, now)
-    for prep in good:
-        slug = prep.candidate.slug
-        change = update.changes[slug] if update else "unchanged"
-        record = (update.catalog.by_slug(slug) if update else None) or prep.record
-        status, reason = ("published" if change == "new" else change), ""
-        if record.removed_at is not None:
-            # Recorded, but an operator took it out of the feed and it stays out.
-            status, reason = "removed", removed_reason(prep.candidate, record)
-            log.warning(reason)
-        report.outcomes.append(
-            EpisodeOutcome(
-                name=prep.candidate.audio.name,
-                slug=slug,
-                status=status,
-                title=prep.record.title,
-                guid=update.guids[slug] if update else "",
-                url=object_url(context.base_url, record.audio_key),
-                reason=reason,
-                moved_to=moved.get(prep.candidate.audio.name, ""),
-                warnings=tuple(
-                    w for w in (*prep.warnings, move_notes.get(prep.candidate.audio.name)) if w
-                ),
-                loudness=prep.record.loudness,
-                audio_note=prep.audio_note,
-            )
-        )
-    for fail in failures:
-        report.outcomes.append(
-            EpisodeOutcome(
-                name=fail.name,
-                slug=fail.slug,
-                status="retry" if fail.retry else "failed",
-                reason=" ".join(r for r in (fail.reason, move_notes.get(fail.name)) if r),
-                moved_to=moved.get(fail.name, ""),
-            )
-        )
+    report.outcomes += [
+        _published_outcome(prep, update, context.base_url, moved, move_notes) for prep in good
+    ]
+    report.outcomes += [_failed_outcome(fail, moved, move_notes) for fail in failures]
     report.waiting = tuple(
         sorted({p.name for p in plan.scan.waiting if not p.name.startswith(".")})
     )
     return report
+
+
+def _commit_good(
+    plan: Plan, prepared: Sequence[Prepared], commit: Any
+) -> tuple[CatalogUpdate | None, list[Prepared], list[Failed]]:
+    """Commit the prepared episodes: (the update, the episodes in it, failures to retry).
+
+    When the commit fails every prepared episode becomes a failure to retry, and none is in.
+    """
+    good = list(prepared)
+    if not good:
+        return None, good, []
+    try:
+        return commit(plan.catalog, [p.record for p in good]), good, []
+    except (CatalogError, StorageError) as exc:
+        failed = [
+            Failed(
+                p.candidate.audio.name,
+                p.candidate.slug,
+                p.candidate.files,
+                f"the catalog was not updated: {exc}",
+                retry=True,
+            )
+            for p in good
+        ]
+        return None, [], failed
+
+
+def _published_outcome(
+    prep: Prepared,
+    update: CatalogUpdate | None,
+    base_url: str,
+    moved: dict[str, str],
+    move_notes: dict[str, str],
+) -> EpisodeOutcome:
+    """What the report says about an episode that reached the catalog."""
+    slug = prep.candidate.slug
+    change = update.changes[slug] if update else "unchanged"
+    record = (update.catalog.by_slug(slug) if update else None) or prep.record
+    status, reason = ("published" if change == "new" else change), ""
+    if record.removed_at is not None:
+        # Recorded, but an operator took it out of the feed and it stays out.
+        status, reason = "removed", removed_reason(prep.candidate, record)
+        log.warning(reason)
+    return EpisodeOutcome(
+        name=prep.candidate.audio.name,
+        slug=slug,
+        status=status,
+        title=prep.record.title,
+        guid=update.guids[slug] if update else "",
+        url=object_url(base_url, record.audio_key),
+        reason=reason,
+        moved_to=moved.get(prep.candidate.audio.name, ""),
+        warnings=tuple(w for w in (*prep.warnings, move_notes.get(prep.candidate.audio.name)) if w),
+        loudness=prep.record.loudness,
+        audio_note=prep.audio_note,
+    )
+
+
+def _failed_outcome(
+    fail: Failed, moved: dict[str, str], move_notes: dict[str, str]
+) -> EpisodeOutcome:
+    """What the report says about an episode that failed (or is to be retried)."""
+    return EpisodeOutcome(
+        name=fail.name,
+        slug=fail.slug,
+        status="retry" if fail.retry else "failed",
+        reason=" ".join(r for r in (fail.reason, move_notes.get(fail.name)) if r),
+        moved_to=moved.get(fail.name, ""),
+    )
 
 
 # --- the whole run -----------------------------------------------------------------------------
