@@ -116,6 +116,12 @@ def _add_newsletter_parser(commands: Any) -> None:
     _add_storage_args(news)
     _add_now_arg(news)
 
+    commands.add_parser(
+        "smtp-check",
+        help="check the KRAFTSAMLING_SMTP_* settings: connect, start TLS, log in, quit; "
+        "sends nothing",
+    )
+
     approve = commands.add_parser(
         "approve", help="approve (or reject) the newsletter issue that waits for a decision"
     )
@@ -210,6 +216,14 @@ def _approve(args: argparse.Namespace) -> Any:
     return _Said(f"Issue {args.month} {verdict}; flow run {run_id} resumes.")
 
 
+def _smtp_check(args: argparse.Namespace) -> Any:
+    from flows.core.settings import Settings
+    from flows.newsletter.release import resolve_smtp_password
+    from flows.newsletter.smtp import check_smtp
+
+    return _Said(check_smtp(resolve_smtp_password(Settings.load())))
+
+
 def _podcast(args: argparse.Namespace) -> Any:
     from flows.podcast.flow import publish_episodes
 
@@ -256,6 +270,7 @@ _RUN = {
     "demo": _demo,
     "newsletter": _newsletter,
     "approve": _approve,
+    "smtp-check": _smtp_check,
     "podcast": _podcast,
     "feed": _feed,
 }

@@ -24,8 +24,9 @@ from flows.core.errors import DeliveryError, IssueSentError
 from flows.core.settings import Settings
 from flows.core.storage import LocalStorage
 from flows.newsletter.archive import publish_web_copy
-from flows.newsletter.delivery import build_message, connect_smtp, recipient_id, send_issue
+from flows.newsletter.delivery import build_message, recipient_id, send_issue
 from flows.newsletter.issue import PROGRESS_FILE, ensure_not_sent, web_copy_url
+from flows.newsletter.smtp import connect_smtp
 
 STHLM = ZoneInfo("Europe/Stockholm")
 NOW = datetime(2026, 12, 3, 9, 30, tzinfo=STHLM)

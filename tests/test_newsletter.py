@@ -180,7 +180,11 @@ def test_a_failing_source_is_recorded_and_the_others_used(tmp_path):
     assert [s["source"] for s in failed] == [missing]
     assert failed[0]["message"]
     assert result.counts["news"] > 0
-    assert f"Source failed: {missing}" in result.summary()
+    assert f"Source failed: {missing}: file not found" in result.summary()
+    # Issue 16, point 5: the source is named once ("Source failed: X: Source X: ...").
+    assert result.summary().count(missing) == 1
+    assert result.markdown().count(missing) == 1
+    assert f"- `{missing}`: file not found" in result.markdown()
 
 
 # --- month after month --------------------------------------------------------------------
@@ -223,6 +227,29 @@ def test_the_next_issue_reads_posts_from_the_last_cutoff(tmp_path):
             read_events=readers["read_events"],
         )
     assert asked == [datetime(2026, 10, 1, tzinfo=STOCKHOLM), nov_now]
+
+
+def test_the_january_issue_built_in_december_lists_no_december_event(tmp_path):
+    """Issue 16, point 1: events start at the later of now and the issue's month."""
+    settings = demo_settings(tmp_path)
+    asked: list[tuple[datetime, datetime]] = []
+
+    def read_events_recording(sources_, settings_, start, end, **kw):
+        asked.append((start, end))
+        from flows.newsletter.events import read_events
+
+        return read_events(sources_, settings_, start, end, **kw)
+
+    built_on = datetime(2026, 12, 1, 8, tzinfo=STOCKHOLM)
+    result = build_issue(settings, "2027-01", built_on, read_events=read_events_recording)
+    january = datetime(2027, 1, 1, tzinfo=STOCKHOLM)
+    until = january + timedelta(days=settings.events_days)
+    assert asked == [(january, until)]
+    assert result.written and result.selection is not None
+    starts = [e.start for e in result.selection.events]
+    assert starts and all(january <= start < until for start in starts)
+    manifest = json.loads((tmp_path / "2027-01" / MANIFEST_FILE).read_text())
+    assert manifest["events_until"] == until.isoformat()
 
 
 def test_nothing_new_writes_no_draft_unless_forced(tmp_path):

@@ -13,6 +13,7 @@ would cost ~10 s a command. The operators' guide (server, deploy, worker) is run
 from __future__ import annotations
 
 import email
+import email.utils
 import os
 import re
 import shlex
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -204,6 +206,10 @@ def test_staff_guide_a_month_from_draft_to_sent(shell, checkout, tmp_path):
         # After the rejection the reviewers got a new test copy (the guide's step 4).
         assert mailbox.count() == Counter({reviewer: 2, list_address: 1})
         assert (issue / "index.html").read_bytes() == draft  # what was reviewed went out
+        # The issue is dated when it was sent, not when the (pinned) run started.
+        sent = email.message_from_bytes(mailbox.messages[-1][1])
+        dated = email.utils.parsedate_to_datetime(sent["Date"])
+        assert abs(dated - datetime.now(UTC)) < timedelta(minutes=10), sent["Date"]
 
         # Step 5: the web copy, the archive page and its feed are in storage.
         storage = tmp_path / "storage" / "newsletters"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEMO_EVENTS, DEMO_POSTS
-from loopback import smtp_server
+from loopback import free_port, smtp_server
 
 from flows.cli import main
 from flows.core.errors import DeliveryError, IssueSentError
@@ -446,3 +446,34 @@ def test_smtp_password_can_come_from_a_prefect_secret_block(prefect_harness):
     assert "FAKE-BLOCK" not in repr(settings)
     with pytest.raises(SettingsError, match="no-such-block"):
         resolve_smtp_password(Settings.load(smtp_password_block="no-such-block"))
+
+
+def test_the_waiting_run_says_who_got_the_test_copy_and_how_to_decide(tmp_path, smtp, capsys):
+    settings = built_draft(tmp_path)
+
+    release(settings, Waiter(Decision(approve=False, comment="Inte än")))
+
+    out = capsys.readouterr().out
+    assert "Test copy sent to 1 reviewer(s)." in out
+    assert f"python -m flows approve {DEMO_MONTH}\n" in out
+    assert f'python -m flows approve {DEMO_MONTH} --reject --comment "..."' in out
+    # The deadline: the clock when the run starts waiting plus the timeout, in Stockholm.
+    assert "until 2026-12-02 14:32 Stockholm time (CET)" in out
+    assert REVIEWER not in out and LIST_ADDRESS not in out  # counts, never addresses
+
+
+def test_an_unreachable_smtp_server_fails_the_run_fast_naming_the_settings(
+    prefect_harness, tmp_path, monkeypatch
+):
+    built_draft(tmp_path)  # the run sends this draft: the time measured is the sending
+    port = free_port()  # nothing listens here
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_PORT", str(port))
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match=rf"127\.0\.0\.1:{port}") as info:
+        run_flow(tmp_path)
+    took = time.monotonic() - started
+    # Before: the test-copy task retried a refused connection after 10 s and 60 s.
+    assert took < 15, f"an unreachable server took {took:.1f} s to report"
+    for name in ("HOST", "PORT", "SECURITY", "USER", "PASSWORD"):
+        assert f"KRAFTSAMLING_SMTP_{name}" in str(info.value)

@@ -139,6 +139,28 @@ def test_events_start_within_the_configured_days_after_now():
     assert [e.id for e in short.events] == ["soon"]
 
 
+def test_next_months_issue_lists_events_from_the_first_of_its_month(settings):
+    """Issue 16, point 1: the January issue built on 1 December lists no December event."""
+    january = datetime(2027, 1, 1, tzinfo=STOCKHOLM)
+    until = january + timedelta(days=settings.events_days)
+    events = [
+        event(f"dec-{day}", datetime(2026, 12, day, 18, 0, tzinfo=STOCKHOLM))
+        for day in (3, 8, 9, 10)
+    ]
+    events += [
+        event("new-year", january),
+        event("jan-edge", until - timedelta(minutes=1)),
+        event("too-far", until),
+    ]
+    selection = select(events=events, month="2027-01", now=datetime(2026, 12, 1, tzinfo=STOCKHOLM))
+    assert [e.id for e in selection.events] == ["new-year", "jan-edge"]
+    assert selection.events_until == until
+    # The month's own issue, built on its first day, still starts at now.
+    december = select(events=events)
+    assert [e.id for e in december.events] == ["dec-3", "dec-8", "dec-9", "dec-10", "new-year"]
+    assert december.events_until == NOW + timedelta(days=settings.events_days)
+
+
 def test_catalog_episode_summary_is_plain_text_not_markdown(settings):
     markdown = "Hur gör en **liten förening**?\n\nTips:\n\n1. Börja smått\n2. Fråga [oss](https://kraftsamling.example/)"
     html = (

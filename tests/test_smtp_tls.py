@@ -7,16 +7,19 @@ host name verified) and an untrusted certificate must fail the same way it would
 
 from __future__ import annotations
 
+import socket
 import ssl
+import time
 
 import loopback
 import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from flows.cli import main
 from flows.core.errors import DeliveryError
 from flows.core.settings import Settings
-from flows.newsletter.delivery import connect_smtp
+from flows.newsletter.smtp import SmtpUnreachableError, connect_smtp
 
 USER = "redaktionen"
 PASSWORD = "hemligt-lösenord-4711"  # non-ASCII: goes through AUTH PLAIN, over TLS only
@@ -143,3 +146,57 @@ def test_implicit_tls_to_a_starttls_port_names_the_mismatch(server_context, trus
     ):
         connect_smtp(settings_for(port, "ssl"), timeout=10)
     assert PASSWORD not in str(info.value)
+
+
+# --- an unreachable server, and `python -m flows smtp-check` ---------------------------------
+
+
+def test_a_server_that_never_answers_fails_within_smtp_timeout():
+    # Accepts the connection (the kernel's backlog) but never greets: before the fix the
+    # client waited the hard-coded 30 s.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        settings = Settings.load(
+            smtp_host="127.0.0.1", smtp_port=port, smtp_security="none", smtp_timeout=1
+        )
+        started = time.monotonic()
+        with pytest.raises(SmtpUnreachableError, match="no answer within 1 s") as info:
+            connect_smtp(settings)
+        took = time.monotonic() - started
+    assert took < 10, f"took {took:.1f} s with smtp_timeout=1"
+    for name in ("HOST", "PORT", "SECURITY", "USER", "PASSWORD"):
+        assert f"KRAFTSAMLING_SMTP_{name}" in str(info.value)
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def smtp_env(monkeypatch, port: int, security: str) -> None:
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_PORT", str(port))
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_SECURITY", security)
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_USER", USER)
+    monkeypatch.setenv("KRAFTSAMLING_SMTP_PASSWORD", PASSWORD)
+
+
+def test_smtp_check_logs_in_over_tls_and_sends_nothing(
+    server_context, trust_ca, monkeypatch, capsys
+):
+    recorder = TlsRecorder()
+    with smtp_server(recorder, tls_context=server_context, require_starttls=True) as port:
+        smtp_env(monkeypatch, port, "starttls")
+        status = main(["smtp-check"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert f"SMTP ok: 127.0.0.1:{port}, starttls, logged in as {USER}" in out
+    assert PASSWORD not in out
+    assert recorder.sessions == []  # nothing was sent
+
+
+def test_smtp_check_against_a_closed_port_exits_1_naming_the_settings(monkeypatch, capsys):
+    port = loopback.free_port()  # nothing listens here
+    smtp_env(monkeypatch, port, "starttls")
+    assert main(["smtp-check"]) == 1
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and "KRAFTSAMLING_SMTP_HOST" in err
+    assert PASSWORD not in err

@@ -345,6 +345,14 @@ def test_shorten_cuts_at_a_word_boundary():
     assert not short[:-1].endswith((" ", ","))
 
 
+def test_shorten_after_a_full_stop_ends_in_one_mark():
+    """Issue 16, point 5: a summary cut after a sentence ended in ".…"."""
+    text = "Föreningen höll årsmöte i Malmö. " * 20
+    short = shorten(text, 300)
+    assert short.endswith("Malmö…") and ".…" not in short
+    assert not shorten("Vänta… " * 60, 300).endswith("……")
+
+
 def test_long_summary_is_shortened_in_posts():
     body = "ord " * 200
     posts, _ = parse_posts(
@@ -401,7 +409,27 @@ def test_valid_feed_without_entries_is_ok():
 def test_feed_whose_entries_are_all_unusable_is_not_ok():
     posts, status = parse_posts(rss(item(link="")), "t", DEFAULT_KIND_MAP)
     assert posts == [] and not status.ok and status.skipped == 1
-    assert "none of the 1 entries could be used" in status.message
+    assert "the feed's only entry could not be used" in status.message
+
+
+def test_counts_of_one_entry_are_singular():
+    """Issue 16, point 5: "none of the 1 entries", "1 entries already read"."""
+    _, status = parse_posts(rss(item(link="")), "t", DEFAULT_KIND_MAP)
+    assert "1 entries" not in status.message and "the feed's only entry" in status.message
+    two = rss(item(link="") + item(title="B", link=""))
+    _, status = parse_posts(two, "t", DEFAULT_KIND_MAP)
+    assert "none of the 2 entries could be used" in status.message
+
+
+def test_one_duplicate_across_sources_is_one_entry(tmp_path, fast_settings):
+    first, second = tmp_path / "a.xml", tmp_path / "b.xml"
+    first.write_bytes(rss(item(link="https://t.example/same")))
+    second.write_bytes(
+        rss(item(link="https://t.example/same") + item(link="https://t.example/new"))
+    )
+    posts, statuses = read_posts([str(first), str(second)], fast_settings)
+    assert len(posts) == 2
+    assert statuses[1].warnings[-1] == ("1 entry already read from an earlier source was left out")
 
 
 def test_parse_posts_never_reads_a_path_given_as_bytes(tmp_path):

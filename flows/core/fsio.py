@@ -22,13 +22,13 @@ def atomic_write(
     path: Path,
     data: bytes | Iterable[bytes],
     *,
-    mode: int = 0o644,
+    mode: int | None = None,
     prefix: str = TMP_PREFIX,
 ) -> str:
     """Write `data` (bytes, or an iterable of chunks) to `path` atomically.
 
-    `mode` is the file's permissions (mkstemp makes 0600; published files must be
-    readable). Returns the SHA-256 of what was written.
+    `mode` is the file's permissions; by default those of any new file, 0666 less the
+    process umask (mkstemp alone would make 0600). Returns the SHA-256 of what was written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +36,7 @@ def atomic_write(
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     digest = hashlib.sha256()
     try:
-        os.fchmod(fd, mode)
+        os.fchmod(fd, default_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
                 digest.update(chunk)
@@ -48,6 +48,26 @@ def atomic_write(
         Path(tmp).unlink(missing_ok=True)
         raise
     return digest.hexdigest()
+
+
+def default_mode() -> int:
+    """The permissions `open()` gives a new file: 0666 less the process umask."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask; from /proc where there is one, since `os.umask` can only read it
+    by setting it, and a file another thread creates meanwhile would get the wrong mode."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def atomic_write_json(

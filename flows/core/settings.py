@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     smtp_security: Literal["none", "starttls", "ssl"] = Field(
         default="starttls", description="`none`, `starttls` or `ssl`."
     )
+    smtp_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds to wait for the SMTP server to connect or answer; an unreachable "
+        "server fails after this.",
+    )
     smtp_user: str | None = Field(
         default=None, description="SMTP login (from the environment, never in files)."
     )

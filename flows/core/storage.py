@@ -253,7 +253,8 @@ class LocalStorage:
         The temporary file is named `.tmp-...`, which `list_keys` skips and `check_key`
         refuses, so an interrupted write never shows up as an object.
         """
-        return atomic_write(path, chunks, prefix=_TMP_PREFIX)
+        # Published objects must be readable by the web server, whatever the umask.
+        return atomic_write(path, chunks, mode=0o644, prefix=_TMP_PREFIX)
 
     def _record(
         self, key: str, etag: str, content_type: str, cache_control: str, public: bool

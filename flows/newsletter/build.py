@@ -24,7 +24,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,13 @@ from flows.newsletter.issue import (
 )
 from flows.newsletter.posts import read_posts
 from flows.newsletter.render import RenderedIssue, render_issue
-from flows.newsletter.select import SECTIONS, Selection, select_issue, window_start
+from flows.newsletter.select import (
+    SECTIONS,
+    Selection,
+    events_window,
+    select_issue,
+    window_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +99,7 @@ class IssueResult:
         lines.append(f"  Left out (over the limit): {len(self.left_out)}")
         failed = [s for s in self.sources if not s.ok]
         for status in failed:
-            lines.append(f"  Source failed: {_display(status.source)}: {status.message}")
+            lines.append(f"  Source failed: {_failure(status)}")
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -124,7 +130,7 @@ class IssueResult:
         if failed:
             out.append("## Sources that failed")
             out.append("")
-            out.extend(f"- `{_display(s.source)}`: {s.message}" for s in failed)
+            out.extend(f"- `{_display(s.source)}`: {_failure(s, named=False)}" for s in failed)
             out.append("")
         return "\n".join(out)
 
@@ -136,6 +142,13 @@ def _display(source: str) -> str:
     """A source as the manifest shows it: paths under the working folder relative, so the
     same build from the repository's root gives the same manifest on any machine."""
     return source.replace(str(Path.cwd()) + os.sep, "")
+
+
+def _failure(status: SourceStatus, *, named: bool = True) -> str:
+    """Why a source failed, naming it once: the readers' messages start with "Source <it>:"
+    ("Source failed: x.xml: Source x.xml: file not found" said it twice)."""
+    message = status.message.removeprefix(f"Source {status.source}: ")
+    return f"{_display(status.source)}: {message}" if named else message
 
 
 def require_sources(settings: Settings) -> tuple[list[str], list[str]]:
@@ -246,8 +259,8 @@ def build_issue(
     # per-entry work (sanitising, images, deadlines). select_issue applies the same bound.
     since = window_start(month, previous, settings.first_issue_days)
     posts, post_status = read_posts(post_sources, settings, since=since)
-    until = now + timedelta(days=settings.events_days)
-    events, event_status = read_events(event_sources, settings, now, until)
+    events_from, until = events_window(month, now, settings.events_days)
+    events, event_status = read_events(event_sources, settings, events_from, until)
     statuses = [("posts", s) for s in post_status] + [("events", s) for s in event_status]
 
     selection = select_issue(

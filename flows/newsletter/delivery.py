@@ -2,8 +2,7 @@
 
 - Pure: `build_message` (one `multipart/alternative` message, headers checked for
   injection) and `recipient_id`.
-- `connect_smtp`: a connected, TLS-protected, logged-in client, or a DeliveryError that
-  names host:port and the fix.
+- The connection itself (TLS, login, the errors that name the settings) is `smtp.py`'s.
 - `send_issue` sends the issue folder's draft (read and checked by `issue.read_issue`) one
   message per recipient, in batches. After each batch the progress (hashed recipient ids
   and counts, never addresses) is recorded in the folder (`issue.write_progress`), so a
@@ -17,21 +16,17 @@ and error messages carry counts and SHA-256 ids of the lower-cased address.
 
 from __future__ import annotations
 
-import base64
 import email.policy
 import email.utils
 import functools
 import hashlib
-import ipaddress
 import logging
 import smtplib
-import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Protocol
 
 from flows.core.errors import DeliveryError
 from flows.core.settings import Settings
@@ -47,10 +42,10 @@ from flows.newsletter.issue import (
     write_progress,
 )
 from flows.newsletter.render import issue_subject
+from flows.newsletter.smtp import SmtpClient, SmtpFactory, close_quietly, connect_smtp
 
 log = logging.getLogger(__name__)
 
-SMTP_TIMEOUT = 30.0  # seconds per socket operation; a stuck server must not hang the run
 _HEADER_LINE_LIMIT = 78  # RFC 5322 "SHOULD"; raised per message only for long URLs
 
 
@@ -154,123 +149,6 @@ def build_message(
 
 
 # --- sending -----------------------------------------------------------------------------
-
-
-class SmtpClient(Protocol):
-    """What `send_issue` needs from a connected SMTP client (smtplib.SMTP has it)."""
-
-    def send_message(
-        self, msg: EmailMessage, from_addr: str | None = ..., to_addrs: Sequence[str] = ...
-    ) -> Any: ...
-
-    def quit(self) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-SmtpFactory = Callable[[Settings], SmtpClient]
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def connect_smtp(settings: Settings, *, timeout: float = SMTP_TIMEOUT) -> smtplib.SMTP:
-    """A connected, greeted, (TLS-protected,) logged-in SMTP client, or DeliveryError
-    naming host:port and the fix. The password never appears in a message."""
-    host, port, security = settings.smtp_host, settings.smtp_port, settings.smtp_security
-    where = f"{host}:{port}"
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    if settings.smtp_user and password is None:
-        raise DeliveryError(
-            f"smtp_user is set for {where} but no password: set KRAFTSAMLING_SMTP_PASSWORD "
-            "(or pass the password from a Secret block), or unset the user."
-        )
-    if settings.smtp_user and security == "none" and not _is_loopback(host):
-        raise DeliveryError(
-            f"Refusing to send the SMTP password to {where} unencrypted: set "
-            "smtp_security to 'starttls' (port 587) or 'ssl' (port 465)."
-        )
-    client: smtplib.SMTP | None = None
-    try:
-        if security == "ssl":
-            client = smtplib.SMTP_SSL(
-                host, port, timeout=timeout, context=ssl.create_default_context()
-            )
-        else:
-            client = smtplib.SMTP(host, port, timeout=timeout)
-        client.ehlo()
-        if security == "starttls":
-            client.starttls(context=ssl.create_default_context())
-            client.ehlo()
-        if settings.smtp_user and password is not None:
-            _login(client, settings.smtp_user, password, where)
-        return client
-    except smtplib.SMTPAuthenticationError as exc:
-        _close_quietly(client)
-        raise DeliveryError(
-            f"The SMTP server {where} refused the login of user {settings.smtp_user!r} "
-            f"(code {exc.smtp_code}). Check KRAFTSAMLING_SMTP_USER and KRAFTSAMLING_SMTP_PASSWORD"
-            " (or the Secret block), then run the send again."
-        ) from None
-    except smtplib.SMTPNotSupportedError:
-        _close_quietly(client)
-        raise DeliveryError(
-            f"The SMTP server {where} does not offer STARTTLS. Use smtp_security 'ssl' for an "
-            "implicit-TLS port (465), or 'none' only for a relay on this machine."
-        ) from None
-    except smtplib.SMTPException as exc:
-        _close_quietly(client)
-        raise DeliveryError(
-            f"The SMTP server {where} failed while connecting ({type(exc).__name__}: "
-            f"{getattr(exc, 'smtp_code', '')}). Check the host, port and smtp_security "
-            "settings, then run the send again."
-        ) from None
-    except ssl.SSLError as exc:
-        _close_quietly(client)
-        raise DeliveryError(
-            f"TLS with the SMTP server {where} failed ({exc.reason or exc}). Check that "
-            "smtp_security matches the port (465: 'ssl', 587: 'starttls') and that the "
-            "server's certificate is valid for the host name."
-        ) from None
-    except OSError as exc:
-        _close_quietly(client)
-        raise DeliveryError(
-            f"Could not connect to the SMTP server {where} ({exc.strerror or exc}). Check that "
-            "the server is up and that KRAFTSAMLING_SMTP_HOST, KRAFTSAMLING_SMTP_PORT and "
-            "KRAFTSAMLING_SMTP_SECURITY are right, then run the send again: recipients "
-            "already sent are recorded and do not get it twice."
-        ) from None
-
-
-def _login(client: smtplib.SMTP, user: str, password: str, where: str) -> None:
-    if (user + password).isascii():
-        client.login(user, password)
-        return
-    # smtplib encodes credentials as ASCII; AUTH PLAIN (RFC 4616) carries UTF-8, so a
-    # password with å, ä or ö still works where the server offers PLAIN.
-    mechanisms = (client.esmtp_features.get("auth") or "").upper().split()
-    if "PLAIN" not in mechanisms:
-        raise DeliveryError(
-            f"The SMTP server {where} does not offer AUTH PLAIN, the only way to log in with "
-            "a user name or password containing non-ASCII letters; use an ASCII-only password."
-        )
-    token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
-    code, response = client.docmd("AUTH", "PLAIN " + token)
-    if code not in (235, 503):  # 503: already authenticated
-        raise smtplib.SMTPAuthenticationError(code, response)
-
-
-def _close_quietly(client: SmtpClient | None) -> None:
-    if client is None:
-        return
-    try:
-        client.quit()
-    except (smtplib.SMTPException, OSError):
-        client.close()
 
 
 @dataclass
@@ -527,7 +405,7 @@ def _send_batches(plan: _SendPlan, factory: SmtpFactory, settings: Settings) -> 
                     "recorded; run the send again to reach the rest (nobody gets it twice)."
                 ) from None
             finally:
-                _close_quietly(client)
+                close_quietly(client)
             progress.batches += 1
         finally:
             plan.save_progress()

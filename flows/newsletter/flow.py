@@ -4,8 +4,8 @@ The work is done by plain functions (`build.build_issue`, `release.release_issue
 wrappers only add retries, artifacts and the run's start time (read once, through
 `flows.core.clock.system_clock`). Retries: fetching retries network and disk hiccups;
 reading the catalog and publishing retry storage failures (`retry_on_storage_error`, the
-one storage policy); a test copy retries SMTP failures; the send never retries (it resumes
-from its own progress).
+one storage policy); a test copy retries SMTP failures, but not a server that does not
+answer (fixed by a setting); the send never retries (it resumes from its own progress).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from flows.newsletter.posts import read_posts
 from flows.newsletter.release import check_release_request, publish_to_storage, release_issue
 from flows.newsletter.render import RenderedIssue, render_issue
 from flows.newsletter.select import Selection
+from flows.newsletter.smtp import SmtpUnreachableError
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -136,9 +137,15 @@ def existing_draft(folder: Path, month: str, *, reason: str) -> IssueResult | No
 
 
 def _retry_smtp(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a test copy when the SMTP server failed (DeliveryError), never our other errors."""
+    """Retry a test copy when the SMTP server failed (DeliveryError), never our other errors.
+
+    A server that does not answer at all (refused, timed out: SmtpUnreachableError) is a
+    setting to fix, not a hiccup: it fails at once, within `smtp_timeout`, instead of
+    retrying for minutes."""
     try:
         state.result()
+    except SmtpUnreachableError:
+        return False
     except DeliveryError:
         return True
     except Exception:

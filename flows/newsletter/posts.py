@@ -327,7 +327,12 @@ def parse_posts(
             warnings=tuple(warnings),
             old=old,
         )
-    if parsed.entries:
+    if len(parsed.entries) == 1:
+        message = (
+            "the feed's only entry could not be used (it lacks a date or a link). Check the "
+            "feed in a feed validator."
+        )
+    elif parsed.entries:
         message = (
             f"none of the {len(parsed.entries)} entries could be used (each lacks a date or "
             f"a link). Check the feed in a feed validator."
@@ -542,7 +547,11 @@ def read_posts(
             else:
                 posts[post.id] = post
         if duplicates:
-            note = f"{duplicates} entries already read from an earlier source were left out"
+            note = (
+                "1 entry already read from an earlier source was left out"
+                if duplicates == 1
+                else f"{duplicates} entries already read from an earlier source were left out"
+            )
             status = replace(
                 status, items=status.items - duplicates, warnings=(*status.warnings, note)
             )

@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from flows.core.backends import open_storage
 from flows.core.clock import Clock, system_clock
 from flows.core.errors import DeliveryError, SettingsError
+from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import Storage
 from flows.newsletter import delivery
@@ -119,6 +120,22 @@ def review_markdown(month: str, issue_dir: Path, settings: Settings, test_copy: 
     )
 
 
+def waiting_note(month: str, review: dict[str, Any], deadline: datetime) -> str:
+    """What the terminal shows while the run waits: what happened (a count of reviewers,
+    never their addresses), the two commands that decide, and the deadline in Stockholm."""
+    local = deadline.astimezone(STOCKHOLM)
+    return "\n".join(
+        [
+            _test_copy_note(review),
+            f"Newsletter {month} waits for a decision until {local:%Y-%m-%d %H:%M} "
+            f"Stockholm time ({local:%Z}); then nothing is sent. Decide from another terminal:",
+            f"  approve: python -m flows approve {month}",
+            f'  reject:  python -m flows approve {month} --reject --comment "..."',
+            "or with the Resume form of this run in the Prefect UI.",
+        ]
+    )
+
+
 def publish_to_storage(issue_dir: Path, month: str, settings: Settings, now: datetime) -> str:
     """Publish the web copy and the archive to the settings' storage; returns the URL."""
     return publish_archive(open_storage(settings), issue_dir, month, settings, now)
@@ -166,6 +183,8 @@ def release_issue(
         if approve is not None:
             decision = Decision(approve=approve, comment="decided when the run began")
         else:
+            deadline = clock() + timedelta(seconds=timeout_seconds)
+            print(waiting_note(month, review, deadline), flush=True)
             decision = wait_for_decision(month, timeout_seconds, settings.approval_poll_seconds)
         if decision is None or not decision.approve:
             return _record_refusal(folder, month, review, decision, clock)

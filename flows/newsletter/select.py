@@ -6,8 +6,10 @@ The rules (issue 2, "Selection"):
   manifest) or, for the first issue, in the `first_issue_days` before the month's start,
   and at the latest at this issue's cutoff, which is `now`.
 - A post id included in any earlier issue is never repeated.
-- Events are listed when they start within `events_days` after `now` (they may be
-  listed again next month: "coming up" is a reminder, not news).
+- Events are listed when they start within `events_days` from the later of `now` and
+  the first day of the issue's month (an issue built the month before goes out then, so
+  earlier events would be past); they may be listed again next month: "coming up" is a
+  reminder, not news.
 - Funding calls are ordered by deadline and dropped once closed (deadline before today in
   Europe/Stockholm).
 - Listen & watch: podcast and video posts, plus published catalog episodes that no podcast
@@ -242,10 +244,10 @@ def select_issue(
         raise SettingsError(f"'now' must be timezone-aware, got {now.isoformat()}.")
     now = now.astimezone(STOCKHOLM)
     start = window_start(month, previous, settings.first_issue_days)
-    until = now + timedelta(days=settings.events_days)
+    events_from, until = events_window(month, now, settings.events_days)
     seen = included_ids(previous)
 
-    upcoming = _upcoming_events(events, now, until)
+    upcoming = _upcoming_events(events, events_from, until)
     news, funding, closed, listen = _sort_posts(
         _fresh_posts(posts, start, now, seen), upcoming, now.date()
     )
@@ -287,10 +289,22 @@ def _fresh_posts(
     return list(unique.values())
 
 
-def _upcoming_events(events: Sequence[Event], now: datetime, until: datetime) -> list[Event]:
-    """Events starting from `now` until `until`, soonest first."""
+def events_window(month: str, now: datetime, events_days: int) -> tuple[datetime, datetime]:
+    """The events an issue lists: [start, until), starting at the later of `now` and the
+    first day of `month`, and running `events_days` from there.
+
+    >>> start, until = events_window("2027-01", datetime(2026, 12, 1, tzinfo=STOCKHOLM), 45)
+    >>> start.isoformat(), until.isoformat()
+    ('2027-01-01T00:00:00+01:00', '2027-02-15T00:00:00+01:00')
+    """
+    start = max(now.astimezone(STOCKHOLM), month_start(month))
+    return start, start + timedelta(days=events_days)
+
+
+def _upcoming_events(events: Sequence[Event], start: datetime, until: datetime) -> list[Event]:
+    """Events starting from `start` until `until`, soonest first."""
     return sorted(
-        (e for e in events if now <= e.start < until),
+        (e for e in events if start <= e.start < until),
         key=lambda e: (e.start.timestamp(), e.title, e.id),
     )
 

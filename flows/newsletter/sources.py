@@ -64,6 +64,8 @@ def shorten(text: str, limit: int = SUMMARY_CHARS) -> str:
 
     >>> shorten("ett två tre fyra", 10)
     'ett två…'
+    >>> shorten("Ett slut. Sedan mer", 12)
+    'Ett slut…'
     >>> shorten("kort", 10)
     'kort'
     """
@@ -73,7 +75,8 @@ def shorten(text: str, limit: int = SUMMARY_CHARS) -> str:
     space = cut.rfind(" ")
     if space > limit // 2:  # a word boundary not too far back; else cut inside a long word
         cut = cut[:space]
-    return cut.rstrip(" ,;:–-([{\"'") + "…"
+    # A cut after a full stop (or an ellipsis) gets no second mark: "slut…", not "slut.…".
+    return cut.rstrip(" ,;:.…–-([{\"'") + "…"
 
 
 def is_http(url: str) -> bool:
