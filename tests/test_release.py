@@ -477,3 +477,150 @@ def test_an_unreachable_smtp_server_fails_the_run_fast_naming_the_settings(
     assert took < 15, f"an unreachable server took {took:.1f} s to report"
     for name in ("HOST", "PORT", "SECURITY", "USER", "PASSWORD"):
         assert f"KRAFTSAMLING_SMTP_{name}" in str(info.value)
+
+
+# --- the Resume form and the review page (issue 16, points 6 and 7) ----------------------------
+
+
+def test_an_untouched_resume_form_is_refused_not_read_as_a_rejection():
+    import jsonschema
+    from pydantic import ValidationError
+
+    from flows.newsletter.approval import CLI, Decision
+
+    schema = Decision.model_json_schema()
+    # Before: the form was one `approve` toggle that started off, so Submit meant "reject".
+    assert schema["required"] == ["decision"]
+    assert schema["properties"]["decision"]["enum"] == ["approve", "reject"]
+    untouched = {"comment": "", "decided_by": ""}
+    with pytest.raises(jsonschema.ValidationError):  # what the server checks on resume
+        jsonschema.validate(untouched, schema)
+    with pytest.raises(ValidationError):  # what the run checks when it reads the input
+        Decision.model_validate(untouched)
+    # `python -m flows approve` sends input the form's schema accepts, and says who it is.
+    sent = Decision(decision="reject", comment="Nej", decided_by=CLI).model_dump()
+    jsonschema.validate(sent, schema)
+    assert Decision(approve=True).decision == "approve"  # the older field still reads
+
+
+def test_the_resume_form_names_the_issue_the_counts_and_the_choices(tmp_path, smtp, monkeypatch):
+    from flows.newsletter import release as release_module
+
+    asked = []
+
+    def gate(month, timeout_seconds, poll_seconds, *, description):
+        asked.append(description)
+        return None
+
+    monkeypatch.setattr(release_module, "await_decision", gate)
+    settings = built_draft(tmp_path)
+    release_issue(
+        settings,
+        DEMO_MONTH,
+        recipients=[LIST_ADDRESS, "andra-listan@lists.kraftsamling.example"],
+        reviewers=[REVIEWER],
+        timeout_seconds=120,
+        clock=lambda: DECIDED_AT,
+        show_review=lambda month, markdown: None,
+    )
+    [description] = asked
+    assert f"Newsletter {DEMO_MONTH}" in description
+    assert "2 recipient address(es)" in description and "1 reviewer(s)" in description
+    assert "`approve`" in description and "`reject` to send nothing" in description
+    assert "@" not in description  # counts, never addresses
+
+
+def test_the_decision_is_logged_and_recorded_saying_what_and_by_whom(tmp_path, smtp, caplog):
+    from flows.newsletter.approval import CLI
+
+    settings = built_draft(tmp_path)
+    shown: list[str] = []
+    with caplog.at_level("WARNING", logger="flows.newsletter.release"):
+        release(settings, Waiter(Decision(decision="reject", comment="Fel datum")), shown)
+        release(settings, Waiter(Decision(decision="approve", decided_by=CLI)), shown)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # Before: nothing was logged, and a rejection looked like an approval.
+    assert f"Issue {DEMO_MONTH} rejected by the Resume form: Fel datum" in warnings
+    assert f"Issue {DEMO_MONTH} approved by python -m flows approve (no comment)" in warnings
+    assert any("waits for a decision (approve or reject) until" in w for w in warnings)
+    # The review artifact's later versions (same key in the flow) record the outcome.
+    headings = [markdown.split("\n", 1)[0] for markdown in shown]
+    assert headings == [
+        f"# Newsletter {DEMO_MONTH} awaits approval",
+        f"# Newsletter {DEMO_MONTH}: rejected, nothing sent",
+        f"# Newsletter {DEMO_MONTH} awaits approval",
+        f"# Newsletter {DEMO_MONTH}: approved",
+        f"# Newsletter {DEMO_MONTH}: sent",
+    ]
+    assert f"Issue {DEMO_MONTH} rejected by the Resume form: Fel datum" in shown[1]
+    assert "Approved." in shown[-1]
+    for text in [*warnings, *shown]:
+        assert REVIEWER not in text and LIST_ADDRESS not in text
+
+
+def test_the_review_shows_the_issue_and_an_unlisted_preview_replaced_on_sending(tmp_path, smtp):
+    from flows.newsletter.issue import NOINDEX, read_issue
+    from flows.newsletter.release import draft_sections
+
+    settings = built_draft(tmp_path)
+    folder = tmp_path / "newsletters" / DEMO_MONTH
+    draft = read_issue(folder)
+    shown: list[str] = []
+    release(settings, Waiter(Decision(decision="reject", comment="Ny ingress")), shown)
+
+    review = shown[0]
+    # Before: a local path and a link to a web copy that did not exist yet; no items.
+    assert str(folder) not in review
+    sections = draft_sections(draft.text)
+    assert len(sections) == len(draft.manifest["counts"])
+    for heading, items in sections:
+        assert f"## {heading.capitalize()} ({len(items)})" in review
+        for title, link in items:
+            assert (f"- [{title}]({link})" if link else f"- {title}") in review
+    assert "@" not in review  # titles and web links only, never an address
+    [old_key] = read_review(folder)["previews"]
+    assert old_key.startswith("newsletters/previews/") and DEMO_MONTH in old_key
+    assert f"{settings.public_url.rstrip('/')}/{old_key}" in review
+    storage = LocalStorage(tmp_path / "storage")
+    preview = storage.get_bytes(old_key)[0].decode()
+    assert NOINDEX in preview and preview.replace(NOINDEX, "") == draft.html
+    assert storage.metadata(old_key)["public"] is True
+
+    # The rejected draft is rebuilt and approved: every preview now shows the web copy.
+    (folder / "intro.md").write_text("En ny ingress.", "utf-8")
+    assert build_issue(settings, DEMO_MONTH, DEMO_NOW, force=True).written
+    result = release(settings, Waiter(Decision(decision="approve")))
+    assert result.decision == "approved"
+    keys = read_review(folder)["previews"]
+    assert len(keys) == 2 and old_key in keys
+    web_copy = storage.get_bytes(f"newsletters/{DEMO_MONTH}/index.html")[0].decode()
+    for key in keys:
+        content = storage.get_bytes(key)[0].decode()
+        assert NOINDEX in content and content.replace(NOINDEX, "") == web_copy
+    # Not listed: neither the archive's state, page nor feed names a preview.
+    for listed in ("archive.json", "index.html", "feed.xml"):
+        assert "previews/" not in storage.get_bytes(f"newsletters/{listed}")[0].decode()
+
+
+def test_the_server_refuses_an_untouched_form_and_shows_the_description(
+    prefect_harness, tmp_path, smtp
+):
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+    from prefect.input.actions import read_flow_run_input
+    from prefect.input.run_input import keyset_from_paused_state
+
+    thread, box = in_background(tmp_path, approval_timeout_seconds=120)
+    wait_for_pause(DEMO_MONTH)
+    run_id = find_waiting_run(DEMO_MONTH)
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    description = read_flow_run_input(keyset_from_paused_state(state)["description"], run_id)
+    assert f"Newsletter {DEMO_MONTH}" in description and "1 recipient address(es)" in description
+    # Before: Submit on the untouched form was a rejection; now the server refuses it.
+    with pytest.raises(RuntimeError, match="Cannot resume"):
+        resume_flow_run(run_id, run_input={"comment": ""})
+    assert find_waiting_run(DEMO_MONTH) == run_id  # still waiting for a real choice
+    assert main(["approve", DEMO_MONTH, "--reject", "--comment", "Inte än"]) == 0
+    thread.join(90)
+    assert box["result"].release.decision == "rejected"

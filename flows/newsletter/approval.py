@@ -5,23 +5,86 @@ deployment the run is *suspended* (no worker process is held while a reviewer ta
 the resumed run starts from the top, so everything before the gate is idempotent); run
 directly it is *paused* (the process stays and polls). Prefect 3 has no command to resume
 a run, so `python -m flows approve <YYYY-MM>` finds the waiting run by its pause key and
-resumes it with the decision; the Prefect UI's Resume form does the same.
+resumes it with the decision; the Prefect UI's Resume form does the same. The form carries
+a description (the issue, how many recipients, what each choice does) and an explicit
+choice with no default: Submit on an untouched form is refused by the server, not read as a
+rejection.
 """
 
 from __future__ import annotations
 
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect.input import RunInput
+from pydantic import Field, model_validator
 
 from flows.core.errors import KraftsamlingError
 
+FORM = "the Resume form"
+CLI = "python -m flows approve"
+
 
 class Decision(RunInput):
-    """The reviewer's decision on a newsletter issue."""
+    """Approve or reject the newsletter issue: choose one, Submit without a choice is refused."""
 
-    approve: bool
-    comment: str = ""
+    # `decision` has no default, so an untouched Resume form is refused, never read as a
+    # rejection; `Decision(approve=True)` (the older field) still works.
+
+    decision: Literal["approve", "reject"] = Field(
+        description="approve: the issue is published and sent now; reject: nothing is sent"
+    )
+    comment: str = Field(default="", description="a comment for the run's record")
+    decided_by: str = Field(
+        default="", title="Your name", description="optional: shown in the run's record"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_approve(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "approve" in data and "decision" not in data:
+            data = dict(data)
+            data["decision"] = "approve" if data.pop("approve") is True else "reject"
+        return data
+
+    @property
+    def approve(self) -> bool:
+        """True when the issue is approved.
+
+        >>> Decision(decision="approve").approve, Decision(approve=False).decision
+        (True, 'reject')
+        """
+        return self.decision == "approve"
+
+    def record(self, month: str) -> str:
+        """What was decided and by whom, in one line.
+
+        >>> Decision(decision="reject", comment="Fel datum").record("2027-01")
+        'Issue 2027-01 rejected by the Resume form: Fel datum'
+        >>> Decision(decision="approve", decided_by="Anna").record("2027-01")
+        'Issue 2027-01 approved by Anna (no comment)'
+        >>> Decision(decision="approve", decided_by="anna@example.org").record("2027-01")
+        'Issue 2027-01 approved by the Resume form (no comment)'
+        """
+        said = f": {self.comment}" if self.comment else " (no comment)"
+        verdict = "approved" if self.approve else "rejected"
+        who = self.decided_by.strip()
+        who = who if who and "@" not in who else FORM  # a name, never an address
+        return f"Issue {month} {verdict} by {who}{said}"
+
+
+def form_description(month: str, recipients: int, reviewers: int) -> str:
+    """The Resume form's description: which issue, to how many, what each choice does.
+
+    >>> print(form_description("2027-01", 3, 1))  # doctest: +ELLIPSIS
+    Newsletter 2027-01 ... 3 recipient address(es) ...
+    """
+    return (
+        f"Newsletter {month} (test copy to {reviewers} reviewer(s)) awaits your decision. "
+        f"Choose `approve` to publish the web copy and send the issue to {recipients} "
+        "recipient address(es) now, or `reject` to send nothing (the draft stays; fix it and "
+        "send it for review again). Submit with no choice is refused."
+    )
 
 
 def pause_key(month: str) -> str:
@@ -37,25 +100,28 @@ class NoWaitingRunError(KraftsamlingError):
     """No newsletter run is waiting for a decision on that issue."""
 
 
-def await_decision(month: str, timeout_seconds: int, poll_seconds: int = 5) -> Decision | None:
+def await_decision(
+    month: str, timeout_seconds: int, poll_seconds: int = 5, *, description: str | None = None
+) -> Decision | None:
     """Wait at the gate; None when nobody decided in time. Call only inside a flow run.
 
-    The default `wait_for_decision` of `release.release_issue`.
+    The gate of `release.release_issue`; `description` is shown on the Resume form.
     """
     from prefect.context import FlowRunContext
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run, suspend_flow_run
 
+    form = Decision.with_initial_data(description=description) if description else Decision
     context = FlowRunContext.get()
     under_deployment = bool(context and context.flow_run and context.flow_run.deployment_id)
     try:
         if under_deployment:
             # Exits the process now; on resume the flow starts again and this returns.
             return suspend_flow_run(
-                wait_for_input=Decision, timeout=timeout_seconds, key=pause_key(month)
+                wait_for_input=form, timeout=timeout_seconds, key=pause_key(month)
             )
         return pause_flow_run(
-            wait_for_input=Decision,
+            wait_for_input=form,
             timeout=timeout_seconds,
             poll_interval=poll_seconds,
             key=pause_key(month),
@@ -97,5 +163,8 @@ def resume_with_decision(month: str, *, approve: bool, comment: str = "") -> UUI
     from prefect.flow_runs import resume_flow_run
 
     run_id = find_waiting_run(month)
-    resume_flow_run(run_id, run_input=Decision(approve=approve, comment=comment).model_dump())
+    decision = Decision(
+        decision="approve" if approve else "reject", comment=comment, decided_by=CLI
+    )
+    resume_flow_run(run_id, run_input=decision.model_dump())
     return run_id

@@ -30,8 +30,10 @@ from flows.newsletter.issue import (
     STORAGE_PREFIX,
     Issue,
     read_issue,
+    read_review,
     web_copy_key,
     web_copy_url,
+    without_indexing,
 )
 from flows.newsletter.render import issue_subject
 
@@ -214,6 +216,7 @@ def publish_web_copy(
         cache_control=CACHE_SHORT,
         public=True,
     )
+    replace_previews(storage, Path(issue_dir), issue.html)
     state = _update_archive_state(storage, issue, settings, now)
     storage.put_bytes(
         ARCHIVE_PAGE_KEY,
@@ -230,6 +233,21 @@ def publish_web_copy(
         public=True,
     )
     return web_copy_url(settings, month)
+
+
+def replace_previews(storage: Storage, issue_dir: Path, web_html: str) -> int:
+    """Give every preview of the issue's drafts (listed in its `review.json`) the web copy's
+    content, still unindexed, so no old draft stays readable. Returns how many."""
+    keys = (read_review(issue_dir) or {}).get("previews", [])
+    for key in keys:
+        storage.put_bytes(
+            key,
+            without_indexing(web_html).encode("utf-8"),
+            content_type="text/html; charset=utf-8",
+            cache_control=CACHE_SHORT,
+            public=True,
+        )
+    return len(keys)
 
 
 def _update_archive_state(

@@ -189,11 +189,12 @@ def send_issue_task(
 
 
 def show_review_artifact(month: str, markdown: str) -> None:
-    """Show reviewers the draft and how to decide, as the run's Markdown artifact."""
+    """Show reviewers the draft and how to decide, as the run's Markdown artifact; the
+    outcome later becomes a new version of the same key. Its heading is the description."""
     create_markdown_artifact(
         markdown=markdown,
         key=f"newsletter-{month}-review",
-        description=f"Newsletter {month}: awaiting approval",
+        description=markdown.split("\n", 1)[0].lstrip("# ").strip(),
     )
 
 

@@ -80,6 +80,31 @@ def web_copy_key(month: str) -> str:
     return f"{STORAGE_PREFIX}/{month}/index.html"
 
 
+def preview_key(month: str, draft_sha256: str) -> str:
+    """The storage key of a draft's preview: public but unlisted (no archive entry, no link
+    from any page) and unguessable without the draft (16 hex of its content hash).
+
+    >>> preview_key("2027-01", "0123456789abcdef" * 4)
+    'newsletters/previews/2027-01-0123456789abcdef/index.html'
+    """
+    month_start(month)
+    return f"{STORAGE_PREFIX}/previews/{month}-{draft_sha256[:16]}/index.html"
+
+
+NOINDEX = '<meta name="robots" content="noindex, nofollow">'
+
+
+def without_indexing(html: str) -> str:
+    """The HTML with a robots `noindex` meta tag, so search engines leave the page out.
+
+    >>> without_indexing("<html><head><title>x</title></head></html>")
+    '<html><head><meta name="robots" content="noindex, nofollow"><title>x</title></head></html>'
+    """
+    head = re.search(r"<head[^>]*>", html, re.IGNORECASE)
+    at = head.end() if head else 0
+    return html[:at] + NOINDEX + html[at:]
+
+
 def web_copy_url(settings: Settings, month: str) -> str:
     """The public URL of an issue's web copy: the email's "Visa i webbläsaren" link and
     where `publish_web_copy` uploads it.

@@ -1,7 +1,14 @@
 """Review, approval and release of a newsletter issue that was already rendered.
 
-    draft on disk -> test copy to reviewers (once per draft) -> review shown -> wait for a
-    person's Decision -> approved: web copy, then send | rejected / timed out: nothing sent
+    draft on disk -> test copy to reviewers (once per draft) -> preview and review shown ->
+    wait for a person's Decision -> decision logged and shown -> approved: web copy, then
+    send | rejected / timed out: nothing sent
+
+The review shows the issue's sections and items (titles and web links, from the draft's
+plain text) and a link to a preview of the draft: a public object under an unlisted,
+unguessable key (`issue.preview_key`), marked `noindex`; sending gives every preview of the
+month the web copy's content. The decision (what, by whom) is logged at WARNING and shown
+again under the review's key, so the run's artifact records the outcome.
 
 `release_issue` decides; the steps that talk to the world are passed in. By default they are
 plain functions (`delivery.send_test_copy`, `publish_to_storage`, `delivery.send_issue`, a
@@ -20,6 +27,7 @@ are never written to it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,20 +36,23 @@ from typing import Any
 
 from flows.core.backends import open_storage
 from flows.core.clock import Clock, system_clock
-from flows.core.errors import DeliveryError, SettingsError
+from flows.core.errors import DeliveryError, SettingsError, StorageError
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
-from flows.core.storage import Storage
+from flows.core.storage import CACHE_SHORT, Storage, public_url
 from flows.newsletter import delivery
-from flows.newsletter.approval import Decision, await_decision
+from flows.newsletter.approval import Decision, await_decision, form_description
 from flows.newsletter.archive import publish_web_copy as publish_archive
 from flows.newsletter.delivery import DeliveryReport
 from flows.newsletter.issue import (
+    Issue,
     ensure_issue_open,
     issue_dir,
+    preview_key,
     read_issue,
     read_review,
     web_copy_url,
+    without_indexing,
     write_review,
     write_sent_state,
 )
@@ -103,21 +114,71 @@ def check_release_request(recipients: list[str] | None) -> None:
         )
 
 
-def review_markdown(month: str, issue_dir: Path, settings: Settings, test_copy: str) -> str:
-    """What reviewers are shown: where the draft is, and how to approve or reject it."""
-    return "\n".join(
-        [
-            f"# Newsletter {month} awaits approval",
-            "",
-            f"- Draft: `{issue_dir / 'index.html'}` (plain text: `newsletter.txt`)",
-            f"- Web copy after approval: {web_copy_url(settings, month)}",
-            f"- {test_copy}",
-            "",
-            f"Approve: `python -m flows approve {month}`; reject: "
-            f'`python -m flows approve {month} --reject --comment "..."`; '
-            "or use the Resume form of this run in the Prefect UI.",
-        ]
+_HEADING = re.compile(r"^(\S.*)\n=+$", re.MULTILINE)
+_LINK = re.compile(r"^ +(https?://[^\s@]+)$", re.MULTILINE)
+
+
+def draft_sections(text: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    r"""The sections of a draft's plain text, each with its items' titles and links (the
+    last web link of an item; never an address). The title heading and footer are left out.
+
+    >>> draft_sections("T\n=\n\nNYTT\n====\n\n* Ett\n  1 dec\n  https://x.se/1\n\n* Två\n--\nx")
+    [('NYTT', [('Ett', 'https://x.se/1'), ('Två', None)])]
+    """
+    text = text.split("\n--\n", 1)[0]
+    headings = list(_HEADING.finditer(text))
+    sections = []
+    for at, heading in enumerate(headings):
+        end = headings[at + 1].start() if at + 1 < len(headings) else len(text)
+        items = []
+        for block in re.split(r"^\* ", text[heading.end() : end], flags=re.MULTILINE)[1:]:
+            links = _LINK.findall(block)
+            items.append((block.split("\n", 1)[0].strip(), links[-1] if links else None))
+        if items:
+            sections.append((heading[1].strip(), items))
+    return sections
+
+
+def review_markdown(
+    month: str, issue: Issue, settings: Settings, test_copy: str, preview_url: str | None
+) -> str:
+    """What reviewers are shown: the issue's sections and items, a preview, how to decide."""
+    lines = [f"# Newsletter {month} awaits approval", ""]
+    if preview_url:
+        lines.append(f"- Preview of the draft (unlisted, not indexed): <{preview_url}>")
+    lines += [
+        f"- {test_copy}",
+        f"- Once sent, the web copy will be at `{web_copy_url(settings, month)}`",
+        "",
+        f"Approve: `python -m flows approve {month}`; reject: "
+        f'`python -m flows approve {month} --reject --comment "..."`; '
+        "or use the Resume form of this run in the Prefect UI (choose approve or reject).",
+    ]
+    for heading, items in draft_sections(issue.text):
+        lines += ["", f"## {heading.capitalize()} ({len(items)})", ""]
+        lines += [f"- [{title}]({link})" if link else f"- {title}" for title, link in items]
+    return "\n".join(lines)
+
+
+def outcome_markdown(month: str, verdict: str, record: str, result: str = "") -> str:
+    """The review artifact's later version: what was decided, by whom, and what followed."""
+    lines = [f"# Newsletter {month}: {verdict}", "", record]
+    return "\n".join([*lines, "", result] if result else lines)
+
+
+def publish_preview(storage: Storage, settings: Settings, issue: Issue, review: dict) -> str:
+    """Upload the draft as an unlisted, unindexed preview; returns its URL. Its key is
+    recorded in the review, so sending replaces its content with the web copy's."""
+    key = preview_key(issue.month, issue.content_sha256)
+    storage.put_bytes(
+        key,
+        without_indexing(issue.html).encode("utf-8"),
+        content_type="text/html; charset=utf-8",
+        cache_control=CACHE_SHORT,
+        public=True,
     )
+    review["previews"] = sorted({*review.get("previews", []), key})
+    return public_url(settings.public_url, key)
 
 
 def waiting_note(month: str, review: dict[str, Any], deadline: datetime) -> str:
@@ -155,7 +216,7 @@ def release_issue(
     approve: bool | None = None,
     timeout_seconds: int = 3 * 24 * 3600,
     clock: Clock = system_clock,
-    wait_for_decision: WaitForDecision = await_decision,
+    wait_for_decision: WaitForDecision | None = None,
     send_test_copy: SendStep = delivery.send_test_copy,
     publish_web_copy: PublishStep = publish_to_storage,
     send_issue: SendStep = delivery.send_issue,
@@ -164,33 +225,46 @@ def release_issue(
     """Run the review gate for the rendered issue of `month` and send it when approved.
 
     `approve` decides up front (demo, tests); None waits for a person through
-    `wait_for_decision`. Moments are recorded from `clock` when they happen, never from the
-    run's (possibly pinned) start.
+    `wait_for_decision` (by default the Prefect gate, whose form names the issue and the
+    number of recipients). `show_review` is called again with the outcome. Moments are
+    recorded from `clock` when they happen, never from the run's (possibly pinned) start.
     """
     check_release_request(recipients)
     settings = resolve_smtp_password(settings)
     folder = issue_dir(settings, month)
     storage = open_storage(settings)
     ensure_issue_open(storage, folder, month)
-    draft_sha = read_issue(folder).content_sha256
+    draft = read_issue(folder)
+    draft_sha = draft.content_sha256
     review = _review_of_draft(folder, draft_sha)
     if review.get("status") == "approved":
         # A send that crashed after the approval resumes without asking again.
-        decision: Decision | None = Decision(approve=True, comment=str(review.get("comment", "")))
+        decision: Decision | None = Decision(
+            approve=True,
+            comment=str(review.get("comment", "")),
+            decided_by=str(review.get("decided_by", "")),
+        )
     else:
         _ask_reviewers(folder, month, settings, review, reviewers, clock, send_test_copy)
-        show_review(month, review_markdown(month, folder, settings, _test_copy_note(review)))
+        preview_url = _try_preview(storage, settings, draft, review)
+        write_review(folder, review)
+        note = _test_copy_note(review)
+        show_review(month, review_markdown(month, draft, settings, note, preview_url))
         if approve is not None:
-            decision = Decision(approve=approve, comment="decided when the run began")
+            decision = Decision(
+                approve=approve,
+                comment="decided when the run began",
+                decided_by="the run's `approve` parameter",
+            )
         else:
-            deadline = clock() + timedelta(seconds=timeout_seconds)
-            print(waiting_note(month, review, deadline), flush=True)
-            decision = wait_for_decision(month, timeout_seconds, settings.approval_poll_seconds)
+            waiter = wait_for_decision or _gate(month, len(recipients), review)
+            decision = _wait(month, review, timeout_seconds, settings, clock, waiter)
+        _announce(month, decision, show_review)
         if decision is None or not decision.approve:
             return _record_refusal(folder, month, review, decision, clock)
-        review.update(status="approved", comment=decision.comment)
+        review.update(status="approved", comment=decision.comment, decided_by=decision.decided_by)
         write_review(folder, review)
-    return _send_approved(
+    result = _send_approved(
         folder,
         month,
         settings,
@@ -203,13 +277,83 @@ def release_issue(
         publish_web_copy,
         send_issue,
     )
+    show_review(month, outcome_markdown(month, "sent", decision.record(month), result.summary()))
+    return result
+
+
+def _try_preview(
+    storage: Storage, settings: Settings, draft: Issue, review: dict[str, Any]
+) -> str | None:
+    """The preview's URL; None (the review goes on without it) when storage failed."""
+    try:
+        return publish_preview(storage, settings, draft, review)
+    except StorageError as exc:
+        _run_log().warning("No preview of the draft: %s", exc)
+        return None
+
+
+def _gate(month: str, recipients: int, review: dict[str, Any]) -> WaitForDecision:
+    """The Prefect gate, its Resume form described: the issue, the counts, the choices."""
+    description = form_description(month, recipients, int(review.get("test_copy_count", 0)))
+
+    def wait(month: str, timeout_seconds: int, poll_seconds: int) -> Decision | None:
+        return await_decision(month, timeout_seconds, poll_seconds, description=description)
+
+    return wait
+
+
+def _wait(
+    month: str,
+    review: dict[str, Any],
+    timeout_seconds: int,
+    settings: Settings,
+    clock: Clock,
+    waiter: WaitForDecision,
+) -> Decision | None:
+    """Say what the run waits for (terminal and the run's log), then wait."""
+    deadline = clock() + timedelta(seconds=timeout_seconds)
+    print(waiting_note(month, review, deadline), flush=True)
+    local = deadline.astimezone(STOCKHOLM)
+    _run_log().warning(
+        "Newsletter %s waits for a decision (approve or reject) until %s Stockholm time: "
+        "use the Resume form of this run, or `python -m flows approve %s`.",
+        month,
+        f"{local:%Y-%m-%d %H:%M}",
+        month,
+    )
+    return waiter(month, timeout_seconds, settings.approval_poll_seconds)
+
+
+def _announce(month: str, decision: Decision | None, show_review: ShowReview) -> None:
+    """Log (at WARNING, which the terminal shows) and show what was decided, and by whom."""
+    if decision is None:
+        record = f"Issue {month}: no decision in time; nothing was sent."
+        verdict = "no decision in time"
+    else:
+        record = decision.record(month)
+        verdict = "approved" if decision.approve else "rejected, nothing sent"
+    _run_log().warning("%s", record)
+    show_review(month, outcome_markdown(month, verdict, record))
+
+
+def _run_log() -> logging.Logger | logging.LoggerAdapter[Any]:
+    """The Prefect run's logger (its Logs tab) inside a run; this module's logger outside."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()  # type: ignore[return-value]
+    except MissingContextError:
+        return log
 
 
 def _review_of_draft(folder: Path, draft_sha: str) -> dict[str, Any]:
-    """The recorded review of this draft; a fresh one when the draft changed since."""
+    """The recorded review of this draft; a fresh one when the draft changed since (which
+    keeps the keys of earlier drafts' previews, for the send to replace)."""
     review = read_review(folder) or {}
     if review.get("draft_sha256") != draft_sha:
-        review = {"draft_sha256": draft_sha, "status": "awaiting"}
+        previews = review.get("previews", [])
+        review = {"draft_sha256": draft_sha, "status": "awaiting", "previews": previews}
     return review
 
 
