@@ -32,7 +32,7 @@ from conftest import DEMO_DIR, REPO_ROOT
 from loopback import smtp_server
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-NOW = "2026-12-20T10:00:00+01:00"  # mid-December: the guide builds the January issue
+NOW = "2026-12-01T11:00:00+01:00"  # 1 December: the guide builds the January issue
 # Publishing refuses a future --now (it would release scheduled episodes early): the
 # producers' guide runs as of a moment that is past on any day this test runs.
 PUBLISH_NOW = "2026-11-20T10:00:00+01:00"
@@ -178,12 +178,16 @@ def test_staff_guide_a_month_from_draft_to_sent(shell, checkout, tmp_path):
         assert f"newsletters/{month}/index.html" in built.stdout  # the path the guide names
         assert (issue / "newsletter.txt").is_file()
         draft = (issue / "index.html").read_bytes()
+        # Built on 1 December, the January issue lists January's events, none of December's.
+        text = (issue / "newsletter.txt").read_text("utf-8")
+        assert "Frågestund om utlysningen Kompetensstöd för AI" in text  # 20 January
+        assert "Workshop: AI-stöd i föreningens vardag" not in text  # 9 December
         # While staff read the draft, the site publishes a post: what goes to review and out
         # is still the draft they read (step 3 "takes the draft you built in step 2").
         new_post = (
             "<item><title>Ny utlysning: Kompetensstöd för AI</title>"
-            "<link>https://kraftsamling.example/2026/12/19/ny-utlysning/</link>"
-            "<pubDate>Sat, 19 Dec 2026 09:00:00 +0000</pubDate>"
+            "<link>https://kraftsamling.example/2026/12/01/ny-utlysning/</link>"
+            "<pubDate>Tue, 01 Dec 2026 08:30:00 +0000</pubDate>"
             "<guid>https://kraftsamling.example/?p=1310</guid></item>"
         )
         posts.write_text(posts.read_text("utf-8").replace("<item>", new_post + "<item>", 1))
