@@ -75,3 +75,8 @@ def test_readme_opens_with_the_two_commands():
     assert second == "python3 -m pip install -e '.[test]' && python3 -m pytest"
     ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install -q -e '.[test]'" in ci and "python3 -m pytest" in ci
+
+
+def test_the_operators_guide_says_how_the_ui_finds_a_server_on_another_port():
+    operators = README.split("## Operators")[1].split("\n## ")[0]
+    assert mentions(operators, "PREFECT_UI_API_URL"), "say that --port needs PREFECT_UI_API_URL"
