@@ -31,18 +31,7 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 # Each entry says why it is not declared directly. Prefer declaring: keep this tiny.
 # (test_transitive_allow_list_is_current checks that every entry is still imported, still not
 # declared, and really reaches the install through a declared dependency.)
-TRANSITIVE_OK: dict[str, str] = {
-    "botocore": (
-        "boto3's own core: boto3 pins botocore to the one release line it was built with "
-        "(botocore>=1.x.y,<1.x+1), so a separate pin could only duplicate or fight it; "
-        "flows/core/s3.py uses botocore's Session, Config and exceptions, boto3's API surface"
-    ),
-    "urllib3": (
-        "botocore's HTTP layer (botocore requires urllib3): flows/core/s3.py catches "
-        "urllib3.exceptions.HTTPError because botocore lets a bare urllib3 error escape when "
-        "a connection drops while it reads an error body; the version is botocore's choice"
-    ),
-}
+TRANSITIVE_OK: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
