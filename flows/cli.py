@@ -280,9 +280,9 @@ def _refuse_future_now(parser: argparse.ArgumentParser, args: argparse.Namespace
     """A future "now" would publish scheduled episodes before their time (and apps keep what
     they saw); for publishing, --now only re-runs the past. A newsletter draft may be built
     as of a later day: it is reviewed before anything goes out."""
-    pinned = getattr(args, "now", None)
+    pinned: datetime | None = getattr(args, "now", None)
     future = pinned is not None and pinned > system_clock() + timedelta(minutes=5)
-    if future and args.command in ("podcast", "feed"):
+    if pinned is not None and future and args.command in ("podcast", "feed"):
         parser.error(
             f"--now {pinned.isoformat()} is in the future; for `{args.command}` --now re-runs "
             "a past moment (a backfill). Leave it out to run as of now."

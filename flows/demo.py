@@ -21,8 +21,11 @@ from prefect import flow
 
 from flows.core.errors import SettingsError
 from flows.core.models import STOCKHOLM
+from flows.newsletter.build import IssueResult
 from flows.newsletter.flow import newsletter
+from flows.podcast.feedpublish import FeedResult
 from flows.podcast.flow import publish_episodes, regenerate_feed
+from flows.podcast.report import PublishReport
 
 DEMO_MONTH = "2026-12"
 DEMO_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
@@ -94,9 +97,9 @@ class DemoResult:
     """What the demo made, and where a person can look."""
 
     paths: DemoPaths
-    podcast: object
-    feed: object
-    issue: object
+    podcast: PublishReport
+    feed: FeedResult
+    issue: IssueResult
 
     def summary(self) -> str:
         issue_dir = self.paths.newsletters / DEMO_MONTH
@@ -123,16 +126,26 @@ def demo_flow(workdir: str = ".demo") -> DemoResult:
     root = find_checkout(Path.cwd())
     paths = prepare_demo(root / workdir, root)
     posts, events = demo_sources(root)
-    common = {"storage": str(paths.storage), "public_url": DEMO_PUBLIC_URL, "now": DEMO_NOW}
-    podcast = publish_episodes(episodes=str(paths.episodes), settle_seconds=0, **common)
-    feed = regenerate_feed(episodes=str(paths.episodes), **common)
+    storage, episodes = str(paths.storage), str(paths.episodes)
+    podcast = publish_episodes(
+        episodes=episodes,
+        storage=storage,
+        public_url=DEMO_PUBLIC_URL,
+        now=DEMO_NOW,
+        settle_seconds=0,
+    )
+    feed = regenerate_feed(
+        episodes=episodes, storage=storage, public_url=DEMO_PUBLIC_URL, now=DEMO_NOW
+    )
     issue = newsletter(
         month=DEMO_MONTH,
         out=str(paths.newsletters),
         posts=posts,
         events=events,
         force=True,
-        **common,
+        storage=storage,
+        public_url=DEMO_PUBLIC_URL,
+        now=DEMO_NOW,
     )
     return DemoResult(paths, podcast, feed, issue)
 

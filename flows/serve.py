@@ -132,7 +132,7 @@ def build_deployments(
     of every flow that takes it; None values are ignored, so a CLI can pass its flags as is.
     """
     overrides = dict(overrides or {})
-    deployments = []
+    deployments: list[RunnerDeployment] = []
     taken: set[str] = set()
     for entry in read_prefect_yaml(prefect_yaml):
         where = f"{prefect_yaml}: deployment {entry['name']!r}"
@@ -149,7 +149,8 @@ def build_deployments(
                 f"in prefect.yaml or the override given to serve."
             ) from None
         deployments.append(
-            flow.to_deployment(
+            # Called from sync code, so Prefect returns the deployment, not a coroutine.
+            flow.to_deployment(  # type: ignore[arg-type]
                 name=f"{entry['name']}{SERVED_SUFFIX}",
                 description=entry.get("description"),
                 tags=entry.get("tags"),

@@ -351,7 +351,7 @@ class LocalStorage:
     def list_keys(self, prefix: str = "") -> list[str]:
         if not self.root.is_dir():
             return []
-        keys = []
+        keys: list[str] = []
         for folder, dirs, files in os.walk(self.root):
             rel_folder = Path(folder).relative_to(self.root).as_posix()
             base = "" if rel_folder == "." else rel_folder + "/"

@@ -37,6 +37,7 @@ The text policy, the link check and the shared HTTP client are in `sources`.
 
 from __future__ import annotations
 
+import calendar
 import html
 import io
 import re
@@ -353,7 +354,8 @@ def _bozo_reason(exc: BaseException | None) -> str:
     if exc is None:
         return "malformed feed"
     if hasattr(exc, "getLineNumber") and hasattr(exc, "getMessage"):
-        return f"line {exc.getLineNumber()}, column {exc.getColumnNumber()}: {exc.getMessage()}"
+        sax: Any = exc  # xml.sax's SAXParseException, which feedparser keeps
+        return f"line {sax.getLineNumber()}, column {sax.getColumnNumber()}: {sax.getMessage()}"
     return f"{exc.__class__.__name__}: {exc}"
 
 
@@ -366,7 +368,7 @@ def _entry_date_and_link(entry: Mapping[str, Any], base: str) -> tuple[datetime 
     if not link:
         return None, "", "no absolute http(s) link"
     # feedparser normalises every date to UTC.
-    return datetime(*when[:6], tzinfo=UTC).astimezone(STOCKHOLM), link, ""
+    return datetime.fromtimestamp(calendar.timegm(when), UTC).astimezone(STOCKHOLM), link, ""
 
 
 def _entry_to_post(

@@ -25,7 +25,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import mutagen
 from mutagen.aac import AAC
@@ -402,7 +402,7 @@ def recommendation_warnings(sample_rate: int, channels: int, bitrate: int) -> tu
 
 def _inspect_mp3(path: Path) -> AudioInfo:
     audio = _load(MP3, path, "MP3 audio")
-    info = audio.info
+    info: Any = audio.info  # mutagen declares FileType.info as None
     if info.layer != 3:
         raise AudioError(
             f"{path}: this is MPEG-{info.version} Layer {info.layer} audio, not MP3 (Layer III). "
@@ -433,7 +433,7 @@ def _inspect_mp3(path: Path) -> AudioInfo:
 
 def _inspect_m4a(path: Path) -> AudioInfo:
     audio = _load(MP4, path, "an MP4/M4A file")
-    info = audio.info
+    info: Any = audio.info  # mutagen declares FileType.info as None
     codec = getattr(info, "codec", "")
     if not codec.startswith("mp4a"):
         raise AudioError(

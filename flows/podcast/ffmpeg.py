@@ -24,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from flows.core.errors import AudioError
 
@@ -93,7 +93,7 @@ class _StderrKeeper:
             self.report.append(line)
             self._capturing = len(self.report) < REPORT_LINES
 
-    def consume(self, stream: BinaryIO) -> None:
+    def consume(self, stream: IO[bytes]) -> None:
         partial = b""
         try:
             while chunk := stream.read(65536):

@@ -296,6 +296,7 @@ def settle_files(
     """
     moved: dict[str, str] = {}
     notes: dict[str, str] = {}
+    groups: list[tuple[str, tuple[Path, ...], str, str | None]]
     groups = [(p.candidate.audio.name, p.candidate.files, "published", None) for p in published]
     groups += [
         (f.name, f.files, "failed", error_text(f, now)) for f in failed if not f.retry and f.files

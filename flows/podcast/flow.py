@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
@@ -31,6 +31,8 @@ from flows.podcast.inbox import Candidate
 from flows.podcast.report import PublishReport
 from flows.podcast.run import CatalogUpdate, Pending, commit_catalog, publish
 from flows.podcast.show import load_show
+
+T = TypeVar("T")
 
 # --- publish-episodes ---------------------------------------------------------------------------
 
@@ -78,12 +80,18 @@ def _artifact_rows(report: PublishReport) -> list[dict[str, str]]:
     ]
 
 
+def quoted(value: T) -> T:
+    """`value` wrapped so Prefect passes it to a task as is (no walk for futures inside);
+    the task receives `value` itself, so it is typed as one."""
+    return cast(T, quote(value))
+
+
 class TaskSteps:
     """The run loop's steps as Prefect tasks (`run.Steps`): prepare and upload submitted to
     the flow's task runner, so each shows in the UI and uploads are retried with backoff."""
 
     def prepare(self, candidate: Candidate, context: RunContext) -> Pending[Prepared | Failed]:
-        return prepare_task.submit(candidate, quote(context))
+        return prepare_task.submit(candidate, quoted(context))
 
     def upload(self, storage: Storage, prepared: Prepared) -> Pending[int]:
         return upload_task.submit(storage, prepared)
@@ -91,7 +99,7 @@ class TaskSteps:
     def commit(
         self, storage: Storage, base: Catalog, records: list[Episode], now: datetime
     ) -> CatalogUpdate:
-        return catalog_task(storage, quote(base), records, now)
+        return catalog_task(storage, quoted(base), records, now)
 
 
 @flow(name="publish-episodes")

@@ -378,7 +378,11 @@ class _Sorting:
             return
         name, slug = path.stem, slugify(path.stem)
         if odd:
-            reason = self.special.get(path) or self.special.get(sidecar) or self.special[odd[0]]
+            reason = (
+                self.special.get(path)
+                or (self.special.get(sidecar) if sidecar else None)
+                or self.special[odd[0]]
+            )
             self.refused.append(Refused(name, tuple(files), reason, slug))
             return
         try:

@@ -346,7 +346,7 @@ def _master_header(path: Path, kind: str) -> Any:
     """mutagen's stream info of a master; AudioError when it is damaged or a compressed WAV."""
     loader = {"wav": WAVE, "flac": FLAC, "aiff": AIFF}[kind]
     try:
-        info = loader(path).info
+        info: Any = loader(path).info  # mutagen declares FileType.info as None
     except (mutagen.MutagenError, ValueError, EOFError, OSError) as exc:
         detail = str(exc).strip() or type(exc).__name__
         raise AudioError(

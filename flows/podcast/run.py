@@ -310,7 +310,7 @@ class CatalogUpdate:
 
 def apply_records(base: Catalog, records: Iterable[Episode], now: datetime) -> CatalogUpdate:
     """Upsert each record (pure)."""
-    catalog, changes = base, {}
+    catalog, changes = base, dict[str, str]()
     for record in records:
         catalog, changes[record.slug] = upsert(catalog, record, now)
     guids = {slug: catalog.by_slug(slug).guid for slug in changes}  # type: ignore[union-attr]

@@ -251,8 +251,10 @@ def _write_m4a(src: Path, tmp: Path, tags: EpisodeTags) -> None:
     audio = MP4(tmp)
     if audio.tags is None:
         audio.add_tags()
-    audio.tags.clear()
-    audio.tags.update(build_mp4_atoms(tags))
+    atoms = audio.tags
+    assert atoms is not None  # add_tags() made them
+    atoms.clear()
+    atoms.update(build_mp4_atoms(tags))
     audio.save(padding=lambda _info: MP4_PADDING)
 
 
