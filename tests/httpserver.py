@@ -8,6 +8,10 @@ Paths (FILE is relative to tests/data, e.g. feeds/rss2.xml):
     /etag/FILE                  the file with ETag and Last-Modified; 304 to a matching
                                 If-None-Match or a not-older If-Modified-Since
     /lastmod/FILE               like /etag but with Last-Modified only
+    /redirect/PATH              301 to /PATH
+    /nohead/PATH                405 to HEAD; GET is answered as PATH
+    /hang                       never answers (until the client gives up)
+HEAD is answered as GET is, without the body.
 Every request is recorded (method, path, headers) in `server.requests`.
 
 Fixtures: `feed_server` (one server per session, log and counters cleared for each test).
@@ -81,16 +85,28 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # keep test output clean
         pass
 
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
     def do_GET(self) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
         with self.feed_server.lock:
-            self.feed_server.requests.append(SeenRequest("GET", self.path, headers))
+            self.feed_server.requests.append(SeenRequest(self.command, self.path, headers))
             count = self.feed_server.hits.get(self.path, 0) + 1
             self.feed_server.hits[self.path] = count
         parts = urlsplit(self.path)
         route, _, rest = parts.path.lstrip("/").partition("/")
+        if route == "nohead":
+            if self.command == "HEAD":
+                self._send(405, b"", "text/plain")
+                return
+            route, _, rest = rest.partition("/")
         try:
-            if route == "files":
+            if route == "redirect":
+                self._send(301, b"moved\n", "text/plain", {"Location": "/" + rest})
+            elif route == "hang":
+                time.sleep(60)
+            elif route == "files":
                 self._file(rest)
             elif route == "slow":
                 delay = float(parse_qs(parts.query).get("delay", ["1.0"])[0])
@@ -159,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         if status != 304:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if status != 304:
+        if status != 304 and self.command != "HEAD":
             self.wfile.write(body)
 
 
