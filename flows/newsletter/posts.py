@@ -58,7 +58,7 @@ from flows.core.errors import InputError, SettingsError, SourceError
 from flows.core.fetch import fetch_source, is_remote
 from flows.core.models import STOCKHOLM, Post, PostKind, SourceStatus
 from flows.core.settings import Settings
-from flows.core.text import clean_text
+from flows.core.text import clean_text, one_line
 from flows.newsletter.sources import (
     DROP_WITH_CONTENT,
     WHITESPACE,
@@ -309,7 +309,7 @@ def parse_posts(
         published, link, problem = _entry_date_and_link(entry, base)
         if published is None:
             skipped += 1
-            title = html_to_text(entry.get("title", "")) or f"entry {number}"
+            title = entry_text(entry, "title") or f"entry {number}"
             warnings.append(f"skipped {title!r}: {problem}")
         elif since is not None and published < since:
             old += 1  # before the window: select_issue would drop it, so skip the costly part
@@ -381,9 +381,9 @@ def _entry_to_post(
 ) -> Post:
     content = " ".join(c.get("value", "") for c in entry.get("content", []) or [])
     summary_html = entry.get("summary", "") or content
-    summary_text = html_to_text(summary_html)
+    summary_text = entry_text(entry, "summary") if entry.get("summary") else html_to_text(content)
     summary = shorten(_summary_text(summary_text))
-    title = html_to_text(entry.get("title", "")) or shorten(summary, 80) or link
+    title = entry_text(entry, "title") or shorten(summary, 80) or link
 
     terms = (html_to_text(t.get("term") or t.get("label") or "") for t in entry.get("tags") or [])
     categories = tuple(dict.fromkeys(term for term in terms if term))  # unique, in feed order
@@ -409,6 +409,22 @@ def _entry_to_post(
         deadline=deadline,
         categories=categories,
     )
+
+
+def entry_text(entry: Mapping[str, Any], name: str) -> str:
+    """A text field of an entry as readers should see it: HTML reduced to text, plain text
+    kept as it is (a "<Juridik>" in a plain-text title is words, not a tag).
+
+    >>> entry_text({"title": "a<b och c>d", "title_detail": {"type": "text/plain"}}, "title")
+    'a<b och c>d'
+    >>> entry_text({"title": "<b>Fet</b> rubrik", "title_detail": {"type": "text/html"}}, "title")
+    'Fet rubrik'
+    """
+    value = entry.get(name) or ""
+    kind = (entry.get(f"{name}_detail") or {}).get("type") or "text/html"
+    if kind in ("text/html", "application/xhtml+xml"):
+        return html_to_text(value)
+    return one_line(value)
 
 
 def _absolute(url: str, base: str) -> str:
