@@ -108,9 +108,21 @@ class Settings(BaseSettings):
     http_backoff: float = Field(
         default=0.5, ge=0, le=60, description="First retry delay in seconds; doubles each retry."
     )
+    http_deadline: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds one source may take in all (connect, every read, retries).",
+    )
     user_agent: str = Field(
         default="KraftsamlingPublishing/0.1 (+https://kraftsamling.example/)",
-        description="User-Agent of feed fetches.",
+        description="User-Agent of feed fetches and of the link check.",
+    )
+    link_check: bool = Field(
+        default=True,
+        description="Check the draft's links when the test copy goes out (`--no-link-check`).",
+    )
+    link_check_budget: float = Field(
+        default=30.0, gt=0, description="Seconds the whole link check may take."
     )
 
     # --- the podcast --------------------------------------------------------------------
