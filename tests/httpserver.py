@@ -11,6 +11,7 @@ Paths (FILE is relative to tests/data, e.g. feeds/rss2.xml):
     /redirect/PATH              301 to /PATH
     /nohead/PATH                405 to HEAD; GET is answered as PATH
     /hang                       never answers (until the client gives up)
+    /drip?interval=S            200 with a 1000-byte body sent one byte every S seconds
 HEAD is answered as GET is, without the body.
 Every request is recorded (method, path, headers) in `server.requests`.
 
@@ -106,6 +107,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(301, b"moved\n", "text/plain", {"Location": "/" + rest})
             elif route == "hang":
                 time.sleep(60)
+            elif route == "drip":
+                self._drip(float(parse_qs(parts.query).get("interval", ["0.5"])[0]))
             elif route == "files":
                 self._file(rest)
             elif route == "slow":
@@ -126,6 +129,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, b"no such route\n", "text/plain")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (the slow path's timeout test): nothing to answer
+
+    def _drip(self, interval: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(1000):
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            time.sleep(interval)
 
     def _file(self, name: str, extra: dict[str, str] | None = None) -> None:
         path = (DATA / name).resolve()

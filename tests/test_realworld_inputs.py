@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
+from flows.core.errors import SourceError
+from flows.core.fetch import fetch_source
+from flows.core.settings import Settings
 from flows.newsletter.posts import DEFAULT_KIND_MAP, parse_posts
 
 PLAIN_TITLES = """<?xml version="1.0" encoding="utf-8"?>
@@ -24,3 +31,24 @@ def test_plain_text_titles_keep_what_stands_in_angle_brackets() -> None:
     # An RSS description is HTML: its tags go, its words stay.
     first = next(p for p in posts if p.link.endswith("/1"))
     assert first.summary == "Ett seminarium om juridik."
+
+
+def test_a_server_sending_one_byte_at_a_time_meets_the_total_deadline(feed_server) -> None:
+    # Every byte comes well within the per-read timeout; only the total deadline can stop it.
+    settings = Settings(http_timeout=1.0, http_deadline=1.5, http_retries=2)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        fetch_source(feed_server.url("drip?interval=0.2"), settings)
+    assert time.monotonic() - started < 1.5 + 1.0
+    message = str(caught.value)
+    assert "drip" in message and "still sending after 1.5 s" in message
+    assert "KRAFTSAMLING_HTTP_DEADLINE" in message
+
+
+def test_retries_stop_at_the_total_deadline(feed_server) -> None:
+    settings = Settings(http_timeout=5.0, http_deadline=1.0, http_retries=5, http_backoff=0.4)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        fetch_source(feed_server.url("status/503"), settings)
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert "no time left for another try within 1 s" in str(caught.value)

@@ -3,7 +3,9 @@
 This is the only module of the inputs that does I/O; `flows.newsletter.posts` and `.events`
 parse bytes.
 
-- Every request has a timeout (`settings.http_timeout`) and our User-Agent.
+- Every request has a timeout (`settings.http_timeout`) and our User-Agent, and every
+  source a total deadline (`settings.http_deadline`: connect, every read and the retries),
+  so a server sending one byte at a time cannot hold the run.
 - Connect errors, timeouts, HTTP 5xx and 429 are retried `settings.http_retries` times with
   exponential backoff (`settings.http_backoff`, doubling; a server's Retry-After is honoured
   up to 30 s). Other HTTP errors (404, 403...) fail at once: retrying will not fix them.
@@ -95,22 +97,34 @@ def _fetch_url(
         headers.update(cached.validators())
 
     attempts = settings.http_retries + 1
+    deadline = time.monotonic() + settings.http_deadline
     problem = ""
+    tried = 0
     failed: httpx.Response | None = None  # the last retryable answer, for its Retry-After
     for attempt in range(attempts):
         if attempt:
-            sleep(_delay(settings.http_backoff, attempt, failed))
+            pause = _delay(settings.http_backoff, attempt, failed)
+            if time.monotonic() + pause >= deadline:
+                problem += f"; no time left for another try within {settings.http_deadline:g} s"
+                break
+            sleep(pause)
         failed = None
+        tried += 1
+        timeout = min(settings.http_timeout, deadline - time.monotonic())
         try:
-            response = client.get(
-                url, headers=headers, timeout=settings.http_timeout, follow_redirects=True
-            )
+            response, body = _get(client, url, headers, timeout, deadline)
         except httpx.TimeoutException:
-            problem = f"timed out after {settings.http_timeout:g} s"
+            problem = f"timed out after {timeout:g} s"
             continue
         except httpx.TransportError as exc:
             problem = f"could not connect ({exc.__class__.__name__}: {exc})"
             continue
+        except _TooSlow:
+            raise SourceError(
+                f"Source {url}: still sending after {settings.http_deadline:g} s in all; the "
+                f"server is too slow. Run again later, or raise KRAFTSAMLING_HTTP_DEADLINE; "
+                f"the other sources were still read."
+            ) from None
 
         if response.status_code == 304 and cached is not None:
             return cached.body
@@ -127,14 +141,33 @@ def _fetch_url(
                 f"line; retrying will not help."
             ) from None
         if cache is not None:
-            cache.store(response)
-        return response.content
+            cache.store(response, body)
+        return body
 
-    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    tries = "1 attempt" if tried == 1 else f"{tried} attempts"
     raise SourceError(
         f"Source {url}: {problem} ({tries}). Check that the site is up and the URL is right, "
         f"or run again later; the other sources were still read."
     )
+
+
+class _TooSlow(Exception):
+    """The source's total deadline passed while its body was still arriving."""
+
+
+def _get(
+    client: httpx.Client, url: str, headers: dict[str, str], timeout: float, deadline: float
+) -> tuple[httpx.Response, bytes]:
+    """GET `url`, reading the body in chunks so the total `deadline` is kept between them."""
+    with client.stream(
+        "GET", url, headers=headers, timeout=timeout, follow_redirects=True
+    ) as response:
+        chunks = []
+        for chunk in response.iter_bytes():
+            if time.monotonic() > deadline:
+                raise _TooSlow
+            chunks.append(chunk)
+    return response, b"".join(chunks)
 
 
 def _delay(backoff: float, attempt: int, response: httpx.Response | None) -> float:
@@ -186,7 +219,7 @@ class _Cache:
             return None
         return _Cached(body, meta.get("etag"), meta.get("last_modified"))
 
-    def store(self, response: httpx.Response) -> None:
+    def store(self, response: httpx.Response, body: bytes) -> None:
         etag = response.headers.get("ETag")
         last_modified = response.headers.get("Last-Modified")
         if not etag and not last_modified:
@@ -199,7 +232,7 @@ class _Cache:
             self.dir.mkdir(parents=True, exist_ok=True)
             # Body first, then the metadata that points at it, each replaced atomically.
             # 0600 as before: the cache is this user's working data, not a published file.
-            atomic_write(self.body_path, response.content, mode=0o600)
+            atomic_write(self.body_path, body, mode=0o600)
             atomic_write(self.meta_path, json.dumps(meta, indent=1).encode(), mode=0o600)
         except OSError as exc:
             raise SourceError(
