@@ -25,6 +25,7 @@ from flows.core.settings import Settings
 from flows.core.storage import LocalStorage
 from flows.newsletter.archive import publish_web_copy
 from flows.newsletter.delivery import build_message, recipient_id, send_issue
+from flows.newsletter.edition import SWEDISH
 from flows.newsletter.issue import PROGRESS_FILE, ensure_not_sent, web_copy_url
 from flows.newsletter.smtp import connect_smtp
 
@@ -149,7 +150,7 @@ def test_sent_messages_have_both_parts_headers_and_links(tmp_path, recorder, set
         assert all(p.get_content_charset() == "utf-8" for p in parts)
         text, html = (p.get_content() for p in parts)
         for body in (text, html):
-            assert web_copy_url(settings, "2026-12") in body
+            assert web_copy_url(settings, "2026-12", SWEDISH) in body
             assert "https://kraftsamling.example/nyheter/vatgas-i-norrbotten" in body
             assert "Vätgas i Norrbotten – nästa steg" in body
         assert message["Subject"] == SUBJECT

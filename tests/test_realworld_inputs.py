@@ -52,3 +52,38 @@ def test_retries_stop_at_the_total_deadline(feed_server) -> None:
         fetch_source(feed_server.url("status/503"), settings)
     assert time.monotonic() - started < 1.0 + 0.5
     assert "no time left for another try within 1 s" in str(caught.value)
+
+
+HTTP_FEED = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>Blogg</title>
+<link>http://blogg.example/</link>
+<item><title>Uppgraderad</title><link>http://blogg.example/1</link>
+<pubDate>Mon, 02 Nov 2026 09:00:00 +0100</pubDate>
+<media:content url="http://blogg.example/bild.jpg" medium="image"/></item>
+<item><title>Gammal server</title><link>http://gammal.example/2</link>
+<pubDate>Mon, 02 Nov 2026 10:00:00 +0100</pubDate>
+<description>&lt;img src="http://gammal.example/b.jpg"&gt;
+&lt;img src="data:image/png;base64,AAAA"&gt;</description></item>
+<item><title>Skript</title><link>javascript:alert(1)</link>
+<pubDate>Mon, 02 Nov 2026 11:00:00 +0100</pubDate></item>
+</channel></rss>"""
+
+
+def test_http_links_and_images_are_upgraded_and_listed() -> None:
+    posts, status = parse_posts(
+        HTTP_FEED, "blogg.xml", DEFAULT_KIND_MAP, http_only_hosts=["gammal.example"]
+    )
+    by_title = {p.title: p for p in posts}
+    assert set(by_title) == {"Uppgraderad", "Gammal server"}  # javascript: never gets in
+    assert by_title["Uppgraderad"].link == "https://blogg.example/1"
+    assert by_title["Uppgraderad"].image == "https://blogg.example/bild.jpg"
+    # A host with no https: its link stays http (flagged), its image goes; data: never used.
+    assert by_title["Gammal server"].link == "http://gammal.example/2"
+    assert by_title["Gammal server"].image is None
+    assert status.links == (
+        "link upgraded to https: http://blogg.example/1",
+        "image upgraded to https: http://blogg.example/bild.jpg",
+        "link kept as http (its host is in http_only_hosts): http://gammal.example/2",
+        "image left out (not an https address): http://gammal.example/b.jpg",
+    )
+    assert any("Skript" in w and "no absolute http(s) link" in w for w in status.warnings)

@@ -27,6 +27,7 @@ from flows.core.storage import LocalStorage
 from flows.demo import DEMO_MONTH, DEMO_NOW
 from flows.newsletter.approval import Decision, NoWaitingRunError, find_waiting_run
 from flows.newsletter.build import build_issue
+from flows.newsletter.edition import SWEDISH
 from flows.newsletter.flow import newsletter
 from flows.newsletter.issue import read_review, web_copy_url
 from flows.newsletter.release import release_issue
@@ -157,7 +158,9 @@ def test_approval_publishes_the_web_copy_then_sends_once(tmp_path, smtp):
     assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
     assert smtp.subjects()[0].startswith("[Test] ")
     # Reviewers were shown the URL the web copy went to, the one the email links to.
-    assert result.web_url == web_copy_url(settings, DEMO_MONTH) and result.web_url in shown[0]
+    assert (
+        result.web_url == web_copy_url(settings, DEMO_MONTH, SWEDISH) and result.web_url in shown[0]
+    )
     folder = tmp_path / "newsletters" / DEMO_MONTH
     web_copy = tmp_path / "storage" / "newsletters" / DEMO_MONTH / "index.html"
     assert web_copy.read_bytes() == (folder / "index.html").read_bytes()
@@ -247,7 +250,7 @@ def test_a_send_interrupted_after_approval_resumes_without_asking_again(tmp_path
     assert smtp.count() == Counter({REVIEWER: 1, LIST_ADDRESS: 1})
 
 
-def _smtp_went_away(*args):
+def _smtp_went_away(*args, **kwargs):
     raise DeliveryError("the SMTP server went away mid-send")
 
 
@@ -268,7 +271,7 @@ def test_issues_sent_earlier_get_their_storage_state_on_the_next_run(tmp_path):
         manifest = {"month": month, "status": status, "delivery": {"sent_at": f"{month}-01"}}
         (folder / "manifest.json").write_text(json.dumps(manifest))
     storage = LocalStorage(tmp_path / "storage")
-    record_earlier_sent_states(storage, tmp_path / "newsletters", DEMO_MONTH)
+    record_earlier_sent_states(storage, tmp_path / "newsletters", DEMO_MONTH, SWEDISH)
     assert json.loads(storage.get_bytes("newsletters/2026-10/sent.json")[0])["status"] == "sent"
     assert storage.get_bytes("newsletters/2026-11/sent.json") is None
 
@@ -345,11 +348,11 @@ def test_an_issue_sent_before_the_storage_state_is_recognised_and_recorded(tmp_p
     (folder / "manifest.json").write_text(json.dumps(manifest))
     storage = LocalStorage(tmp_path / "storage")
     with pytest.raises(IssueSentError, match="2026-12-02"):
-        ensure_issue_open(storage, folder, DEMO_MONTH)
+        ensure_issue_open(storage, folder, DEMO_MONTH, SWEDISH)
     state = json.loads(storage.get_bytes(f"newsletters/{DEMO_MONTH}/sent.json")[0])
     assert (state["status"], state["sent_at"]) == ("sent", "2026-12-02")
     with pytest.raises(IssueSentError, match=r"sent\.json"):  # now from storage, anywhere
-        ensure_issue_open(storage, tmp_path / "other", DEMO_MONTH)
+        ensure_issue_open(storage, tmp_path / "other", DEMO_MONTH, SWEDISH)
 
 
 def test_send_takes_the_draft_that_was_built_and_reviewed(prefect_harness, tmp_path, smtp):
@@ -508,7 +511,8 @@ def test_the_resume_form_names_the_issue_the_counts_and_the_choices(tmp_path, sm
 
     asked = []
 
-    def gate(month, timeout_seconds, poll_seconds, *, description):
+    def gate(month, timeout_seconds, poll_seconds, *, description, edition):
+        assert edition == SWEDISH  # the settings select no other edition
         asked.append(description)
         return None
 

@@ -14,6 +14,7 @@ import pytest
 from flows.core.errors import InputError
 from flows.core.models import STOCKHOLM, Event, Post, PostKind
 from flows.core.settings import Settings
+from flows.newsletter.edition import SWEDISH
 from flows.newsletter.render import (
     build_context,
     compile_mjml,
@@ -111,22 +112,26 @@ def content_links(doc: lxml.html.HtmlElement) -> set[str]:
 
 
 def test_swedish_dates_come_from_babel():
-    assert format_day(date(2023, 5, 4)) == "4 maj 2023"
+    assert format_day(date(2023, 5, 4), SWEDISH) == "4 maj 2023"
     start = datetime(2023, 5, 4, 10, 0, tzinfo=STOCKHOLM)
-    assert format_event_when(event("a", start), year=2023) == "torsdag 4 maj kl. 10.00"
+    assert format_event_when(event("a", start), SWEDISH, year=2023) == "torsdag 4 maj kl. 10.00"
     with_end = event("b", start, start + timedelta(hours=2))
-    assert format_event_when(with_end, year=2023) == "torsdag 4 maj kl. 10.00–12.00"
-    assert format_event_when(event("c", start), year=2022) == "torsdag 4 maj 2023 kl. 10.00"
+    assert format_event_when(with_end, SWEDISH, year=2023) == "torsdag 4 maj kl. 10.00–12.00"
+    assert (
+        format_event_when(event("c", start), SWEDISH, year=2022) == "torsdag 4 maj 2023 kl. 10.00"
+    )
 
 
 def test_all_day_and_foreign_time_zone_events():
     day = datetime(2026, 12, 14, tzinfo=STOCKHOLM)
     one_day = event("a", day, day + timedelta(days=1), all_day=True)
-    assert format_event_when(one_day, year=2026) == "måndag 14 december"
+    assert format_event_when(one_day, SWEDISH, year=2026) == "måndag 14 december"
     three = event("b", day, day + timedelta(days=3), all_day=True)
-    assert format_event_when(three, year=2026) == "måndag 14 december – onsdag 16 december"
+    assert format_event_when(three, SWEDISH, year=2026) == "måndag 14 december – onsdag 16 december"
     new_york = datetime(2026, 12, 9, 16, 0, tzinfo=ZoneInfo("America/New_York"))
-    assert format_event_when(event("c", new_york), year=2026) == "onsdag 9 december kl. 22.00"
+    assert (
+        format_event_when(event("c", new_york), SWEDISH, year=2026) == "onsdag 9 december kl. 22.00"
+    )
 
 
 # --- the HTML ------------------------------------------------------------------------------
@@ -189,7 +194,9 @@ def test_an_unknown_template_variable_fails(tmp_path: Path):
     settings = Settings.load()
     context = build_context(sample_selection(settings), settings)
     with pytest.raises(InputError, match="titel"):
-        render_template("newsletter.mjml.j2", context, tmp_path)
+        render_template(
+            "newsletter.mjml.j2", context, SWEDISH.model_copy(update={"templates": tmp_path})
+        )
 
 
 def test_invalid_mjml_is_an_input_error():
@@ -208,7 +215,7 @@ def test_intro_markdown_is_sanitised():
         "<script>alert('x')</script><iframe src=\"https://evil.example\"></iframe>\n\n"
         "- punkt ett\n- punkt två\n"
     )
-    intro = render_intro(markdown)
+    intro = render_intro(markdown, SWEDISH)
     assert intro.from_file
     html = str(intro.html)
     assert "<script" not in html and "<iframe" not in html and "alert('x')" not in html
@@ -222,10 +229,10 @@ def test_intro_markdown_is_sanitised():
 
 
 def test_default_greeting_without_intro():
-    intro = render_intro(None)
+    intro = render_intro(None, SWEDISH)
     assert not intro.from_file
     assert intro.text.startswith("Hej!")
-    assert render_intro("   \n").text == intro.text
+    assert render_intro("   \n", SWEDISH).text == intro.text
 
 
 def test_a_repeating_event_is_one_entry_with_more_dates():

@@ -103,7 +103,8 @@ def test_rss2_fixture_parses_to_expected_posts():
             summary="Vi pratar om chattbotar.",
             kind=PostKind.PODCAST,  # audio enclosure, no category
             source=source,
-            image=None,  # the only image is http://, not https://
+            image="https://kommun.example/osaker.jpg",  # its only image, upgraded from http
+            image_alt="osäker",
         ),
         Post(
             id="https://kommun.example/stod",  # no guid: the link
@@ -120,6 +121,7 @@ def test_rss2_fixture_parses_to_expected_posts():
         ),
     ]
     assert all(p.published.tzinfo is STOCKHOLM for p in posts)
+    assert status.links == ("image upgraded to https: http://kommun.example/osaker.jpg",)
 
 
 def test_atom_fixture_parses_to_expected_posts():
@@ -687,10 +689,11 @@ def test_yaml_mistakes_name_file_event_and_line():
         parse_events_yaml(path.read_bytes(), str(path), *WINDOW)
     message = str(raised.value)
     assert f"Events file {path} has mistakes" in message
-    assert "line 5: event 2 ('Fel datum'): start '11 december' is not a date" in message
-    assert "line 9: event 3 ('Slutar innan start'): end is before start" in message
-    assert "line 15: event 5: `title:` is missing" in message
-    assert "Okänd nyckel" not in message  # an unknown key leaves its event out, with a warning
+    assert "\n  event 2 ('Fel datum'): start (line 5): '11 december' is not a date" in message
+    assert "\n  event 3 ('Slutar innan start'): end (line 9): is before start" in message
+    assert "\n  event 5: title (line 15): is missing. Add the line, e.g. `title: " in message
+    # An unknown key leaves its event out (not a mistake), listed so one edit fixes all.
+    assert "\n  left out: event 4 ('Okänd nyckel'): plats (line 13): unknown key" in message
     assert "Bra händelse" not in message
 
 
@@ -700,7 +703,7 @@ def test_yaml_mistakes_name_file_event_and_line():
         ("title: Inte en lista\n", "line 1: expected a list of events"),
         ("- just text\n", "line 1: event 1 is not a set of `key: value` lines"),
         ("- title: X\n  start: 2026-12-10\n  url: www.example.se\n", "must be a full http"),
-        ("- title: X\n  start: 2026-12-10 10:00\n  all_day: true\n", "all_day is true"),
+        ("- title: X\n  start: 2026-12-10 10:00\n  all_day: true\n", "all_day (line 3): is true"),
         ("- title: X\n  start: 2026-12-10 10:00\n  end: 2026-12-11\n", "needs a time"),
     ],
 )
@@ -719,8 +722,8 @@ def test_yaml_event_with_an_unknown_key_is_left_out_with_a_warning():
     assert [e.title for e in events] == ["Kurs"]
     assert status.ok and status.items == 1 and status.skipped == 1
     [warning] = status.warnings
-    assert warning.startswith("line 3: event 1 ('Julmarknad') was left out: unknown key 'plats'")
-    assert "did you mean 'place'?" in warning and "events.yaml" in warning
+    assert warning.startswith("events.yaml: left out event 1 ('Julmarknad'): plats (line 3): ")
+    assert "unknown key (did you mean 'place'?)" in warning and "Known keys: title," in warning
 
 
 def test_yaml_accepts_an_events_key_and_empty_files():

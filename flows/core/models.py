@@ -75,6 +75,8 @@ class SourceStatus:
     # Posts feeds: usable entries older than the window, counted in `items` but not
     # read further (see flows.newsletter.posts.parse_posts).
     old: int = 0
+    # Links and images changed on their way to the email (http upgraded, left out...).
+    links: tuple[str, ...] = ()
 
 
 class Show(BaseModel):

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     newsletters_dir: Path = Field(
         default=Path("newsletters"), description="Folder of newsletter issues (`--out`)."
     )
+    edition: Path | None = Field(
+        default=None,
+        description="The newsletter's edition: a YAML file of its language, words, sections, "
+        "storage prefix and templates (see Editions); empty = the Swedish edition.",
+    )
     # No default: production must never build an issue from the demo content by accident.
     posts: SourceList = Field(
         default=None,
@@ -116,6 +121,10 @@ class Settings(BaseSettings):
     user_agent: str = Field(
         default="KraftsamlingPublishing/0.1 (+https://kraftsamling.example/)",
         description="User-Agent of feed fetches and of the link check.",
+    )
+    http_only_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts with no https: their links stay http (flagged), their images go.",
     )
     link_check: bool = Field(
         default=True,
@@ -213,13 +222,19 @@ class Settings(BaseSettings):
         description="Address of the List-Unsubscribe mailto link (default: the Reply-To address).",
     )
 
-    @field_validator("posts", "events", mode="before")
+    @field_validator("posts", "events", "http_only_hosts", mode="before")
     @classmethod
     def _source_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else text.split()
         return value
+
+    @field_validator("edition", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # KRAFTSAMLING_EDITION= (empty) selects the Swedish edition, as unset does.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("public_url", "site_url", "unsubscribe_url")
     @classmethod

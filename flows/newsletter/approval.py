@@ -8,18 +8,23 @@ a run, so `python -m flows approve <YYYY-MM>` finds the waiting run by its pause
 resumes it with the decision; the Prefect UI's Resume form does the same. The form carries
 a description (the issue, how many recipients, what each choice does) and an explicit
 choice with no default: Submit on an untouched form is refused by the server, not read as a
-rejection.
+rejection. Each edition's issue has its own gate (`pause_key`), so two editions of one month
+can wait at once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from prefect.input import RunInput
 from pydantic import Field, model_validator
 
 from flows.core.errors import KraftsamlingError
+from flows.newsletter.edition import SWEDISH, Edition
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 FORM = "the Resume form"
 CLI = "python -m flows approve"
@@ -87,13 +92,15 @@ def form_description(month: str, recipients: int, reviewers: int) -> str:
     )
 
 
-def pause_key(month: str) -> str:
-    """The key that names the approval gate of one issue.
+def pause_key(month: str, edition: Edition = SWEDISH) -> str:
+    """The key that names the approval gate of one edition's issue.
 
     >>> pause_key("2026-12")
     'approve-newsletter-2026-12'
+    >>> pause_key("2026-12", SWEDISH.model_copy(update={"name": "en"}))
+    'approve-newsletter-en-2026-12'
     """
-    return f"approve-newsletter-{month}"
+    return f"approve-newsletter-{edition.label(month)}"
 
 
 class NoWaitingRunError(KraftsamlingError):
@@ -101,12 +108,19 @@ class NoWaitingRunError(KraftsamlingError):
 
 
 def await_decision(
-    month: str, timeout_seconds: int, poll_seconds: int = 5, *, description: str | None = None
+    month: str,
+    timeout_seconds: int,
+    poll_seconds: int = 5,
+    *,
+    description: str | None = None,
+    edition: Edition = SWEDISH,
 ) -> Decision | None:
-    """Wait at the gate; None when nobody decided in time. Call only inside a flow run.
+    """Wait at the edition's gate; None when nobody decided in time. Call only inside a
+    flow run.
 
     The gate of `release.release_issue`; `description` is shown on the Resume form.
     """
+    key = pause_key(month, edition)
     from prefect.context import FlowRunContext
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run, suspend_flow_run
@@ -117,21 +131,26 @@ def await_decision(
     try:
         if under_deployment:
             # Exits the process now; on resume the flow starts again and this returns.
-            return suspend_flow_run(
-                wait_for_input=form, timeout=timeout_seconds, key=pause_key(month)
-            )
+            return suspend_flow_run(wait_for_input=form, timeout=timeout_seconds, key=key)
         return pause_flow_run(
             wait_for_input=form,
             timeout=timeout_seconds,
             poll_interval=poll_seconds,
-            key=pause_key(month),
+            key=key,
         )
     except FlowPauseTimeout:
         return None
 
 
-def find_waiting_run(month: str) -> UUID:
-    """The id of the paused newsletter run that waits for a decision on `month`."""
+def _started(run: FlowRun) -> float:
+    """When a run started (or was created), for picking the newest."""
+    moment = run.expected_start_time or run.created
+    return moment.timestamp() if moment is not None else 0.0
+
+
+def find_waiting_run(month: str, edition: Edition = SWEDISH) -> UUID:
+    """The id of the paused newsletter run that waits for a decision on the edition's
+    issue of `month`."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -146,23 +165,25 @@ def find_waiting_run(month: str) -> UUID:
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
             )
         )
-    waiting = [
-        run for run in runs if run.state and run.state.state_details.pause_key == pause_key(month)
-    ]
+    key = pause_key(month, edition)
+    waiting = [run for run in runs if run.state and run.state.state_details.pause_key == key]
     if not waiting:
         raise NoWaitingRunError(
-            f"No newsletter run is waiting for approval of {month}. Start one with "
+            f"No newsletter run is waiting for approval of {edition.label(month)}. Start one with "
             f"`python -m flows newsletter --month {month} --send ...`, and make sure "
             "PREFECT_API_URL points at the same Prefect server as that run."
         )
-    return max(waiting, key=lambda run: run.expected_start_time or run.created).id
+    return max(waiting, key=_started).id
 
 
-def resume_with_decision(month: str, *, approve: bool, comment: str = "") -> UUID:
-    """Resume the waiting run of `month` with a decision; returns its id."""
+def resume_with_decision(
+    month: str, *, approve: bool, comment: str = "", edition: Edition = SWEDISH
+) -> UUID:
+    """Resume the run waiting for a decision on the edition's issue of `month`; returns
+    its id."""
     from prefect.flow_runs import resume_flow_run
 
-    run_id = find_waiting_run(month)
+    run_id = find_waiting_run(month, edition)
     decision = Decision(
         decision="approve" if approve else "reject", comment=comment, decided_by=CLI
     )

@@ -6,6 +6,9 @@ regenerates the archive page (`newsletters/index.html`) and feed (`newsletters/f
 from `newsletters/archive.json`: private state in storage, so any machine can rebuild both.
 Entry ids and first-publish times in that state never change, so the feed never announces
 an issue twice. `render_archive_page` and `render_archive_feed` are pure.
+
+Each edition has its own archive under its storage prefix (`newsletters/` is the Swedish
+edition's), in its language: the page is the edition's `archive.html.j2` template.
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from babel.dates import format_date
-from jinja2 import Environment, StrictUndefined
 from lxml import etree
 from lxml.builder import ElementMaker
 
@@ -25,9 +26,9 @@ from flows.core.errors import ConcurrentWriteError, DeliveryError
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_PRIVATE, CACHE_SHORT, Storage, public_url
+from flows.newsletter.edition import Edition, edition_for
 from flows.newsletter.issue import (
     MANIFEST_FILE,
-    STORAGE_PREFIX,
     Issue,
     read_issue,
     read_review,
@@ -35,62 +36,30 @@ from flows.newsletter.issue import (
     web_copy_url,
     without_indexing,
 )
-from flows.newsletter.render import issue_subject
-
-ARCHIVE_STATE_KEY = f"{STORAGE_PREFIX}/archive.json"
-ARCHIVE_PAGE_KEY = f"{STORAGE_PREFIX}/index.html"
-ARCHIVE_FEED_KEY = f"{STORAGE_PREFIX}/feed.xml"
+from flows.newsletter.render import format_day, issue_subject, render_template
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
-_ARCHIVE_PAGE = """\
-<!DOCTYPE html>
-<html lang="sv">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} – alla nummer</title>
-<link rel="alternate" type="application/atom+xml" title="{{ title }}" href="{{ feed_url }}">
-<style>
-body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto;
-       padding: 0 1rem; line-height: 1.5; color: #1a1a1a; background: #fff; }
-a { color: #0b4f8a; }
-li { margin: 0.5rem 0; }
-</style>
-</head>
-<body>
-<header>
-<h1>{{ title }}: alla nummer</h1>
-<p>Nyhetsbrevet kommer en gång i månaden. Här finns alla nummer, det senaste först.</p>
-</header>
-<main>
-{% if issues %}
-<ul>
-{% for issue in issues %}
-<li><a href="{{ issue.url }}">{{ issue.title }}</a>
-(<time datetime="{{ issue.iso }}">skickat {{ issue.when }}</time>)</li>
-{% endfor %}
-</ul>
-{% else %}
-<p>Inga nummer ännu.</p>
-{% endif %}
-</main>
-<footer>
-<p><a href="{{ feed_url }}">Följ nyhetsbrevet i en flödesläsare (Atom)</a> ·
-<a href="{{ site_url }}">Till webbplatsen</a></p>
-</footer>
-</body>
-</html>
-"""
 
-_JINJA = Environment(
-    autoescape=True,
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+def archive_state_key(edition: Edition) -> str:
+    """The archive's private state, under the edition's storage prefix.
+
+    >>> from flows.newsletter.edition import SWEDISH
+    >>> archive_state_key(SWEDISH), archive_page_key(SWEDISH), archive_feed_key(SWEDISH)
+    ('newsletters/archive.json', 'newsletters/index.html', 'newsletters/feed.xml')
+    """
+    return f"{edition.storage_prefix}/archive.json"
+
+
+def archive_page_key(edition: Edition) -> str:
+    """The public archive page."""
+    return f"{edition.storage_prefix}/index.html"
+
+
+def archive_feed_key(edition: Edition) -> str:
+    """The public Atom feed of the issues."""
+    return f"{edition.storage_prefix}/feed.xml"
 
 
 def _entry_time(entry: dict[str, Any]) -> datetime:
@@ -101,8 +70,8 @@ def _newest_first(state: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(state.get("issues", []), key=lambda entry: entry["month"], reverse=True)
 
 
-def render_archive_page(state: dict[str, Any], settings: Settings) -> bytes:
-    """The public archive page: every issue, newest first, in Swedish."""
+def render_archive_page(state: dict[str, Any], settings: Settings, edition: Edition) -> bytes:
+    """The public archive page: every issue, newest first, in the edition's language."""
     issues = []
     for entry in _newest_first(state):
         when = _entry_time(entry).astimezone(STOCKHOLM)
@@ -111,19 +80,21 @@ def render_archive_page(state: dict[str, Any], settings: Settings) -> bytes:
                 "url": public_url(settings.public_url, entry["key"]),
                 "title": entry["title"],
                 "iso": when.date().isoformat(),
-                "when": format_date(when.date(), "d MMMM y", locale="sv_SE"),
+                "when": format_day(when, edition),
             }
         )
-    page = _JINJA.from_string(_ARCHIVE_PAGE).render(
-        title=settings.newsletter_title,
-        issues=issues,
-        feed_url=public_url(settings.public_url, ARCHIVE_FEED_KEY),
-        site_url=settings.site_url,
-    )
-    return page.encode("utf-8")
+    context = {
+        "lang": edition.language,
+        "title": settings.newsletter_title,
+        "words": edition.words.model_dump(),
+        "issues": issues,
+        "feed_url": public_url(settings.public_url, archive_feed_key(edition)),
+        "site_url": settings.site_url,
+    }
+    return render_template("archive.html.j2", context, edition).encode("utf-8")
 
 
-def render_archive_feed(state: dict[str, Any], settings: Settings) -> bytes:
+def render_archive_feed(state: dict[str, Any], settings: Settings, edition: Edition) -> bytes:
     """An Atom feed of the issues, newest first; ids come from the stored state and never
     change, `updated` is each issue's send time."""
     atom = ElementMaker(namespace=ATOM_NS, nsmap={None: ATOM_NS})
@@ -132,22 +103,22 @@ def render_archive_feed(state: dict[str, Any], settings: Settings) -> bytes:
     feed_updated = max(times) if times else datetime.fromisoformat(state["created_at"])
     feed = atom.feed(
         atom.title(settings.newsletter_title),
-        atom.subtitle("Nyhetsbrevet från Kraftsamling, en gång i månaden."),
+        atom.subtitle(edition.words.feed_subtitle),
         atom.id(state["feed_id"]),
         atom.updated(feed_updated.isoformat(timespec="seconds")),
         atom.link(
             rel="self",
             type="application/atom+xml",
-            href=public_url(settings.public_url, ARCHIVE_FEED_KEY),
+            href=public_url(settings.public_url, archive_feed_key(edition)),
         ),
         atom.link(
             rel="alternate",
             type="text/html",
-            href=public_url(settings.public_url, ARCHIVE_PAGE_KEY),
+            href=public_url(settings.public_url, archive_page_key(edition)),
         ),
         atom.author(atom.name("Kraftsamling"), atom.email(settings.contact_email)),
     )
-    feed.set(_XML_LANG, "sv")
+    feed.set(_XML_LANG, edition.language)
     for entry, when in zip(entries, times, strict=True):
         link = public_url(settings.public_url, entry["key"])
         feed.append(
@@ -157,7 +128,7 @@ def render_archive_feed(state: dict[str, Any], settings: Settings) -> bytes:
                 atom.link(rel="alternate", type="text/html", href=link),
                 atom.published(when.isoformat(timespec="seconds")),
                 atom.updated(when.isoformat(timespec="seconds")),
-                atom.summary(f"{entry['title']}: läs numret på webben."),
+                atom.summary(edition.words.feed_summary.format(title=entry["title"])),
             )
         )
     return etree.tostring(feed, xml_declaration=True, encoding="utf-8", pretty_print=True)
@@ -168,15 +139,20 @@ def _tag_authority(settings: Settings) -> str:
 
 
 def _merge_issue(
-    state: dict[str, Any] | None, issue: Issue, settings: Settings, now: datetime
+    state: dict[str, Any] | None,
+    issue: Issue,
+    settings: Settings,
+    now: datetime,
+    edition: Edition,
 ) -> dict[str, Any]:
     """The archive state with this issue added or refreshed; ids and first-publish times
     of existing entries are kept, so the feed never re-announces an issue."""
     authority = _tag_authority(settings)
+    prefix = edition.storage_prefix  # "newsletters" for the Swedish edition, as always
     if state is None:
         state = {
             "version": 1,
-            "feed_id": f"tag:{authority},{issue.month[:4]}:newsletters",
+            "feed_id": f"tag:{authority},{issue.month[:4]}:{prefix}",
             "created_at": now.isoformat(timespec="seconds"),
             "issues": [],
         }
@@ -184,22 +160,30 @@ def _merge_issue(
     issues = {entry["month"]: dict(entry) for entry in state.get("issues", [])}
     entry = issues.get(issue.month) or {
         "month": issue.month,
-        "id": f"tag:{authority},{issue.month[:4]}:newsletters/{issue.month}",
+        "id": f"tag:{authority},{issue.month[:4]}:{prefix}/{issue.month}",
         "published_at": now.isoformat(timespec="seconds"),
         "sent_at": None,
     }
-    entry["title"] = issue_subject(settings, issue.month)
-    entry["key"] = web_copy_key(issue.month)
+    entry["title"] = issue_subject(settings, issue.month, edition)
+    entry["key"] = web_copy_key(issue.month, edition)
     entry["sent_at"] = sent_at or entry.get("sent_at")
     issues[issue.month] = entry
     return {**state, "issues": [issues[month] for month in sorted(issues)]}
 
 
 def publish_web_copy(
-    storage: Storage, issue_dir: Path, month: str, settings: Settings, now: datetime
+    storage: Storage,
+    issue_dir: Path,
+    month: str,
+    settings: Settings,
+    now: datetime,
+    *,
+    edition: Edition | None = None,
 ) -> str:
-    """Upload the issue's HTML as its public web copy, update `newsletters/archive.json`,
-    and regenerate the archive page and feed. Returns the web copy's URL."""
+    """Upload the issue's HTML as its public web copy, update the edition's archive state
+    (`newsletters/archive.json`), and regenerate the archive page and feed. Returns the
+    web copy's URL. `edition` None: the one the settings select."""
+    edition = edition or edition_for(settings)
     if now.tzinfo is None:
         raise DeliveryError("publish_web_copy needs a timezone-aware `now`.")
     issue = read_issue(Path(issue_dir))
@@ -208,7 +192,7 @@ def publish_web_copy(
             f"{Path(issue_dir) / MANIFEST_FILE} is issue {issue.month}, not {month}; "
             "pass the issue folder of the month being published."
         )
-    key = web_copy_key(month)
+    key = web_copy_key(month, edition)
     storage.put_bytes(
         key,
         issue.html.encode("utf-8"),
@@ -217,22 +201,22 @@ def publish_web_copy(
         public=True,
     )
     replace_previews(storage, Path(issue_dir), issue.html)
-    state = _update_archive_state(storage, issue, settings, now)
+    state = _update_archive_state(storage, issue, settings, now, edition)
     storage.put_bytes(
-        ARCHIVE_PAGE_KEY,
-        render_archive_page(state, settings),
+        archive_page_key(edition),
+        render_archive_page(state, settings, edition),
         content_type="text/html; charset=utf-8",
         cache_control=CACHE_SHORT,
         public=True,
     )
     storage.put_bytes(
-        ARCHIVE_FEED_KEY,
-        render_archive_feed(state, settings),
+        archive_feed_key(edition),
+        render_archive_feed(state, settings, edition),
         content_type="application/atom+xml; charset=utf-8",
         cache_control=CACHE_SHORT,
         public=True,
     )
-    return web_copy_url(settings, month)
+    return web_copy_url(settings, month, edition)
 
 
 def replace_previews(storage: Storage, issue_dir: Path, web_html: str) -> int:
@@ -251,25 +235,31 @@ def replace_previews(storage: Storage, issue_dir: Path, web_html: str) -> int:
 
 
 def _update_archive_state(
-    storage: Storage, issue: Issue, settings: Settings, now: datetime, attempts: int = 3
+    storage: Storage,
+    issue: Issue,
+    settings: Settings,
+    now: datetime,
+    edition: Edition,
+    attempts: int = 3,
 ) -> dict[str, Any]:
     # Read, merge, write only if nobody wrote in between; on a race, merge again.
+    key = archive_state_key(edition)
     for attempt in range(1, attempts + 1):
-        found = storage.get_bytes(ARCHIVE_STATE_KEY)
+        found = storage.get_bytes(key)
         current = None
         if found is not None:
             try:
                 current = json.loads(found[0])
             except json.JSONDecodeError as exc:
                 raise DeliveryError(
-                    f"{storage.describe()}/{ARCHIVE_STATE_KEY} is not valid JSON ({exc.msg}); "
+                    f"{storage.describe()}/{key} is not valid JSON ({exc.msg}); "
                     "restore it from the bucket's versions or a backup."
                 ) from None
-        state = _merge_issue(current, issue, settings, now)
+        state = _merge_issue(current, issue, settings, now, edition)
         data = (json.dumps(state, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             storage.put_bytes(
-                ARCHIVE_STATE_KEY,
+                key,
                 data,
                 content_type="application/json",
                 cache_control=CACHE_PRIVATE,

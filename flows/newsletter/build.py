@@ -10,6 +10,8 @@
    file in memory;
 4. one writer (`issue.write_draft`) writes the planned files, the manifest last.
 
+The edition (`flows.newsletter.edition`; by default the one the settings select) decides the
+words, sections and templates; an issue folder holds one edition's issues (`check_edition`).
 Same inputs and the same `now` give byte-identical files: the manifest's `generated_at`
 is `now`, JSON keys are sorted and nothing reads the clock. An issue whose manifest says
 `"status": "sent"` is never overwritten (IssueSentError), with or without --force: a sent
@@ -31,10 +33,12 @@ from typing import Any
 from flows.core.errors import IssueSentError, SettingsError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.core.settings import Settings
+from flows.newsletter.edition import SWEDISH_NAME, Edition, edition_for
 from flows.newsletter.events import read_events
 from flows.newsletter.issue import (
     INTRO_FILE,
     MANIFEST_FILE,
+    check_edition,
     earlier_manifests,
     issue_dir,
     manifest_bytes,
@@ -46,22 +50,9 @@ from flows.newsletter.issue import (
 )
 from flows.newsletter.posts import read_posts
 from flows.newsletter.render import RenderedIssue, render_issue
-from flows.newsletter.select import (
-    SECTIONS,
-    Selection,
-    events_window,
-    select_issue,
-    window_start,
-)
+from flows.newsletter.select import Selection, events_window, select_issue, window_start
 
 log = logging.getLogger(__name__)
-
-SECTION_NAMES = {
-    "news": "Det här har hänt",
-    "funding": "Utlysningar",
-    "events": "På gång",
-    "listen": "Lyssna och titta",
-}
 
 ReadPosts = Callable[..., tuple[list[Post], list[SourceStatus]]]
 ReadEvents = Callable[..., tuple[list[Event], list[SourceStatus]]]
@@ -76,6 +67,7 @@ class IssueResult:
     issue_dir: Path
     written: bool
     message: str
+    edition: Edition  # its section names are the report's
     counts: dict[str, int] = field(default_factory=dict)
     left_out: tuple[dict[str, str], ...] = ()
     sources: tuple[SourceStatus, ...] = ()
@@ -94,8 +86,8 @@ class IssueResult:
         lines = [f"Draft of {self.month}: {self.html_path}"]
         if self.release is not None:
             lines.append(self.release.summary())
-        for name in SECTIONS:
-            lines.append(f"  {SECTION_NAMES[name]}: {self.counts.get(name, 0)}")
+        for name, title in self.edition.sections.items():
+            lines.append(f"  {title}: {self.counts.get(name, 0)}")
         lines.append(f"  Left out (over the limit): {len(self.left_out)}")
         failed = [s for s in self.sources if not s.ok]
         for status in failed:
@@ -107,7 +99,8 @@ class IssueResult:
         if not self.written:
             return f"# Newsletter {self.month}\n\n{self.message}\n"
         rows = "\n".join(
-            f"| {SECTION_NAMES[name]} | {self.counts.get(name, 0)} |" for name in SECTIONS
+            f"| {title} | {self.counts.get(name, 0)} |"
+            for name, title in self.edition.sections.items()
         )
         out = [
             f"# Newsletter {self.month} (draft)",
@@ -199,6 +192,7 @@ def plan_files(
     intro_used: bool,
 ) -> dict[str, bytes]:
     """Every file of the issue as bytes, the manifest included (nothing is written here)."""
+    edition = selection.edition
     files = {
         "newsletter.mjml": rendered.mjml,
         "index.html": rendered.html,
@@ -213,13 +207,17 @@ def plan_files(
         "events_until": selection.events_until.isoformat(),
         "intro": INTRO_FILE if intro_used else "default",
         "sources": [_status_record(status, kind) for kind, status in statuses],
-        "sections": {name: [item.id for item in selection.section(name)] for name in SECTIONS},
+        "sections": {name: [item.id for item in selection.section(name)] for name in edition.order},
         "counts": selection.counts(),
         "left_out": _left_out_records(selection),
         "closed_calls": list(selection.closed_calls),
         "files": {name: _sha256(text) for name, text in files.items()},
         "html_bytes": len(rendered.html.encode("utf-8")),
     }
+    if edition.name != SWEDISH_NAME:
+        # Names its edition, so another edition's build never takes this folder for its own;
+        # the Swedish edition's manifests keep the layout they always had.
+        manifest["edition"] = edition.name
     planned = {name: text.encode("utf-8") for name, text in files.items()}
     planned[MANIFEST_FILE] = manifest_bytes(manifest)
     return planned
@@ -238,21 +236,26 @@ def build_issue(
     read_events: ReadEvents = read_events,
     episodes: list[Episode] | None = None,
     render: Render = render_issue,
+    edition: Edition | None = None,
 ) -> IssueResult:
-    """Build the draft of `month` into `settings.newsletters_dir/<month>/`.
+    """Build the draft of `month` of `edition` (None: the one the settings select) into
+    `settings.newsletters_dir/<month>/`.
 
-    Raises SettingsError for a bad month or unconfigured sources, IssueSentError when the
-    issue was already sent (`force` never overrides that). With nothing new since the last
-    issue it writes nothing unless `force`.
+    Raises SettingsError for a bad month, unconfigured sources or a folder of another
+    edition, IssueSentError when the issue was already sent (`force` never overrides that).
+    With nothing new since the last issue it writes nothing unless `force`.
     """
+    edition = edition or edition_for(settings)
     month_start(month)
     post_sources, event_sources = require_sources(settings)
     if now.tzinfo is None:
         raise SettingsError(f"'now' must be timezone-aware, got {now.isoformat()}.")
     now = now.astimezone(STOCKHOLM)
     folder = issue_dir(settings, month)
-    _refuse_rebuild_of_sent(folder, month)
+    _refuse_rebuild_of_sent(folder, month, edition)
     previous = earlier_manifests(Path(settings.newsletters_dir), month)
+    for manifest in previous:
+        check_edition(manifest, edition, Path(settings.newsletters_dir) / manifest["month"])
     intro_md = read_intro(folder)
 
     # Posts before the window cannot be selected: the reader counts them without the costly
@@ -271,21 +274,23 @@ def build_issue(
         previous=previous,
         settings=settings,
         episodes=episodes,
+        edition=edition,
     )
     result_args: dict[str, Any] = {
         "month": month,
         "issue_dir": folder,
+        "edition": edition,
         "counts": selection.counts(),
         "left_out": tuple(_left_out_records(selection)),
         "sources": tuple(s for _, s in statuses),
         "selection": selection,
     }
     if selection.is_empty and not force:
-        since = selection.window_start.strftime("%Y-%m-%d %H:%M")
+        opened = selection.window_start.strftime("%Y-%m-%d %H:%M")
         return IssueResult(
             written=False,
             message=(
-                f"Nothing new for {month} since {since} (Europe/Stockholm): no draft written. "
+                f"Nothing new for {month} since {opened} (Europe/Stockholm): no draft written. "
                 "Pass --force to build an issue anyway."
             ),
             **result_args,
@@ -302,9 +307,12 @@ def build_issue(
     )
 
 
-def _refuse_rebuild_of_sent(folder: Path, month: str) -> None:
-    """IssueSentError when the issue was sent, or its send has begun."""
+def _refuse_rebuild_of_sent(folder: Path, month: str, edition: Edition) -> None:
+    """IssueSentError when the issue was sent, or its send has begun; SettingsError when the
+    folder holds another edition's issue."""
     existing = read_manifest(folder)
+    if existing is not None:
+        check_edition(existing, edition, folder)
     if existing is not None and existing.get("status") == "sent":
         raise IssueSentError(
             f"Issue {month} in {folder} was already sent, so it is not rebuilt: a sent issue "

@@ -12,6 +12,9 @@
 
 Recipient addresses live only in memory and in the returned `DeliveryReport`; files, logs
 and error messages carry counts and SHA-256 ids of the lower-cased address.
+
+The edition gives the subject line, the From display name and the list's List-Unsubscribe
+address and page (`flows.newsletter.edition`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import quote
 
 from flows.core.errors import DeliveryError
 from flows.core.settings import Settings
 from flows.core.text import header_problem
+from flows.newsletter.edition import Edition, edition_for
 from flows.newsletter.issue import (
     Issue,
     Progress,
@@ -82,12 +87,22 @@ def _refuse_line_breaks(headers: dict[str, str]) -> None:
             )
 
 
-def _unsubscribe_header(settings: Settings) -> str:
-    mailto = settings.unsubscribe_email or _address_of(settings.reply_to)
-    return f"<mailto:{mailto}?subject=avregistrera>, <{settings.unsubscribe_url}>"
+def _unsubscribe_header(settings: Settings, edition: Edition) -> str:
+    """The list's List-Unsubscribe: its address (the edition's, else the settings') with the
+    edition's word as subject, and its unsubscribe page."""
+    mailto = edition.list_address or settings.unsubscribe_email or _address_of(settings.reply_to)
+    subject = quote(edition.words.unsubscribe_subject)
+    return f"<mailto:{mailto}?subject={subject}>, <{edition.unsubscribe_page(settings)}>"
 
 
-def _policy_for(headers: dict[str, str]) -> email.policy.EmailPolicy:
+def _sender(settings: Settings, edition: Edition) -> str:
+    """The From header: the mail_from setting, under the edition's display name if it has one."""
+    if edition.sender_name is None:
+        return settings.mail_from
+    return email.utils.formataddr((edition.sender_name, _address_of(settings.mail_from)))
+
+
+def _policy_for(headers: dict[str, str]) -> email.policy.EmailPolicy[EmailMessage]:
     # The email package encodes a word longer than the line limit as an RFC 2047 encoded
     # word, which turns a long List-Unsubscribe URL into garbage for mail clients. Allow
     # lines just long enough for the longest URL instead (998 is the hard limit).
@@ -106,22 +121,24 @@ def build_message(
     month: str,
     now: datetime,
     message_id: str | None = None,
+    edition: Edition | None = None,
 ) -> EmailMessage:
     """One `multipart/alternative` message (text, then HTML), UTF-8, ready for SMTP.
 
     Refuses (DeliveryError) a header value with CR or LF, a recipient that is not an
     address, and a naive `now`. `message_id` makes the Message-ID deterministic; without it
-    one is generated on the sender's domain.
+    one is generated on the sender's domain. `edition` None: the one the settings select.
     """
+    edition = edition or edition_for(settings)
     if now.tzinfo is None or now.utcoffset() is None:
         raise DeliveryError("build_message needs a timezone-aware `now` for the Date header.")
     month_start(month)
     headers = {
         "Subject": subject,
-        "From": settings.mail_from,
+        "From": _sender(settings, edition),
         "Reply-To": settings.reply_to,
         "To": to,
-        "List-Unsubscribe": _unsubscribe_header(settings),
+        "List-Unsubscribe": _unsubscribe_header(settings, edition),
     }
     if message_id is not None:
         headers["Message-ID"] = message_id
@@ -135,7 +152,7 @@ def build_message(
 
     message = EmailMessage(policy=_policy_for(headers))
     message["Subject"] = subject
-    message["From"] = settings.mail_from
+    message["From"] = headers["From"]
     message["Reply-To"] = settings.reply_to
     message["To"] = to
     message["Date"] = email.utils.format_datetime(now)
@@ -221,15 +238,18 @@ def send_issue(
     batch_size: int = 50,
     smtp_factory: SmtpFactory | None = None,
     test_copy: bool = False,
+    edition: Edition | None = None,
 ) -> DeliveryReport:
     """Send the issue in `issue_dir`, one message per recipient, in batches of `batch_size`.
 
     Resumes an interrupted send from `delivery-progress.json`; marks the manifest sent when
     every batch is done. `test_copy=True` sends a "[Test] " copy and records nothing.
     Raises IssueSentError for a sent issue, DeliveryError when the server is unreachable,
-    refuses the login, defers recipients or a header is unsafe.
+    refuses the login, defers recipients or a header is unsafe. `edition` (None: the one
+    the settings select) gives the subject, the sender's name and the list headers.
     """
-    plan = _plan_send(issue_dir, recipients, settings, now, batch_size, test_copy)
+    edition = edition or edition_for(settings)
+    plan = _plan_send(issue_dir, recipients, settings, now, batch_size, test_copy, edition)
     deferred = _send_batches(plan, smtp_factory or connect_smtp, settings)
     report = plan.report()
     if deferred:
@@ -303,6 +323,7 @@ def _plan_send(
     now: datetime,
     batch_size: int,
     test_copy: bool,
+    edition: Edition,
 ) -> _SendPlan:
     """Check everything and decide the send; nothing is connected, sent or written."""
     if batch_size < 1:
@@ -311,7 +332,7 @@ def _plan_send(
     if issue.is_sent and not test_copy:
         raise sent_error(issue)
     addresses = _clean_recipients(recipients)
-    subject = issue_subject(settings, issue.month)
+    subject = issue_subject(settings, issue.month, edition)
     domain = _domain_of(settings.mail_from)
     prefix = f"kraftsamling.{issue.month}.{issue.content_sha256[:12]}"
     message_id: Callable[[str], str]
@@ -331,6 +352,7 @@ def _plan_send(
         month=issue.month,
         now=now,
         message_id=message_id(addresses[0]),
+        edition=edition,
     )
     if test_copy:
         progress = Progress(issue.month, prefix, issue.content_sha256, now.isoformat())
@@ -455,7 +477,12 @@ def _send_one(
 
 
 def send_test_copy(
-    issue_dir: Path, reviewers: list[str], settings: Settings, now: datetime
+    issue_dir: Path,
+    reviewers: list[str],
+    settings: Settings,
+    now: datetime,
+    *,
+    edition: Edition | None = None,
 ) -> DeliveryReport:
     """Send a "[Test] " copy of the draft to the reviewers; nothing is recorded."""
-    return send_issue(issue_dir, reviewers, settings, now, test_copy=True)
+    return send_issue(issue_dir, reviewers, settings, now, test_copy=True, edition=edition)

@@ -2,15 +2,18 @@
 
 The work is done by plain functions (`build.build_issue`, `release.release_issue`); these
 wrappers only add retries, artifacts and the run's start time (read once, through
-`flows.core.clock.system_clock`). Retries: fetching retries network and disk hiccups;
-reading the catalog and publishing retry storage failures (`retry_on_storage_error`, the
-one storage policy); a test copy retries SMTP failures, but not a server that does not
-answer (fixed by a setting); the send never retries (it resumes from its own progress).
+`flows.core.clock.system_clock`). The flow resolves the edition once (`edition_for`, from
+the `edition` parameter or setting) and passes it to every step. Retries: fetching retries
+network and disk hiccups; reading the catalog and publishing retry storage failures
+(`retry_on_storage_error`, the one storage policy); a test copy retries SMTP failures, but
+not a server that does not answer (fixed by a setting); the send never retries (it resumes
+from its own progress).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from flows.core.settings import Settings
 from flows.core.storage import retry_on_storage_error
 from flows.newsletter.build import IssueResult, build_issue, require_sources
 from flows.newsletter.delivery import DeliveryReport, send_issue, send_test_copy
+from flows.newsletter.edition import Edition, edition_for
 from flows.newsletter.events import read_events
 from flows.newsletter.issue import (
     INTRO_FILE,
@@ -115,7 +119,9 @@ def read_catalog_episodes(settings: Settings) -> list[Episode] | None:
         return None
 
 
-def existing_draft(folder: Path, month: str, *, reason: str) -> IssueResult | None:
+def existing_draft(
+    folder: Path, month: str, edition: Edition, *, reason: str
+) -> IssueResult | None:
     """The draft already in `folder` as an IssueResult, None when there is none to reuse."""
     try:
         issue = read_issue(folder)
@@ -131,6 +137,7 @@ def existing_draft(folder: Path, month: str, *, reason: str) -> IssueResult | No
         issue_dir=folder,
         written=True,
         message=f"Draft of {month} {reason} from {folder}.",
+        edition=edition,
         counts=dict(issue.manifest.get("counts", {})),
         files=dict(issue.manifest.get("files", {})),
     )
@@ -161,10 +168,10 @@ def _retry_smtp(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=_retry_smtp,
 )
 def send_test_copy_task(
-    folder: Path, reviewers: list[str], settings: Settings, now: datetime
+    folder: Path, reviewers: list[str], settings: Settings, now: datetime, *, edition: Edition
 ) -> DeliveryReport:
     """Send the reviewers a test copy (delivery.send_test_copy)."""
-    return send_test_copy(folder, reviewers, settings, now)
+    return send_test_copy(folder, reviewers, settings, now, edition=edition)
 
 
 @task(
@@ -174,32 +181,45 @@ def send_test_copy_task(
     retry_delay_seconds=[5, 30, 120],
     retry_condition_fn=retry_on_storage_error,
 )
-def publish_web_copy_task(folder: Path, month: str, settings: Settings, now: datetime) -> str:
+def publish_web_copy_task(
+    folder: Path, month: str, settings: Settings, now: datetime, *, edition: Edition
+) -> str:
     """Publish the web copy and the archive (release.publish_to_storage)."""
-    return publish_to_storage(folder, month, settings, now)
+    return publish_to_storage(folder, month, settings, now, edition=edition)
 
 
 @task(name="send-issue", cache_policy=NO_CACHE)
 def send_issue_task(
-    folder: Path, recipients: list[str], settings: Settings, now: datetime
+    folder: Path, recipients: list[str], settings: Settings, now: datetime, *, edition: Edition
 ) -> DeliveryReport:
     """Send the issue to the list (delivery.send_issue)."""
     # No task retries: send_issue resumes from its own per-batch progress on the next run.
-    return send_issue(folder, recipients, settings, now)
+    return send_issue(folder, recipients, settings, now, edition=edition)
 
 
-def show_review_artifact(month: str, markdown: str) -> None:
-    """Show reviewers the draft and how to decide, as the run's Markdown artifact; the
+def review_artifact(edition: Edition) -> Callable[[str, str], None]:
+    """Shows reviewers the draft and how to decide, as the run's Markdown artifact; the
     outcome later becomes a new version of the same key. Its heading is the description."""
-    create_markdown_artifact(
-        markdown=markdown,
-        key=f"newsletter-{month}-review",
-        description=markdown.split("\n", 1)[0].lstrip("# ").strip(),
-    )
+
+    def show(month: str, markdown: str) -> None:
+        create_markdown_artifact(
+            markdown=markdown,
+            key=f"newsletter-{edition.label(month)}-review",
+            description=markdown.split("\n", 1)[0].lstrip("# ").strip(),
+        )
+
+    return show
 
 
 def _draft(
-    settings: Settings, folder: Path, month: str, now: datetime, *, send: bool, force: bool
+    settings: Settings,
+    folder: Path,
+    month: str,
+    now: datetime,
+    edition: Edition,
+    *,
+    send: bool,
+    force: bool,
 ) -> IssueResult:
     """The draft a run works on: for a send, the one already built when there is one (and
     not `force`); else a new build, reported as a Markdown artifact."""
@@ -207,9 +227,9 @@ def _draft(
     if send and awaiting_review(folder):
         # A run resumed after suspension starts from the top: reuse the draft under review
         # instead of rendering a different one.
-        result = existing_draft(folder, month, reason="under review reused")
+        result = existing_draft(folder, month, edition, reason="under review reused")
     elif send and not force:
-        result = existing_draft(folder, month, reason="goes to review as built")
+        result = existing_draft(folder, month, edition, reason="goes to review as built")
     if result is not None:
         return result
     episodes = read_catalog_episodes(settings)
@@ -222,10 +242,11 @@ def _draft(
         read_events=fetch_events,
         episodes=episodes,
         render=render_task,
+        edition=edition,
     )
     create_markdown_artifact(
         markdown=result.markdown(),
-        key=f"newsletter-{month}",
+        key=f"newsletter-{edition.label(month)}",
         description=f"Newsletter {month}",
     )
     return result
@@ -246,6 +267,7 @@ def newsletter(
     reviewers: list[str] | None = None,
     approve: bool | None = None,
     approval_timeout_seconds: int = 3 * 24 * 3600,
+    edition: str | None = None,
 ) -> IssueResult:
     """Build the month's newsletter draft and report it as a Markdown artifact.
 
@@ -253,10 +275,17 @@ def newsletter(
     looked at) or, when there is none (or with `force`), a new one. A test copy goes to
     `reviewers`, then the run waits for a person's decision (or takes `approve` given up
     front) and sends it to `to`. A sent issue is never rebuilt, reviewed or sent again.
+    `edition` is an edition's YAML file (default: the `edition` setting, else Swedish).
     """
     settings = Settings.load(
-        posts=posts, events=events, newsletters_dir=out, storage=storage, public_url=public_url
+        posts=posts,
+        events=events,
+        newsletters_dir=out,
+        storage=storage,
+        public_url=public_url,
+        edition=edition,
     )
+    the_edition = edition_for(settings)
     # The run's start, read once (through flows.core.clock.system_clock, like every clock
     # read); later moments (a test copy, an upload, the send) come from release_issue's clock.
     now = (now or system_clock()).astimezone(STOCKHOLM)
@@ -266,10 +295,10 @@ def newsletter(
         check_release_request(to)
     require_sources(settings)
     folder = issue_dir(settings, month)
-    storage = open_storage(settings)
-    record_earlier_sent_states(storage, settings.newsletters_dir, month)
-    ensure_issue_open(storage, folder, month)
-    result = _draft(settings, folder, month, now, send=send, force=force)
+    store = open_storage(settings)
+    record_earlier_sent_states(store, settings.newsletters_dir, month, the_edition)
+    ensure_issue_open(store, folder, month, the_edition)
+    result = _draft(settings, folder, month, now, the_edition, send=send, force=force)
     if send and not result.written:
         raise InputError(
             f"Nothing new for {month} and no draft of it to send, so nothing was sent. Wait "
@@ -287,7 +316,8 @@ def newsletter(
             send_test_copy=send_test_copy_task,
             publish_web_copy=publish_web_copy_task,
             send_issue=send_issue_task,
-            show_review=show_review_artifact,
+            show_review=review_artifact(the_edition),
+            edition=the_edition,
         )
         result = dataclasses.replace(result, release=released)
     return result

@@ -13,7 +13,9 @@ Its folder, `<newsletters_dir>/<YYYY-MM>/` (`issue_dir`), holds:
 
 In storage the issue has its public web copy (`web_copy_key`, linked from the email as
 `web_copy_url`) and, beside it, the private `sent.json` that makes a sent issue immutable on
-every machine (`sent_state_key`, `write_sent_state`, `ensure_issue_open`).
+every machine (`sent_state_key`, `write_sent_state`, `ensure_issue_open`). Both live under
+the edition's storage prefix (`newsletters/` for the Swedish edition); an issue folder holds
+one edition's issue (`check_edition`).
 
 This module is the only one that reads or writes these files; others call it (the draft's
 three names and contents come from `build.plan_files`, and `write_draft` writes them). Files
@@ -35,6 +37,7 @@ from flows.core.errors import DeliveryError, InputError, IssueSentError, Setting
 from flows.core.fsio import atomic_write, atomic_write_json
 from flows.core.models import STOCKHOLM
 from flows.core.storage import CACHE_PRIVATE, Storage, public_url
+from flows.newsletter.edition import SWEDISH_NAME, Edition
 
 if TYPE_CHECKING:
     from flows.core.settings import Settings
@@ -43,7 +46,6 @@ INTRO_FILE = "intro.md"
 MANIFEST_FILE = "manifest.json"
 REVIEW_FILE = "review.json"
 PROGRESS_FILE = "delivery-progress.json"
-STORAGE_PREFIX = "newsletters"  # issues' web copies and the archive live under it
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -70,25 +72,27 @@ def issue_dir(settings: Settings, month: str) -> Path:
     return Path(settings.newsletters_dir) / month
 
 
-def web_copy_key(month: str) -> str:
-    """The storage key of an issue's public web copy.
+def web_copy_key(month: str, edition: Edition) -> str:
+    """The storage key of an issue's public web copy, under the edition's prefix.
 
-    >>> web_copy_key("2026-12")
+    >>> from flows.newsletter.edition import SWEDISH
+    >>> web_copy_key("2026-12", SWEDISH)
     'newsletters/2026-12/index.html'
     """
     month_start(month)
-    return f"{STORAGE_PREFIX}/{month}/index.html"
+    return f"{edition.storage_prefix}/{month}/index.html"
 
 
-def preview_key(month: str, draft_sha256: str) -> str:
+def preview_key(month: str, draft_sha256: str, edition: Edition) -> str:
     """The storage key of a draft's preview: public but unlisted (no archive entry, no link
     from any page) and unguessable without the draft (16 hex of its content hash).
 
-    >>> preview_key("2027-01", "0123456789abcdef" * 4)
+    >>> from flows.newsletter.edition import SWEDISH
+    >>> preview_key("2027-01", "0123456789abcdef" * 4, SWEDISH)
     'newsletters/previews/2027-01-0123456789abcdef/index.html'
     """
     month_start(month)
-    return f"{STORAGE_PREFIX}/previews/{month}-{draft_sha256[:16]}/index.html"
+    return f"{edition.storage_prefix}/previews/{month}-{draft_sha256[:16]}/index.html"
 
 
 NOINDEX = '<meta name="robots" content="noindex, nofollow">'
@@ -105,21 +109,41 @@ def without_indexing(html: str) -> str:
     return html[:at] + NOINDEX + html[at:]
 
 
-def web_copy_url(settings: Settings, month: str) -> str:
+def web_copy_url(settings: Settings, month: str, edition: Edition) -> str:
     """The public URL of an issue's web copy: the email's "Visa i webbläsaren" link and
     where `publish_web_copy` uploads it.
 
     >>> from flows.core.settings import Settings
-    >>> web_copy_url(Settings.load(), "2026-12")
+    >>> from flows.newsletter.edition import SWEDISH
+    >>> web_copy_url(Settings.load(), "2026-12", SWEDISH)
     'https://kraftsamling.example/newsletters/2026-12/index.html'
     """
-    return public_url(settings.public_url, web_copy_key(month))
+    return public_url(settings.public_url, web_copy_key(month, edition))
 
 
-def sent_state_key(month: str) -> str:
+def sent_state_key(month: str, edition: Edition) -> str:
     """The storage key that records an issue as sent (private, beside its web copy)."""
     month_start(month)
-    return f"{STORAGE_PREFIX}/{month}/sent.json"
+    return f"{edition.storage_prefix}/{month}/sent.json"
+
+
+def manifest_edition(manifest: dict[str, Any]) -> str:
+    """The name of the edition a manifest belongs to; the Swedish edition's manifests carry
+    no name (their layout predates editions and never changes)."""
+    return str(manifest.get("edition") or SWEDISH_NAME)
+
+
+def check_edition(manifest: dict[str, Any], edition: Edition, where: Path) -> None:
+    """Refuse (SettingsError) an issue folder that holds another edition's issue: each
+    edition needs its own folders, or one would overwrite or send the other's draft."""
+    found = manifest_edition(manifest)
+    if found != edition.name:
+        raise SettingsError(
+            f"{where} belongs to the {found!r} edition of the newsletter, not to the "
+            f"{edition.name!r} edition selected now. Give each edition its own issue folders: "
+            "set KRAFTSAMLING_NEWSLETTERS_DIR (or --out) for this edition, or the `edition` "
+            "setting (KRAFTSAMLING_EDITION) to the edition of this folder."
+        )
 
 
 # --- the draft: manifest, intro, the one writer ------------------------------------------
@@ -320,9 +344,13 @@ def _immutable_error(month: str, where: str, sent_at: str) -> IssueSentError:
 
 
 def write_sent_state(
-    storage: Storage, month: str, sent_at: str | None, content_sha256: str | None
+    storage: Storage,
+    month: str,
+    sent_at: str | None,
+    content_sha256: str | None,
+    edition: Edition,
 ) -> None:
-    """Record in storage that issue `month` was sent."""
+    """Record in storage that the edition's issue `month` was sent."""
     state = {
         "month": month,
         "status": "sent",
@@ -330,7 +358,7 @@ def write_sent_state(
         "content_sha256": content_sha256,
     }
     storage.put_bytes(
-        sent_state_key(month),
+        sent_state_key(month, edition),
         (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8"),
         content_type="application/json",
         cache_control=CACHE_PRIVATE,
@@ -338,31 +366,36 @@ def write_sent_state(
     )
 
 
-def record_earlier_sent_states(storage: Storage, newsletters_dir: Path, month: str) -> None:
-    """Write the storage state of issues before `month` that were sent before the state
-    was kept in storage (their local manifest says so), so every machine refuses them."""
+def record_earlier_sent_states(
+    storage: Storage, newsletters_dir: Path, month: str, edition: Edition
+) -> None:
+    """Write the storage state of the edition's issues before `month` that were sent before
+    the state was kept in storage (their local manifest says so), so every machine refuses
+    them. Another edition's issues are left alone (the build refuses their folder)."""
     for manifest in earlier_manifests(newsletters_dir, month):
-        if manifest.get("status") != "sent":
+        if manifest.get("status") != "sent" or manifest_edition(manifest) != edition.name:
             continue
         earlier = str(manifest["month"])
-        if storage.head(sent_state_key(earlier)) is None:
+        if storage.head(sent_state_key(earlier, edition)) is None:
             sent_at = (manifest.get("delivery") or {}).get("sent_at")
-            write_sent_state(storage, earlier, sent_at, None)
+            write_sent_state(storage, earlier, sent_at, None, edition)
 
 
-def ensure_issue_open(storage: Storage, folder: Path, month: str) -> None:
-    """Raise IssueSentError when issue `month` was sent, per storage or the local manifest.
+def ensure_issue_open(storage: Storage, folder: Path, month: str, edition: Edition) -> None:
+    """Raise IssueSentError when the edition's issue `month` was sent, per storage or the
+    local manifest (SettingsError when the folder holds another edition's issue).
 
     Storage speaks for every machine; an issue sent before the state was kept in storage is
     recognised from its local manifest, and its state is written to storage now.
     """
-    found = storage.get_bytes(sent_state_key(month))
+    key = sent_state_key(month, edition)
+    found = storage.get_bytes(key)
     if found is not None:
         try:
             sent_at = json.loads(found[0]).get("sent_at") or "an unknown time"
         except (json.JSONDecodeError, AttributeError):
             sent_at = "an unknown time"
-        raise _immutable_error(month, f"{storage.describe()}/{sent_state_key(month)}", sent_at)
+        raise _immutable_error(month, f"{storage.describe()}/{key}", sent_at)
     manifest = Path(folder) / MANIFEST_FILE
     if not manifest.is_file():
         return
@@ -370,13 +403,15 @@ def ensure_issue_open(storage: Storage, folder: Path, month: str) -> None:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return  # not a sent issue's manifest; the build reports the broken file itself
+    if isinstance(data, dict):
+        check_edition(data, edition, manifest)
     if isinstance(data, dict) and data.get("status") == "sent":
         sent_at = (data.get("delivery") or {}).get("sent_at")
         try:
             content_sha256: str | None = read_issue(Path(folder)).content_sha256
         except DeliveryError:
             content_sha256 = None  # files edited after the send: the record still holds
-        write_sent_state(storage, month, sent_at, content_sha256)
+        write_sent_state(storage, month, sent_at, content_sha256, edition)
         raise _immutable_error(month, str(manifest), sent_at or "an unknown time")
 
 

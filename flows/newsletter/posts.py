@@ -4,18 +4,21 @@
 (`flows.core.fetch`) and records a failing one as not ok, so the others are still used.
 The text policy, the link check and the shared HTTP client are in `sources`.
 
-- id: the entry's id/guid, else its link. Title and summary are plain text: feed HTML is
-  sanitised with nh3 (script, style, iframe... dropped with their content), reduced to text
-  (tags removed, entities unescaped, whitespace collapsed) and the summary is shortened at a
-  word boundary to about `SUMMARY_CHARS` characters, ending in "…".
+- id: the entry's id/guid, else its link. Title and summary are plain text. A field the feed
+  marks as plain text is kept as it is ("<Juridik> & teknik" stays so: escaped in the HTML,
+  verbatim in the text part); a field marked as HTML is sanitised with nh3 (script, style,
+  iframe... dropped with their content) and reduced to text (tags removed, entities
+  unescaped, whitespace collapsed). The summary is shortened at a word boundary to about
+  `SUMMARY_CHARS` characters, ending in "…".
 - Entries without a publication date (published, else updated) or without an absolute
   http(s) link are skipped and counted in `SourceStatus.skipped`.
 - With `since` (the issue's window start), entries published before it are usable but not
   needed: they are counted in `SourceStatus.old` (and in `items`, the feed's usable entries)
   and not read further - no sanitising, image or deadline search, no Post. Most of a big
   feed is such history, and that per-entry work was about half of the read's CPU time.
-- image: media:content, media:thumbnail, an image enclosure, else the first <img> of the
-  content or summary; absolute https URLs only. Its alt text is the img's alt, else the title.
+- link and image: http is upgraded to https, or kept (links) and dropped (images) for a
+  host in `http_only_hosts`; other schemes never get in. Each change is listed in
+  `SourceStatus.links` (and so in the manifest). The image is found by `postimages`.
 - kind: the entry's categories/tags, lower-cased, looked up in the kind map. When several
   categories match, the most specific kind wins (funding > podcast > video > event > news >
   other). Without a specific category an audio enclosure means podcast (a video enclosure
@@ -38,19 +41,16 @@ The text policy, the link check and the shared HTTP client are in `sources`.
 from __future__ import annotations
 
 import calendar
-import html
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import feedparser
 import httpx
-import nh3
 import yaml
 from babel.dates import get_month_names
 
@@ -58,10 +58,10 @@ from flows.core.errors import InputError, SettingsError, SourceError
 from flows.core.fetch import fetch_source, is_remote
 from flows.core.models import STOCKHOLM, Post, PostKind, SourceStatus
 from flows.core.settings import Settings
-from flows.core.text import clean_text, one_line
+from flows.core.text import one_line
+from flows.core.urls import safe_url
+from flows.newsletter.postimages import absolute_url, find_image, secure_image
 from flows.newsletter.sources import (
-    DROP_WITH_CONTENT,
-    WHITESPACE,
     YamlLoader,
     html_to_text,
     is_http,
@@ -286,10 +286,13 @@ def parse_posts(
     kind_map: dict[str, PostKind],
     *,
     since: datetime | None = None,
+    http_only_hosts: Collection[str] = (),
 ) -> tuple[list[Post], SourceStatus]:
     """Parse a feed's bytes into posts and report how it went (never raises on bad feeds).
 
     With `since` (timezone-aware), entries published before it are counted, not returned.
+    Links and images are made https (`flows.core.urls`); each change is listed in the
+    status's `links`.
     """
     if since is not None and since.tzinfo is None:
         raise SettingsError(f"'since' must be timezone-aware, got {since.isoformat()}.")
@@ -304,6 +307,7 @@ def parse_posts(
     feed_link = parsed.feed.get("link", "")
     base = source if is_remote(source) else (feed_link if is_http(feed_link) else "")
     posts: list[Post] = []
+    notes: list[str] = []
     skipped = old = 0
     for number, entry in enumerate(parsed.entries, start=1):
         published, link, problem = _entry_date_and_link(entry, base)
@@ -314,7 +318,11 @@ def parse_posts(
         elif since is not None and published < since:
             old += 1  # before the window: select_issue would drop it, so skip the costly part
         else:
-            posts.append(_entry_to_post(entry, source, base, kind_map, published, link))
+            safe = safe_url(link, http_only_hosts)
+            post = _entry_to_post(entry, source, base, kind_map, published, safe.url)
+            post, image_note = secure_image(post, entry, base, http_only_hosts)
+            notes += [note for note in (safe.note("link"), image_note) if note]
+            posts.append(post)
 
     # A well-formed feed with no entries is fine (nothing new); anything else that yields no
     # usable entry is a failure the manifest should show.
@@ -327,15 +335,23 @@ def parse_posts(
             skipped=skipped,
             warnings=tuple(warnings),
             old=old,
+            links=tuple(notes),
         )
-    if len(parsed.entries) == 1:
+    return [], _unusable(source, len(parsed.entries), reason, skipped, warnings)
+
+
+def _unusable(
+    source: str, entries: int, reason: str, skipped: int, warnings: list[str]
+) -> SourceStatus:
+    """The status of a feed that gave nothing usable, saying why in words an editor acts on."""
+    if entries == 1:
         message = (
             "the feed's only entry could not be used (it lacks a date or a link). Check the "
             "feed in a feed validator."
         )
-    elif parsed.entries:
+    elif entries:
         message = (
-            f"none of the {len(parsed.entries)} entries could be used (each lacks a date or "
+            f"none of the {entries} entries could be used (each lacks a date or "
             f"a link). Check the feed in a feed validator."
         )
     else:
@@ -343,10 +359,9 @@ def parse_posts(
             f"not a usable RSS/Atom feed ({reason or 'no RSS or Atom feed found'}). Check that "
             f"the URL or path points at the feed itself, not a web page."
         )
-    status = SourceStatus(
+    return SourceStatus(
         source=source, ok=False, skipped=skipped, message=message, warnings=tuple(warnings)
     )
-    return [], status
 
 
 def _bozo_reason(exc: BaseException | None) -> str:
@@ -364,7 +379,7 @@ def _entry_date_and_link(entry: Mapping[str, Any], base: str) -> tuple[datetime 
     when = entry.get("published_parsed") or entry.get("updated_parsed")
     if not when:
         return None, "", "no publication date"
-    link = _absolute(entry.get("link", ""), base)
+    link = absolute_url(entry.get("link", ""), base)
     if not link:
         return None, "", "no absolute http(s) link"
     # feedparser normalises every date to UTC.
@@ -390,7 +405,7 @@ def _entry_to_post(
     enclosures = entry.get("enclosures", []) or []
     kind = _infer_kind(categories, [e.get("type", "") for e in enclosures], kind_map)
 
-    image, image_alt = _find_image(entry, enclosures, content, summary_html, base)
+    image, image_alt = find_image(entry, enclosures, content, summary_html, base)
     day = published.date()
     content_text = html_to_text(content) if content != summary_html else ""
     deadline = _element_deadline(entry, day) or find_deadline(
@@ -427,103 +442,6 @@ def entry_text(entry: Mapping[str, Any], name: str) -> str:
     return one_line(value)
 
 
-def _absolute(url: str, base: str) -> str:
-    url = (url or "").strip()
-    if not url:
-        return ""
-    joined = urljoin(base, url) if base else url
-    return joined if is_http(joined) else ""
-
-
-_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_ATTR = re.compile(r'([a-z]+)="([^"]*)"')
-_IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|\?)", re.IGNORECASE)
-# Tracking pixels and spacers that must never become a post's picture: known counters, and
-# file or path names that say what they are.
-_TRACKER = re.compile(
-    r"feeds\.feedburner\.com/~r/|/~r/|stats\.wordpress\.com|pixel\.wp\.com"
-    r"|/(?:pixel|beacon|tracking|tracker|track|open|1x1|spacer|blank|transparent)"
-    r"(?:\.(?:gif|png|jpe?g|webp|php|aspx?))?(?:[/?#;]|$)",
-    re.IGNORECASE,
-)
-
-
-def _is_pixel(url: str, width: Any = None, height: Any = None) -> bool:
-    """A tracking pixel or spacer: declared 2 px or smaller, or a known tracker URL."""
-    for size in (width, height):
-        digits = re.match(r"\s*(\d+)", str(size or ""))
-        if digits and int(digits.group(1)) <= 2:
-            return True
-    return bool(_TRACKER.search(url))
-
-
-def _find_image(
-    entry: Mapping[str, Any],
-    enclosures: list[Mapping[str, Any]],
-    content: str,
-    summary_html: str,
-    base: str,
-) -> tuple[str | None, str]:
-    """The entry's first image that is not a pixel and is https once made absolute, with
-    its alt text: media:content, media:thumbnail, image enclosures, then inline <img>."""
-    candidates = [
-        *_media_images(entry),
-        *_enclosure_images(enclosures),
-        *_inline_images(content),
-        *_inline_images(summary_html),
-    ]
-    for url, alt in candidates:
-        absolute = _absolute(url, base)
-        if absolute.startswith("https://"):
-            return absolute, alt
-    return None, ""
-
-
-def _media_images(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(url, "") of the entry's media:content images, then its media:thumbnails."""
-    candidates: list[tuple[str, str]] = []
-    for media in entry.get("media_content", []) or []:
-        kind = (media.get("medium") or media.get("type") or "").lower()
-        url = media.get("url", "")
-        if _is_pixel(url, media.get("width"), media.get("height")):
-            continue
-        if kind.startswith("image") or (not kind and _IMAGE_EXT.search(url)):
-            candidates.append((url, ""))
-    candidates += [
-        (m.get("url", ""), "")
-        for m in entry.get("media_thumbnail", []) or []
-        if not _is_pixel(m.get("url", ""), m.get("width"), m.get("height"))
-    ]
-    return candidates
-
-
-def _enclosure_images(enclosures: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(href, "") of the image enclosures."""
-    return [
-        (e.get("href", ""), "")
-        for e in enclosures
-        if (e.get("type") or "").lower().startswith("image/") and not _is_pixel(e.get("href", ""))
-    ]
-
-
-def _inline_images(fragment: str) -> list[tuple[str, str]]:
-    """(src, alt) of the <img> tags in an HTML fragment, after sanitising it."""
-    cleaned = nh3.clean(
-        clean_text(fragment or ""),
-        tags={"img"},
-        attributes={"img": {"src", "alt", "width", "height"}},
-        clean_content_tags=DROP_WITH_CONTENT,
-    )
-    candidates: list[tuple[str, str]] = []
-    for tag in _IMG.findall(cleaned):
-        attrs = {k: html.unescape(v) for k, v in _ATTR.findall(tag)}
-        src = attrs.get("src", "")
-        if _is_pixel(src, attrs.get("width"), attrs.get("height")):
-            continue
-        candidates.append((src, WHITESPACE.sub(" ", attrs.get("alt", "")).strip()))
-    return candidates
-
-
 # ---------------------------------------------------------------------------------------
 # Reading feeds: fetch + parse, and what a failing feed means
 # ---------------------------------------------------------------------------------------
@@ -557,7 +475,9 @@ def read_posts(
         if isinstance(data, SourceError):
             statuses.append(SourceStatus(source=source, ok=False, message=str(data)))
             continue
-        found, status = parse_posts(data, source, kind_map, since=since)
+        found, status = parse_posts(
+            data, source, kind_map, since=since, http_only_hosts=settings.http_only_hosts
+        )
         duplicates = 0
         for post in found:
             if post.id in posts:

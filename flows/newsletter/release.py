@@ -17,6 +17,9 @@ log line for the review) and the Prefect pause (`approval.await_decision`) for t
 Tests pass a waiter that answers at once, so approval, rejection and a time-out are tested
 without a Prefect server.
 
+The edition (`flows.newsletter.edition`; by default the one the settings select) is passed
+to every step: it names the subject, the web copy's and previews' keys and the sections.
+
 `review.json` in the issue folder (read and written through `issue`) records where the review
 stands, keyed by the draft's content hash. It makes the gate idempotent: a run that was
 suspended (under a deployment) starts again from the top, finds the draft awaiting review,
@@ -32,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from flows.core.backends import open_storage
 from flows.core.clock import Clock, system_clock
@@ -44,8 +47,10 @@ from flows.newsletter import delivery
 from flows.newsletter.approval import Decision, await_decision, form_description
 from flows.newsletter.archive import publish_web_copy as publish_archive
 from flows.newsletter.delivery import DeliveryReport
+from flows.newsletter.edition import Edition, edition_for
 from flows.newsletter.issue import (
     Issue,
+    check_edition,
     ensure_issue_open,
     issue_dir,
     preview_key,
@@ -61,12 +66,38 @@ log = logging.getLogger(__name__)
 
 # (month, timeout_seconds, poll_seconds) -> the decision, or None when nobody decided in time.
 WaitForDecision = Callable[[str, int, int], Decision | None]
-# (issue folder, addresses, settings, now) -> what was sent.
-SendStep = Callable[[Path, list[str], Settings, datetime], DeliveryReport]
-# (issue folder, month, settings, now) -> the web copy's URL.
-PublishStep = Callable[[Path, str, Settings, datetime], str]
 # (month, Markdown) -> None: shows reviewers where the draft is and how to decide.
 ShowReview = Callable[[str, str], None]
+
+
+class SendStep(Protocol):
+    """(issue folder, addresses, settings, now, edition=) -> what was sent."""
+
+    def __call__(
+        self,
+        folder: Path,
+        addresses: list[str],
+        settings: Settings,
+        now: datetime,
+        /,
+        *,
+        edition: Edition,
+    ) -> DeliveryReport: ...
+
+
+class PublishStep(Protocol):
+    """(issue folder, month, settings, now, edition=) -> the web copy's URL."""
+
+    def __call__(
+        self,
+        folder: Path,
+        month: str,
+        settings: Settings,
+        now: datetime,
+        /,
+        *,
+        edition: Edition,
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +127,9 @@ def resolve_smtp_password(settings: Settings) -> Settings:
     from pydantic import SecretStr
 
     try:
-        secret = Secret.load(settings.smtp_password_block)
+        # Called from synchronous code, `load` returns the block (its type also allows a
+        # coroutine, for async callers).
+        secret = cast("Secret[Any]", Secret.load(settings.smtp_password_block))
     except ValueError:
         raise SettingsError(
             f"No Prefect Secret block named {settings.smtp_password_block!r}: create it in the "
@@ -140,7 +173,12 @@ def draft_sections(text: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
 
 
 def review_markdown(
-    month: str, issue: Issue, settings: Settings, test_copy: str, preview_url: str | None
+    month: str,
+    issue: Issue,
+    settings: Settings,
+    test_copy: str,
+    preview_url: str | None,
+    edition: Edition,
 ) -> str:
     """What reviewers are shown: the issue's sections and items, a preview, how to decide."""
     lines = [f"# Newsletter {month} awaits approval", ""]
@@ -148,14 +186,16 @@ def review_markdown(
         lines.append(f"- Preview of the draft (unlisted, not indexed): <{preview_url}>")
     lines += [
         f"- {test_copy}",
-        f"- Once sent, the web copy will be at `{web_copy_url(settings, month)}`",
+        f"- Once sent, the web copy will be at `{web_copy_url(settings, month, edition)}`",
         "",
         f"Approve: `python -m flows approve {month}`; reject: "
         f'`python -m flows approve {month} --reject --comment "..."`; '
         "or use the Resume form of this run in the Prefect UI (choose approve or reject).",
     ]
+    # The plain text shows section names in capitals; the review shows them as written.
+    names = {name.upper(): name for name in edition.sections.values()}
     for heading, items in draft_sections(issue.text):
-        lines += ["", f"## {heading.capitalize()} ({len(items)})", ""]
+        lines += ["", f"## {names.get(heading, heading.capitalize())} ({len(items)})", ""]
         lines += [f"- [{title}]({link})" if link else f"- {title}" for title, link in items]
     return "\n".join(lines)
 
@@ -166,10 +206,12 @@ def outcome_markdown(month: str, verdict: str, record: str, result: str = "") ->
     return "\n".join([*lines, "", result] if result else lines)
 
 
-def publish_preview(storage: Storage, settings: Settings, issue: Issue, review: dict) -> str:
+def publish_preview(
+    storage: Storage, settings: Settings, issue: Issue, review: dict[str, Any], edition: Edition
+) -> str:
     """Upload the draft as an unlisted, unindexed preview; returns its URL. Its key is
     recorded in the review, so sending replaces its content with the web copy's."""
-    key = preview_key(issue.month, issue.content_sha256)
+    key = preview_key(issue.month, issue.content_sha256, edition)
     storage.put_bytes(
         key,
         without_indexing(issue.html).encode("utf-8"),
@@ -197,14 +239,36 @@ def waiting_note(month: str, review: dict[str, Any], deadline: datetime) -> str:
     )
 
 
-def publish_to_storage(issue_dir: Path, month: str, settings: Settings, now: datetime) -> str:
-    """Publish the web copy and the archive to the settings' storage; returns the URL."""
-    return publish_archive(open_storage(settings), issue_dir, month, settings, now)
+def publish_to_storage(
+    issue_dir: Path,
+    month: str,
+    settings: Settings,
+    now: datetime,
+    *,
+    edition: Edition | None = None,
+) -> str:
+    """Publish the web copy and the edition's archive to the settings' storage; returns
+    the URL."""
+    storage = open_storage(settings)
+    return publish_archive(storage, issue_dir, month, settings, now, edition=edition)
 
 
 def log_review(month: str, markdown: str) -> None:
     """Show the review by logging it (the flow shows it as a Prefect artifact instead)."""
     log.info("%s", markdown)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one release needs."""
+
+    settings: Settings
+    month: str
+    folder: Path
+    storage: Storage
+    edition: Edition
+    clock: Clock
+    show_review: ShowReview
 
 
 def release_issue(
@@ -221,6 +285,7 @@ def release_issue(
     publish_web_copy: PublishStep = publish_to_storage,
     send_issue: SendStep = delivery.send_issue,
     show_review: ShowReview = log_review,
+    edition: Edition | None = None,
 ) -> ReleaseResult:
     """Run the review gate for the rendered issue of `month` and send it when approved.
 
@@ -228,76 +293,81 @@ def release_issue(
     `wait_for_decision` (by default the Prefect gate, whose form names the issue and the
     number of recipients). `show_review` is called again with the outcome. Moments are
     recorded from `clock` when they happen, never from the run's (possibly pinned) start.
+    `edition` None: the one the settings select.
     """
     check_release_request(recipients)
     settings = resolve_smtp_password(settings)
+    edition = edition or edition_for(settings)
     folder = issue_dir(settings, month)
-    storage = open_storage(settings)
-    ensure_issue_open(storage, folder, month)
+    run = _Run(settings, month, folder, open_storage(settings), edition, clock, show_review)
+    ensure_issue_open(run.storage, folder, month, edition)
     draft = read_issue(folder)
-    draft_sha = draft.content_sha256
-    review = _review_of_draft(folder, draft_sha)
+    check_edition(draft.manifest, edition, folder)
+    review = _review_of_draft(folder, draft.content_sha256)
     if review.get("status") == "approved":
         # A send that crashed after the approval resumes without asking again.
-        decision: Decision | None = Decision(
-            approve=True,
+        decision = Decision(
+            decision="approve",
             comment=str(review.get("comment", "")),
             decided_by=str(review.get("decided_by", "")),
         )
     else:
-        _ask_reviewers(folder, month, settings, review, reviewers, clock, send_test_copy)
-        preview_url = _try_preview(storage, settings, draft, review)
+        _ask_reviewers(run, review, reviewers, send_test_copy)
+        preview_url = _try_preview(run, draft, review)
         write_review(folder, review)
         note = _test_copy_note(review)
-        show_review(month, review_markdown(month, draft, settings, note, preview_url))
-        if approve is not None:
-            decision = Decision(
-                approve=approve,
-                comment="decided when the run began",
-                decided_by="the run's `approve` parameter",
-            )
-        else:
-            waiter = wait_for_decision or _gate(month, len(recipients), review)
-            decision = _wait(month, review, timeout_seconds, settings, clock, waiter)
-        _announce(month, decision, show_review)
-        if decision is None or not decision.approve:
-            return _record_refusal(folder, month, review, decision, clock)
+        show_review(month, review_markdown(month, draft, settings, note, preview_url, edition))
+        waiter = wait_for_decision or _gate(month, len(recipients), review, edition)
+        asked = _decide(run, review, approve, waiter, timeout_seconds)
+        if asked is None or not asked.approve:
+            return _record_refusal(folder, month, review, asked, clock)
+        decision = asked
         review.update(status="approved", comment=decision.comment, decided_by=decision.decided_by)
         write_review(folder, review)
-    result = _send_approved(
-        folder,
-        month,
-        settings,
-        storage,
-        recipients,
-        review,
-        draft_sha,
-        decision,
-        clock,
-        publish_web_copy,
-        send_issue,
-    )
+    steps = (publish_web_copy, send_issue)
+    result = _send_approved(run, recipients, review, draft.content_sha256, decision, *steps)
     show_review(month, outcome_markdown(month, "sent", decision.record(month), result.summary()))
     return result
 
 
-def _try_preview(
-    storage: Storage, settings: Settings, draft: Issue, review: dict[str, Any]
-) -> str | None:
+def _decide(
+    run: _Run,
+    review: dict[str, Any],
+    approve: bool | None,
+    waiter: WaitForDecision,
+    timeout_seconds: int,
+) -> Decision | None:
+    """The decision: given up front, else a person's (None: nobody decided in time);
+    logged and shown either way."""
+    if approve is not None:
+        decision: Decision | None = Decision(
+            decision="approve" if approve else "reject",
+            comment="decided when the run began",
+            decided_by="the run's `approve` parameter",
+        )
+    else:
+        decision = _wait(run.month, review, timeout_seconds, run.settings, run.clock, waiter)
+    _announce(run.month, decision, run.show_review)
+    return decision
+
+
+def _try_preview(run: _Run, draft: Issue, review: dict[str, Any]) -> str | None:
     """The preview's URL; None (the review goes on without it) when storage failed."""
     try:
-        return publish_preview(storage, settings, draft, review)
+        return publish_preview(run.storage, run.settings, draft, review, run.edition)
     except StorageError as exc:
         _run_log().warning("No preview of the draft: %s", exc)
         return None
 
 
-def _gate(month: str, recipients: int, review: dict[str, Any]) -> WaitForDecision:
+def _gate(month: str, recipients: int, review: dict[str, Any], edition: Edition) -> WaitForDecision:
     """The Prefect gate, its Resume form described: the issue, the counts, the choices."""
     description = form_description(month, recipients, int(review.get("test_copy_count", 0)))
 
     def wait(month: str, timeout_seconds: int, poll_seconds: int) -> Decision | None:
-        return await_decision(month, timeout_seconds, poll_seconds, description=description)
+        return await_decision(
+            month, timeout_seconds, poll_seconds, description=description, edition=edition
+        )
 
     return wait
 
@@ -342,7 +412,7 @@ def _run_log() -> logging.Logger | logging.LoggerAdapter[Any]:
     from prefect.exceptions import MissingContextError
 
     try:
-        return get_run_logger()  # type: ignore[return-value]
+        return get_run_logger()
     except MissingContextError:
         return log
 
@@ -358,22 +428,16 @@ def _review_of_draft(folder: Path, draft_sha: str) -> dict[str, Any]:
 
 
 def _ask_reviewers(
-    folder: Path,
-    month: str,
-    settings: Settings,
-    review: dict[str, Any],
-    reviewers: list[str] | None,
-    clock: Clock,
-    send_test_copy: SendStep,
+    run: _Run, review: dict[str, Any], reviewers: list[str] | None, send_test_copy: SendStep
 ) -> None:
     """Send the reviewers a test copy (once per draft) and record the review as awaiting."""
     if reviewers and not review.get("test_copy_sent_at"):
-        sent_at = clock()
-        report = send_test_copy(folder, reviewers, settings, sent_at)
+        sent_at = run.clock()
+        report = send_test_copy(run.folder, reviewers, run.settings, sent_at, edition=run.edition)
         review["test_copy_sent_at"] = sent_at.isoformat()
         review["test_copy_count"] = report.sent
     review["status"] = "awaiting"
-    write_review(folder, review)
+    write_review(run.folder, review)
 
 
 def _test_copy_note(review: dict[str, Any]) -> str:
@@ -399,19 +463,16 @@ def _record_refusal(
 
 
 def _send_approved(
-    folder: Path,
-    month: str,
-    settings: Settings,
-    storage: Storage,
+    run: _Run,
     recipients: list[str],
     review: dict[str, Any],
     draft_sha: str,
     decision: Decision,
-    clock: Clock,
     publish_web_copy: PublishStep,
     send_issue: SendStep,
 ) -> ReleaseResult:
     """Publish the web copy and send the draft that was approved, and only that draft."""
+    folder, month, settings, edition = run.folder, run.month, run.settings, run.edition
     if read_issue(folder).content_sha256 != draft_sha:
         raise DeliveryError(
             f"{folder / 'index.html'} changed after it went to review (the draft was rebuilt "
@@ -419,12 +480,11 @@ def _send_approved(
             f"another version. Send the new draft for review: `python -m flows newsletter "
             f"--month {month} --send --to ...`."
         )
-    web_url = publish_web_copy(folder, month, settings, clock())
-    sent_report = send_issue(folder, recipients, settings, clock())
+    web_url = publish_web_copy(folder, month, settings, run.clock(), edition=edition)
+    sent_report = send_issue(folder, recipients, settings, run.clock(), edition=edition)
     sent = read_issue(folder)
-    write_sent_state(
-        storage, month, (sent.manifest.get("delivery") or {}).get("sent_at"), sent.content_sha256
-    )
+    sent_at = (sent.manifest.get("delivery") or {}).get("sent_at")
+    write_sent_state(run.storage, month, sent_at, sent.content_sha256, edition)
     review["status"] = "sent"
     write_review(folder, review)
     return ReleaseResult(month, "approved", decision.comment, sent_report, web_url)

@@ -16,6 +16,9 @@ The rules (issue 2, "Selection"):
   post already announces (same link or same title).
 - At most `max_items` items; the trimming keeps every section visible, then deadlines and
   upcoming events, then the newest. What was left out is listed.
+
+The `Selection` keeps the edition it was made for (its sections' order, its words), so
+rendering and planning the issue follow the same edition.
 """
 
 from __future__ import annotations
@@ -28,14 +31,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from flows.core.errors import SettingsError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, PostKind
 from flows.core.storage import public_url
+from flows.newsletter.edition import Edition, Section, edition_for
 from flows.newsletter.issue import month_start
 from flows.newsletter.sources import html_to_text
 
 if TYPE_CHECKING:
     from flows.core.settings import Settings
-
-Section = Literal["news", "funding", "events", "listen"]
-SECTIONS: tuple[Section, ...] = ("news", "funding", "events", "listen")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Selection:
     funding: tuple[Post, ...]
     events: tuple[Event, ...]
     listen: tuple[ListenItem, ...]
+    edition: Edition  # the sections' order and names, the words and dates of the issue
     left_out: tuple[LeftOut, ...] = ()
     closed_calls: tuple[str, ...] = ()  # ids of funding calls dropped because they closed
     new_items: int = 0  # posts/episodes/events no earlier issue showed
@@ -84,8 +86,8 @@ class Selection:
         return getattr(self, name)
 
     def counts(self) -> dict[str, int]:
-        """Number of items per section."""
-        return {name: len(self.section(name)) for name in SECTIONS}
+        """Number of items per section, in the edition's order."""
+        return {name: len(self.section(name)) for name in self.edition.order}
 
     @property
     def total(self) -> int:
@@ -175,7 +177,7 @@ def _item_date(section: Section, item: Any) -> datetime | date:
 
 
 def _trim(
-    sections: dict[Section, list[Any]], max_items: int
+    sections: dict[Section, list[Any]], max_items: int, order: tuple[Section, ...]
 ) -> tuple[dict[Section, list[Any]], list[LeftOut]]:
     """Keep at most `max_items`, fairly.
 
@@ -186,7 +188,7 @@ def _trim(
     total = sum(len(items) for items in sections.values())
     if total <= max_items:
         return sections, []
-    nonempty = [name for name in SECTIONS if sections[name]]
+    nonempty = [name for name in order if sections[name]]
     share = max(1, max_items // (2 * len(nonempty)))
     kept: set[tuple[Section, int]] = set()
     for name in nonempty:
@@ -216,9 +218,9 @@ def _trim(
             break
         kept.add(key)
 
-    trimmed: dict[Section, list[Any]] = {name: [] for name in SECTIONS}
+    trimmed: dict[Section, list[Any]] = {name: [] for name in order}
     left_out: list[LeftOut] = []
-    for name in SECTIONS:
+    for name in order:
         for index, item in enumerate(sections[name]):
             if (name, index) in kept:
                 trimmed[name].append(item)
@@ -237,8 +239,11 @@ def select_issue(
     previous: Sequence[dict[str, Any]],
     settings: Settings,
     episodes: Sequence[Episode] | None = None,
+    edition: Edition | None = None,
 ) -> Selection:
-    """Decide the content of the issue for `month`, given everything read and `now`."""
+    """Decide the content of the issue for `month`, given everything read and `now`, for
+    `edition` (None: the one the settings select)."""
+    edition = edition or edition_for(settings)
     month_start(month)  # validates the form
     if now.tzinfo is None:
         raise SettingsError(f"'now' must be timezone-aware, got {now.isoformat()}.")
@@ -256,6 +261,7 @@ def select_issue(
     sections, left_out = _trim(
         {"news": news, "funding": funding, "events": upcoming, "listen": listen},
         settings.max_items,
+        edition.order,
     )
     new_posts = len(news) + len(funding) + len(listen)
     new_events = sum(1 for e in upcoming if e.id not in seen)
@@ -268,6 +274,7 @@ def select_issue(
         funding=tuple(sections["funding"]),
         events=tuple(sections["events"]),
         listen=tuple(sections["listen"]),
+        edition=edition,
         left_out=tuple(left_out),
         closed_calls=tuple(closed),
         new_items=new_posts + new_events,
