@@ -113,6 +113,13 @@ def _add_newsletter_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="how long to wait for a decision (default: 3 days)",
     )
+    news.add_argument(
+        "--no-link-check",
+        dest="link_check",
+        action="store_false",
+        default=None,
+        help="do not check the draft's links before the test copy goes out",
+    )
     _add_storage_args(news)
     _add_now_arg(news)
 
@@ -205,13 +212,20 @@ def _newsletter(args: argparse.Namespace) -> Any:
         approve=True if args.approve else None,
         approval_timeout_seconds=args.timeout,
         now=args.now,
+        link_check=args.link_check,
     )
 
 
 def _approve(args: argparse.Namespace) -> Any:
+    from flows.core.settings import Settings
     from flows.newsletter.approval import resume_with_decision
+    from flows.newsletter.edition import edition_for
 
-    run_id = resume_with_decision(args.month, approve=not args.reject, comment=args.comment)
+    # The waiting run is found by the edition's key: the one the settings select.
+    edition = edition_for(Settings.load())
+    run_id = resume_with_decision(
+        args.month, approve=not args.reject, comment=args.comment, edition=edition
+    )
     verdict = "rejected" if args.reject else "approved"
     return _Said(f"Issue {args.month} {verdict}; flow run {run_id} resumes.")
 

@@ -26,6 +26,9 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 for _name in [n for n in os.environ if n.startswith("KRAFTSAMLING_")]:
     os.environ.pop(_name)
+# Tests never touch the internet: the draft's link check runs only where a test turns it on
+# (against a server on 127.0.0.1, tests/test_linkcheck.py).
+os.environ["KRAFTSAMLING_LINK_CHECK"] = "false"
 
 pytest_plugins = ["s3fixtures", "httpserver"]
 

@@ -169,6 +169,8 @@ def _status_record(status: SourceStatus, kind: str) -> dict[str, Any]:
         "skipped": status.skipped,
         "message": _display(status.message),
         "warnings": [_display(w) for w in status.warnings],
+        # Links and images changed on the way to the email (upgraded to https, kept as http...).
+        **({"links": list(status.links)} if status.links else {}),
     }
 
 

@@ -24,11 +24,13 @@ import email.utils
 import functools
 import hashlib
 import logging
+import re
 import smtplib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
@@ -239,17 +241,21 @@ def send_issue(
     smtp_factory: SmtpFactory | None = None,
     test_copy: bool = False,
     edition: Edition | None = None,
+    note: str = "",
 ) -> DeliveryReport:
     """Send the issue in `issue_dir`, one message per recipient, in batches of `batch_size`.
 
     Resumes an interrupted send from `delivery-progress.json`; marks the manifest sent when
-    every batch is done. `test_copy=True` sends a "[Test] " copy and records nothing.
+    every batch is done. `test_copy=True` sends a "[Test] " copy and records nothing; its
+    `note` (the link check's findings) stands above the issue, for the reviewers only.
     Raises IssueSentError for a sent issue, DeliveryError when the server is unreachable,
     refuses the login, defers recipients or a header is unsafe. `edition` (None: the one
     the settings select) gives the subject, the sender's name and the list headers.
     """
     edition = edition or edition_for(settings)
-    plan = _plan_send(issue_dir, recipients, settings, now, batch_size, test_copy, edition)
+    if note and not test_copy:
+        raise DeliveryError("A note for reviewers goes only into a test copy, never to the list.")
+    plan = _plan_send(issue_dir, recipients, settings, now, batch_size, test_copy, edition, note)
     deferred = _send_batches(plan, smtp_factory or connect_smtp, settings)
     report = plan.report()
     if deferred:
@@ -324,6 +330,7 @@ def _plan_send(
     batch_size: int,
     test_copy: bool,
     edition: Edition,
+    note: str = "",
 ) -> _SendPlan:
     """Check everything and decide the send; nothing is connected, sent or written."""
     if batch_size < 1:
@@ -344,8 +351,8 @@ def _plan_send(
     # Built once (unsafe headers fail here, before any connection); encoding a 50-100 KB
     # body costs ~15 ms, so each recipient only gets its own To and Message-ID.
     template = build_message(
-        html=issue.html,
-        text=issue.text,
+        html=_with_note(issue.html, note),
+        text=f"{note}\n\n{issue.text}" if note else issue.text,
         subject=subject,
         settings=settings,
         to=addresses[0],
@@ -483,6 +490,27 @@ def send_test_copy(
     now: datetime,
     *,
     edition: Edition | None = None,
+    note: str = "",
 ) -> DeliveryReport:
-    """Send a "[Test] " copy of the draft to the reviewers; nothing is recorded."""
-    return send_issue(issue_dir, reviewers, settings, now, test_copy=True, edition=edition)
+    """Send a "[Test] " copy of the draft to the reviewers, with `note` above the issue;
+    nothing is recorded."""
+    return send_issue(
+        issue_dir, reviewers, settings, now, test_copy=True, edition=edition, note=note
+    )
+
+
+_BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def _with_note(html: str, note: str) -> str:
+    """The issue's HTML with `note` in a box at the top of its body (test copies only)."""
+    if not note:
+        return html
+    box = (
+        '<div style="margin:12px;padding:12px;border:2px solid #b7791f;background:#fffbeb;'
+        'font-family:monospace;font-size:13px;white-space:pre-wrap;color:#1f2933;">'
+        f"{escape(note)}</div>"
+    )
+    match = _BODY.search(html)
+    at = match.end() if match else 0
+    return html[:at] + box + html[at:]

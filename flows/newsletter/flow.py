@@ -168,10 +168,16 @@ def _retry_smtp(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=_retry_smtp,
 )
 def send_test_copy_task(
-    folder: Path, reviewers: list[str], settings: Settings, now: datetime, *, edition: Edition
+    folder: Path,
+    reviewers: list[str],
+    settings: Settings,
+    now: datetime,
+    *,
+    edition: Edition,
+    note: str,
 ) -> DeliveryReport:
-    """Send the reviewers a test copy (delivery.send_test_copy)."""
-    return send_test_copy(folder, reviewers, settings, now, edition=edition)
+    """Send the reviewers a test copy with the link check's note (delivery.send_test_copy)."""
+    return send_test_copy(folder, reviewers, settings, now, edition=edition, note=note)
 
 
 @task(
@@ -268,6 +274,7 @@ def newsletter(
     approve: bool | None = None,
     approval_timeout_seconds: int = 3 * 24 * 3600,
     edition: str | None = None,
+    link_check: bool | None = None,
 ) -> IssueResult:
     """Build the month's newsletter draft and report it as a Markdown artifact.
 
@@ -276,6 +283,7 @@ def newsletter(
     `reviewers`, then the run waits for a person's decision (or takes `approve` given up
     front) and sends it to `to`. A sent issue is never rebuilt, reviewed or sent again.
     `edition` is an edition's YAML file (default: the `edition` setting, else Swedish).
+    `link_check` False skips the check of the draft's links (default: the setting).
     """
     settings = Settings.load(
         posts=posts,
@@ -284,6 +292,7 @@ def newsletter(
         storage=storage,
         public_url=public_url,
         edition=edition,
+        link_check=link_check,
     )
     the_edition = edition_for(settings)
     # The run's start, read once (through flows.core.clock.system_clock, like every clock

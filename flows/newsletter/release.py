@@ -1,6 +1,7 @@
 """Review, approval and release of a newsletter issue that was already rendered.
 
-    draft on disk -> test copy to reviewers (once per draft) -> preview and review shown ->
+    draft on disk -> link check and test copy to reviewers (once per draft) -> preview and
+    review shown ->
     wait for a person's Decision -> decision logged and shown -> approved: web copy, then
     send | rejected / timed out: nothing sent
 
@@ -16,6 +17,11 @@ log line for the review) and the Prefect pause (`approval.await_decision`) for t
 `flow.py` passes the same steps as Prefect tasks with retries, and an artifact for the review.
 Tests pass a waiter that answers at once, so approval, rejection and a time-out are tested
 without a Prefect server.
+
+The draft's links are checked before the test copy goes out (`linkcheck`, within
+`settings.link_check_budget`): problems and redirects, each with its item, stand at the top
+of the test copy, in the review and in the console (a warning). Links the sources could only
+give as http (a host in `http_only_hosts`) are flagged there too. Nothing is blocked by it.
 
 The edition (`flows.newsletter.edition`; by default the one the settings select) is passed
 to every step: it names the subject, the web copy's and previews' keys and the sections.
@@ -61,6 +67,7 @@ from flows.newsletter.issue import (
     write_review,
     write_sent_state,
 )
+from flows.newsletter.linkcheck import LinkReport, check_links, draft_links
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,26 @@ class SendStep(Protocol):
         *,
         edition: Edition,
     ) -> DeliveryReport: ...
+
+
+class TestCopyStep(Protocol):
+    """(issue folder, reviewers, settings, now, edition=, note=) -> what was sent."""
+
+    def __call__(
+        self,
+        folder: Path,
+        addresses: list[str],
+        settings: Settings,
+        now: datetime,
+        /,
+        *,
+        edition: Edition,
+        note: str,
+    ) -> DeliveryReport: ...
+
+
+# (draft, settings, edition) -> what the check of its links found
+CheckLinks = Callable[[Issue, Settings, Edition], LinkReport]
 
 
 class PublishStep(Protocol):
@@ -179,8 +206,10 @@ def review_markdown(
     test_copy: str,
     preview_url: str | None,
     edition: Edition,
+    links: list[str] | None = None,
 ) -> str:
-    """What reviewers are shown: the issue's sections and items, a preview, how to decide."""
+    """What reviewers are shown: the issue's sections and items, a preview, how to decide,
+    and `links`: what the link check found (`review_note`)."""
     lines = [f"# Newsletter {month} awaits approval", ""]
     if preview_url:
         lines.append(f"- Preview of the draft (unlisted, not indexed): <{preview_url}>")
@@ -197,7 +226,36 @@ def review_markdown(
     for heading, items in draft_sections(issue.text):
         lines += ["", f"## {names.get(heading, heading.capitalize())} ({len(items)})", ""]
         lines += [f"- [{title}]({link})" if link else f"- {title}" for title, link in items]
+    if links:
+        lines += ["", "## Links", "", "```", *links, "```"]
     return "\n".join(lines)
+
+
+def check_draft_links(draft: Issue, settings: Settings, edition: Edition) -> LinkReport:
+    """Check the draft's links (`linkcheck`), unless the settings turn the check off. The
+    web copy's address is left out: it answers only once the issue is sent."""
+    if not settings.link_check:
+        return LinkReport(off="turned off (KRAFTSAMLING_LINK_CHECK=false or --no-link-check)")
+    items = [item for _, section in draft_sections(draft.text) for item in section]
+    skip = [web_copy_url(settings, draft.month, edition)]
+    links = draft_links(draft.html, items, skip)
+    return check_links(links, settings.user_agent, settings.link_check_budget)
+
+
+def review_note(report: LinkReport, manifest: dict[str, Any]) -> list[str]:
+    """What reviewers read about the draft's links: the check's findings, then the links the
+    sources give only as http (a host in http_only_hosts). Nothing of a check turned off."""
+    lines = [] if report.off else report.lines()
+    kept = [
+        note
+        for source in manifest.get("sources") or []
+        for note in source.get("links") or []
+        if note.startswith("link kept as http")
+    ]
+    if kept:
+        lines += ["Links kept as http (their hosts have no https; readers may be warned):"]
+        lines += [f"  {note.split(': ', 1)[-1]}" for note in kept]
+    return lines
 
 
 def outcome_markdown(month: str, verdict: str, record: str, result: str = "") -> str:
@@ -281,11 +339,12 @@ def release_issue(
     timeout_seconds: int = 3 * 24 * 3600,
     clock: Clock = system_clock,
     wait_for_decision: WaitForDecision | None = None,
-    send_test_copy: SendStep = delivery.send_test_copy,
+    send_test_copy: TestCopyStep = delivery.send_test_copy,
     publish_web_copy: PublishStep = publish_to_storage,
     send_issue: SendStep = delivery.send_issue,
     show_review: ShowReview = log_review,
     edition: Edition | None = None,
+    link_check: CheckLinks = check_draft_links,
 ) -> ReleaseResult:
     """Run the review gate for the rendered issue of `month` and send it when approved.
 
@@ -312,11 +371,13 @@ def release_issue(
             decided_by=str(review.get("decided_by", "")),
         )
     else:
-        _ask_reviewers(run, review, reviewers, send_test_copy)
+        links = _links_of_draft(run, draft, review, link_check)
+        _ask_reviewers(run, review, reviewers, send_test_copy, links)
         preview_url = _try_preview(run, draft, review)
         write_review(folder, review)
         note = _test_copy_note(review)
-        show_review(month, review_markdown(month, draft, settings, note, preview_url, edition))
+        markdown = review_markdown(month, draft, settings, note, preview_url, edition, links)
+        show_review(month, markdown)
         waiter = wait_for_decision or _gate(month, len(recipients), review, edition)
         asked = _decide(run, review, approve, waiter, timeout_seconds)
         if asked is None or not asked.approve:
@@ -427,13 +488,40 @@ def _review_of_draft(folder: Path, draft_sha: str) -> dict[str, Any]:
     return review
 
 
+def _links_of_draft(
+    run: _Run, draft: Issue, review: dict[str, Any], link_check: CheckLinks
+) -> list[str]:
+    """What reviewers read about the draft's links. The check runs once per draft (its
+    result is kept in the review) and is logged, as a warning when a link has a problem."""
+    if "link_check" in review:
+        return review_note(LinkReport.from_json(review["link_check"]), draft.manifest)
+    report = link_check(draft, run.settings, run.edition)
+    review["link_check"] = report.to_json()
+    write_review(run.folder, review)
+    lines = review_note(report, draft.manifest)
+    if report.off:
+        _run_log().info("Link check: %s.", report.off)
+    elif lines:
+        flagged = report.problems or any(line.startswith("Links kept") for line in lines)
+        _run_log().log(logging.WARNING if flagged else logging.INFO, "%s", "\n".join(lines))
+    return lines
+
+
 def _ask_reviewers(
-    run: _Run, review: dict[str, Any], reviewers: list[str] | None, send_test_copy: SendStep
+    run: _Run,
+    review: dict[str, Any],
+    reviewers: list[str] | None,
+    send_test_copy: TestCopyStep,
+    links: list[str],
 ) -> None:
-    """Send the reviewers a test copy (once per draft) and record the review as awaiting."""
+    """Send the reviewers a test copy (once per draft), with what the link check found at
+    its top, and record the review as awaiting."""
     if reviewers and not review.get("test_copy_sent_at"):
         sent_at = run.clock()
-        report = send_test_copy(run.folder, reviewers, run.settings, sent_at, edition=run.edition)
+        note = "\n".join(links)  # empty when there is nothing to say
+        report = send_test_copy(
+            run.folder, reviewers, run.settings, sent_at, edition=run.edition, note=note
+        )
         review["test_copy_sent_at"] = sent_at.isoformat()
         review["test_copy_count"] = report.sent
     review["status"] = "awaiting"
