@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import DEMO_EVENTS
 
 from flows.core.errors import SourceError
 from flows.core.fetch import fetch_source
@@ -87,3 +88,38 @@ def test_http_links_and_images_are_upgraded_and_listed() -> None:
         "image left out (not an https address): http://gammal.example/b.jpg",
     )
     assert any("Skript" in w and "no absolute http(s) link" in w for w in status.warnings)
+
+
+def test_when_every_posts_source_fails_no_draft_is_written_and_the_command_exits_1(
+    prefect_harness, tmp_path, capsys
+) -> None:
+    from flows.cli import main
+
+    page = tmp_path / "nyheter.html"  # a web page given where the feed belongs
+    page.write_text("<!doctype html><html><body><h1>Nyheter</h1></body></html>", "utf-8")
+    empty = tmp_path / "tom.xml"
+    empty.write_bytes(b"")
+    out = tmp_path / "newsletters"
+    code = main(
+        [
+            "newsletter",
+            "--month",
+            "2026-12",
+            "--posts",
+            str(page),
+            str(empty),
+            "--events",
+            str(DEMO_EVENTS[0]),
+            "--out",
+            str(out),
+            "--storage",
+            str(tmp_path / "storage"),
+            "--now",
+            "2026-12-01T08:00:00+01:00",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Could not read any of the 2 posts sources, so no draft of 2026-12" in err
+    assert "nyheter.html" in err and "tom.xml" in err
+    assert not (out / "2026-12" / "index.html").exists()

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows.core.errors import IssueSentError, SettingsError
+from flows.core.errors import IssueSentError, SettingsError, SourceError
 from flows.core.models import STOCKHOLM, Episode, Event, Post, SourceStatus
 from flows.core.settings import Settings
 from flows.newsletter.edition import SWEDISH_NAME, Edition, edition_for
@@ -264,6 +264,7 @@ def build_issue(
     # per-entry work (sanitising, images, deadlines). select_issue applies the same bound.
     since = window_start(month, previous, settings.first_issue_days)
     posts, post_status = read_posts(post_sources, settings, since=since)
+    _require_a_posts_source(month, post_status)
     events_from, until = events_window(month, now, settings.events_days)
     events, event_status = read_events(event_sources, settings, events_from, until)
     statuses = [("posts", s) for s in post_status] + [("events", s) for s in event_status]
@@ -306,6 +307,21 @@ def build_issue(
         message=f"Draft of {month} written to {folder}.",
         files={name: hashlib.sha256(data).hexdigest() for name, data in planned.items()},
         **result_args,
+    )
+
+
+def _require_a_posts_source(month: str, statuses: Sequence[SourceStatus]) -> None:
+    """SourceError when no posts source could be read: an issue without its news is not an
+    issue, and a draft would hide that every source broke (`--force` included)."""
+    if not statuses or any(status.ok for status in statuses):
+        return
+    lines = "\n".join(f"  - {_failure(status)}" for status in statuses)
+    count = len(statuses)
+    which = "the posts source" if count == 1 else f"any of the {count} posts sources"
+    raise SourceError(
+        f"Could not read {which}, so no draft of {month} was written:\n{lines}\n"
+        "Fix the source (the URL, or the feed itself) and build again; a source that is "
+        "down now can be tried again later."
     )
 
 
