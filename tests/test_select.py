@@ -249,3 +249,16 @@ def test_nothing_new_is_empty_but_new_events_count():
 def test_a_bad_month_names_the_expected_form(month):
     with pytest.raises(SettingsError, match="YYYY-MM"):
         select(month=month)
+
+
+def test_the_cap_counts_a_repeating_event_once_as_the_reader_sees_it():
+    weekly = [event(f"w{i}", NOW + timedelta(days=1 + 7 * i)) for i in range(8)]
+    weekly = [replace(e, title="Veckans AI-fika", url="https://ai.example/fika") for e in weekly]
+    singles = [event(f"e{i}", NOW + timedelta(days=2 + i)) for i in range(3)]
+    news = [post(f"n{i:02}", NOW - timedelta(hours=i + 1)) for i in range(10)]
+    selection = select(news, weekly + singles, settings=Settings.load(max_items=12))
+    # 1 weekly entry (8 occurrences) + 3 events + 8 news = 12 entries: nothing left out.
+    assert selection.counts()["events"] == 4 and selection.total == 12
+    assert len(selection.events) == 11  # every occurrence is still listed, under its entry
+    assert [e.start for e in selection.events] == sorted(e.start for e in selection.events)
+    assert {item.id for item in selection.left_out} == {"n08", "n09"}

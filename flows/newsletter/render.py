@@ -41,7 +41,7 @@ from flows.core.models import STOCKHOLM, Event
 from flows.core.text import clean_text
 from flows.newsletter.edition import SWEDISH, Edition
 from flows.newsletter.issue import month_start, web_copy_url
-from flows.newsletter.select import ListenItem, Selection
+from flows.newsletter.select import ListenItem, Selection, entry_key
 
 if TYPE_CHECKING:
     from flows.core.settings import Settings
@@ -261,8 +261,8 @@ def _event_entries(events: Sequence[Event], year: int, edition: Edition) -> list
     """One entry per event; later occurrences of a repeating event become "Fler tillfällen"."""
     entries: dict[tuple[str, str, str], dict[str, Any]] = {}
     for event in events:
-        link = event.url or event.online_url or ""
-        key = (event.title, link, event.location)
+        key = entry_key(event)
+        link = key[1]
         if key in entries:
             first = entries[key]["event"]
             entries[key]["more"].append(

@@ -14,8 +14,10 @@ The rules (issue 2, "Selection"):
   Europe/Stockholm).
 - Listen & watch: podcast and video posts, plus published catalog episodes that no podcast
   post already announces (same link or same title).
-- At most `max_items` items; the trimming keeps every section visible, then deadlines and
-  upcoming events, then the newest. What was left out is listed.
+- At most `max_items` items, counted as the reader sees them: a repeating event is one
+  entry (its later dates listed under it), however many occurrences it has. The trimming
+  keeps every section visible, then deadlines and upcoming events, then the newest. What
+  was left out is listed.
 
 The `Selection` keeps the edition it was made for (its sections' order, its words), so
 rendering and planning the issue follow the same edition.
@@ -86,8 +88,12 @@ class Selection:
         return getattr(self, name)
 
     def counts(self) -> dict[str, int]:
-        """Number of items per section, in the edition's order."""
-        return {name: len(self.section(name)) for name in self.edition.order}
+        """Number of items per section as the reader sees them (a repeating event once),
+        in the edition's order."""
+        return {
+            name: len(_entries(self.events)) if name == "events" else len(self.section(name))
+            for name in self.edition.order
+        }
 
     @property
     def total(self) -> int:
@@ -168,6 +174,25 @@ def _shorten(text: str, limit: int = 300) -> str:
     return text[: limit + 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
+def entry_key(event: Event) -> tuple[str, str, str]:
+    """What makes occurrences one entry for the reader (title, link, place): listed once with
+    its later dates (render) and counted once against `max_items`."""
+    return (event.title, event.url or event.online_url or "", event.location)
+
+
+def _entries(events: Sequence[Event]) -> list[list[Event]]:
+    """Occurrences grouped into entries, in the order of their first occurrence."""
+    entries: dict[tuple[str, str, str], list[Event]] = {}
+    for event in events:
+        entries.setdefault(entry_key(event), []).append(event)
+    return list(entries.values())
+
+
+def _lead(item: Any) -> Any:
+    """An item of a section as trimming sees it: an event entry by its first occurrence."""
+    return item[0] if isinstance(item, list) else item
+
+
 def _item_date(section: Section, item: Any) -> datetime | date:
     if section == "events":
         return item.start
@@ -198,7 +223,7 @@ def _trim(
 
     def rank(key: tuple[Section, int]) -> tuple[int, float, str]:
         name, index = key
-        item = sections[name][index]
+        item = _lead(sections[name][index])
         dated = name == "events" or (name == "funding" and item.deadline is not None)
         when = _item_date(name, item)
         stamp = (
@@ -221,9 +246,10 @@ def _trim(
     trimmed: dict[Section, list[Any]] = {name: [] for name in order}
     left_out: list[LeftOut] = []
     for name in order:
-        for index, item in enumerate(sections[name]):
+        for index, entry in enumerate(sections[name]):
+            item = _lead(entry)
             if (name, index) in kept:
-                trimmed[name].append(item)
+                trimmed[name].append(entry)
             else:
                 link = (item.url or item.online_url or "") if name == "events" else item.link
                 left_out.append(LeftOut(item.id, name, item.title, link))
@@ -259,9 +285,12 @@ def select_issue(
     listen = _with_new_episodes(listen, episodes or (), start, now, seen, settings)
 
     sections, left_out = _trim(
-        {"news": news, "funding": funding, "events": upcoming, "listen": listen},
+        {"news": news, "funding": funding, "events": _entries(upcoming), "listen": listen},
         settings.max_items,
         edition.order,
+    )
+    listed = _upcoming_events(
+        [e for entry in sections["events"] for e in entry], events_from, until
     )
     new_posts = len(news) + len(funding) + len(listen)
     new_events = sum(1 for e in upcoming if e.id not in seen)
@@ -272,7 +301,7 @@ def select_issue(
         events_until=until,
         news=tuple(sections["news"]),
         funding=tuple(sections["funding"]),
-        events=tuple(sections["events"]),
+        events=tuple(listed),
         listen=tuple(sections["listen"]),
         edition=edition,
         left_out=tuple(left_out),
