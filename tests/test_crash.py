@@ -52,7 +52,7 @@ from flows.podcast.run import publish
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 T1 = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # the crashed run and the reference
-T2 = T1 + timedelta(hours=3)  # the recovering run: the crashed run's lock is stale by then
+T2 = T1 + timedelta(minutes=1)  # the recovering run, at once: well within lock_stale_seconds
 PUBLIC = "https://kraftsamling.example/"
 
 
@@ -222,15 +222,13 @@ def same_run_time(text: str) -> str:
 
 
 def converges(show_dir: Path, storage: Storage, settings: Settings, base: Base, ref: Snapshot):
-    """The crashed run's lock holds off the next runs until it is stale; then one normal
-    run ends where the uninterrupted run ended."""
-    if storage.head(LOCK_KEY) is not None:
-        before = snapshot_raw(show_dir, storage)
-        blocked = publish(settings, storage, T1)
-        assert blocked.locked_by and not blocked.outcomes, blocked.summary()
-        assert snapshot_raw(show_dir, storage) == before, "a locked-out run changed something"
-    assert timedelta(seconds=settings.lock_stale_seconds) < T2 - T1, "T2 is too early"
+    """The crashed run's lock is taken over at once by the next run (its process, on this
+    host, is gone: no waiting for it to go stale); that one normal run ends where the
+    uninterrupted run ended."""
+    locked = storage.head(LOCK_KEY) is not None
     report = publish(settings, storage, T2)
+    if locked:
+        assert any("no longer exists" in note for note in report.notes), report.notes
     assert not report.failed, report.summary()
     assert not report.feed_error, report.summary()
     got = snapshot(show_dir, storage)

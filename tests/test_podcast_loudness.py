@@ -389,8 +389,9 @@ def test_a_second_run_stops_cleanly_while_one_is_publishing(show_dir, tones, tmp
     assert report.outcomes == [] and report.uploads == 0
     assert report.summary() == (
         f"Another run is publishing to {storage.describe()} since 2026-03-01 09:00:00 Stockholm "
-        "time (run id other-run, host elsewhere); this run did nothing. Run again when it has "
-        "finished."
+        "time (run id other-run, host elsewhere), 1 min ago; if that run has stopped on another "
+        "machine, its lock is taken over from 2026-03-01 11:00 Stockholm time "
+        "(lock_stale_seconds); this run did nothing. Run again when it has finished."
     )
     assert sorted(p.name for p in (show_dir / "inbox").iterdir()) == ["ep.md", "ep.wav"]
     assert storage.get_bytes(CATALOG_KEY) is None

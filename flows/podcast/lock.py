@@ -1,8 +1,11 @@
 """One publish run at a time per storage: the lock object `podcast/.lock`.
 
 Created with If-None-Match, so of two runs starting together exactly one wins; a second run
-stops cleanly and does nothing. A lock older than `lock_stale_seconds` (a crashed run) is
-taken over with If-Match on its ETag, so two runs cannot both take over. The lock is private
+stops cleanly and does nothing. A lock is taken over with If-Match on its ETag (so two runs
+cannot both take over) when its run is known to be gone: taken on this host by a process
+that no longer exists (a SIGKILL, an OOM kill, a reboot), which is told by the process's
+start time and the boot id recorded in the lock, since PIDs are reused; else once it is
+older than `lock_stale_seconds` (a run on another machine that stopped). The lock is private
 and holds which run took it, when and where (`RunLock`). The catalog's own If-Match still
 guards its writes; the lock keeps two runs from encoding, uploading and moving the same files.
 
@@ -20,8 +23,9 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from flows.core.errors import ConcurrentWriteError, StorageError
 from flows.core.models import STOCKHOLM
@@ -32,14 +36,56 @@ log = logging.getLogger(__name__)
 LOCK_KEY = "podcast/.lock"
 
 
+def process_start(pid: int) -> str | None:
+    """What tells this process from a later one with the same PID: `<boot id>:<start time in
+    clock ticks since boot>` on Linux, "" where that cannot be read; None when no such process
+    runs (a zombie, killed and not yet reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None if Path("/proc/self/stat").exists() else _exists_elsewhere(pid)
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    if fields[0] in ("Z", "X"):
+        return None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{boot}:{fields[19]}"  # field 22 of stat: the start time
+
+
+def _exists_elsewhere(pid: int) -> str | None:
+    """No /proc (macOS, BSD): only whether the PID exists can be told."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass  # it exists, owned by someone else
+    return ""
+
+
 @dataclass(frozen=True)
 class RunLock:
     """The content of `podcast/.lock`: which run holds it, since when, from where."""
 
     run_id: str
     started_at: datetime
-    host: str
+    host: str  # for people: "web-1 pid 4242"
     etag: str = ""  # of the lock object as written or read
+    hostname: str = ""  # with pid and process: tells whether the run is gone (older locks: "")
+    pid: int = 0
+    process: str = ""  # process_start() of the run's process
+
+    def gone(self) -> bool:
+        """True when the run took the lock on this host and its process no longer exists
+        (or its PID now belongs to a later process); False when it may still run."""
+        if not self.pid or self.hostname != socket.gethostname():
+            return False
+        now = process_start(self.pid)
+        return now is None or bool(self.process and now and now != self.process)
 
     def describe(self) -> str:
         """`2026-03-01 09:00 (run 1a2b…, host web-1)`, for messages."""
@@ -49,7 +95,14 @@ class RunLock:
         )
 
     def to_bytes(self) -> bytes:
-        body = {"run_id": self.run_id, "started_at": self.started_at.isoformat(), "host": self.host}
+        body = {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "host": self.host,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "process": self.process,
+        }
         return (json.dumps(body, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -60,7 +113,15 @@ class RunLock:
             started = datetime.fromisoformat(body["started_at"])
             if started.tzinfo is None:
                 return None
-            return cls(str(body["run_id"]), started, str(body.get("host", "?")), etag)
+            return cls(
+                str(body["run_id"]),
+                started,
+                str(body.get("host", "?")),
+                etag,
+                str(body.get("hostname", "")),
+                int(body.get("pid") or 0),
+                str(body.get("process", "")),
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -72,6 +133,17 @@ class LockAttempt:
     acquired: bool
     lock: RunLock  # ours when acquired, else the holder's
     took_over: RunLock | None = None  # a stale lock we replaced
+    why: str = ""  # why it was taken over: its process is gone, or it is too old
+
+    def held_note(self, now: datetime, stale_seconds: float) -> str:
+        """Who holds the lock, for how long, and when it is taken over if never released."""
+        age = max(0, int((now - self.lock.started_at).total_seconds() // 60))
+        until = (self.lock.started_at + timedelta(seconds=stale_seconds)).astimezone(STOCKHOLM)
+        return (
+            f"{self.lock.describe()}, {age} min ago; if that run has stopped on another "
+            f"machine, its lock is taken over from {until:%Y-%m-%d %H:%M} Stockholm time "
+            "(lock_stale_seconds)"
+        )
 
 
 def _write_lock(storage: Storage, lock: RunLock, *, if_match: str | None) -> RunLock:
@@ -84,7 +156,7 @@ def _write_lock(storage: Storage, lock: RunLock, *, if_match: str | None) -> Run
         if_match=if_match,
         if_none_match=if_match is None,
     )
-    return RunLock(lock.run_id, lock.started_at, lock.host, info.etag)
+    return replace(lock, etag=info.etag)
 
 
 def acquire_run_lock(
@@ -104,10 +176,14 @@ def acquire_run_lock(
     with If-Match on its ETag, so two runs cannot both take over. Raises StorageError when
     storage cannot be reached.
     """
+    hostname = socket.gethostname()
     ours = RunLock(
         run_id or uuid.uuid4().hex,
         now,
-        host or f"{socket.gethostname()} pid {os.getpid()}",
+        host or f"{hostname} pid {os.getpid()}",
+        hostname=hostname,
+        pid=os.getpid(),
+        process=process_start(os.getpid()) or "",
     )
     for _ in range(3):  # the holder may release between our write and our read
         try:
@@ -122,19 +198,33 @@ def acquire_run_lock(
         if holder is not None and holder.run_id == ours.run_id:
             # Our own create, applied but its answer lost: the client's retry got 412.
             return LockAttempt(True, holder)
-        age = (now - holder.started_at).total_seconds() if holder else None
-        if holder is not None and age is not None and abs(age) <= stale_seconds:
+        why = _why_take_over(holder, now, stale_seconds)
+        if holder is not None and not why:
             return LockAttempt(False, holder)
         try:
             taken = _write_lock(storage, ours, if_match=etag)
         except ConcurrentWriteError:
             continue  # another run took it over (or released it) first: look again
         stale = holder or RunLock("unreadable", now, "?", etag)
-        log.warning("Took over the stale publish lock of %s", stale.describe())
-        return LockAttempt(True, taken, took_over=stale)
+        log.warning("Took over the publish lock of %s: %s", stale.describe(), why)
+        return LockAttempt(True, taken, took_over=stale, why=why)
     found = storage.get_bytes(LOCK_KEY)
     holder = RunLock.from_bytes(*found) if found else None
     return LockAttempt(False, holder or RunLock("unknown", now, "?"))
+
+
+def _why_take_over(holder: RunLock | None, now: datetime, stale_seconds: float) -> str:
+    """Why the lock found may be taken over, or "" while its run may still be working."""
+    if holder is None:
+        return "the lock cannot be read"
+    if holder.gone():
+        return f"its process (pid {holder.pid} on this host) no longer exists"
+    age = (now - holder.started_at).total_seconds()
+    if age > stale_seconds:
+        return f"it is {int(age // 60)} min old, over lock_stale_seconds ({stale_seconds:g} s)"
+    if -age > stale_seconds:
+        return f"it is dated {int(-age // 60)} min ahead of this machine's clock"
+    return ""
 
 
 def release_run_lock(storage: Storage, lock: RunLock) -> None:

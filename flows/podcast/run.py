@@ -131,7 +131,8 @@ def locked_run(
         release_run_lock(storage, RunLock(run_id, clock, "?"))
         raise
     if not attempt.acquired:
-        return PublishReport(storage.describe(), locked_by=attempt.lock.describe())
+        held = attempt.held_note(clock, settings.lock_stale_seconds)
+        return PublishReport(storage.describe(), locked_by=held)
     try:
         finished = complete_moves(Path(settings.episodes_dir) / "inbox")
         report = work(attempt.took_over is not None)
@@ -140,8 +141,9 @@ def locked_run(
     notes = list(finished)
     if attempt.took_over is not None:
         notes.append(
-            f"Took over a stale publish lock from {attempt.took_over.describe()}; that run "
-            "seems to have stopped without finishing. Check the inbox for its files."
+            f"Took over the publish lock of {attempt.took_over.describe()}: {attempt.why}. "
+            "That run stopped without finishing; its file moves were finished and its "
+            "episodes published again where needed."
         )
     report.notes = (*report.notes, *notes)
     return report
