@@ -676,8 +676,10 @@ def test_show_yaml_without_owner_email_or_category_is_refused(field):
     text = "\n".join(line for line in SHOW_YAML.splitlines() if not line.startswith(field))
     with pytest.raises(InputError) as refused:
         parse_show(text, "episodes/show.yaml")
+    example = {"owner_email": "podd@kraftsamling.example", "category": "Government"}[field]
     assert str(refused.value) == (
-        f"episodes/show.yaml: {field}: Field required. Fix these fields and run again."
+        f"episodes/show.yaml: {field}: saknas. Lägg till raden, t.ex. `{field}: {example}`.\n"
+        f"episodes/show.yaml: {field}: is missing. Add the line, e.g. `{field}: {example}`."
     )
 
 

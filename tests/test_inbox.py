@@ -86,8 +86,9 @@ def test_full_sidecar():
 
 def test_broken_yaml_names_file_and_line():
     text = "---\ntitle: Hej\nepisode: [3\nseason: 1\n---\n"
-    with pytest.raises(InputError, match=r"avsnitt\.md: broken YAML at line \d") as info:
+    with pytest.raises(InputError, match=r"avsnitt\.md: line \d: broken YAML") as info:
         parse_sidecar(text, "avsnitt.md")
+    assert "avsnitt.md: rad " in str(info.value) and "trasig YAML" in str(info.value)
     assert "indentation" in str(info.value)
 
 
@@ -97,51 +98,58 @@ def test_unclosed_front_matter():
 
 
 @pytest.mark.parametrize(
-    ("line", "message"),
+    ("line", "english"),
     [
-        ("publish_at: 2026-13-45", "publish_at '2026-13-45' is not a date.*2026-03-01"),
-        ("publish_at: nästa tisdag", "publish_at 'nästa tisdag' is not a date"),
-        ("episode: -3", "episode is -3; it cannot be negative"),
-        ("season: -1", "season is -1; it cannot be negative"),
-        ("episode: tre", "episode must be a whole number"),
-        ("episode: true", "episode must be a whole number"),
-        ("explicit: kanske", "explicit must be true or false"),
-        ("episode_type: special", "episode_type 'special' is not one of full, trailer, bonus"),
-        ("guests: {a: 1}", "guests must be a list of names"),
-        ("chapters: [{title: Intro}]", "chapter 1 needs a start and a title"),
-        ("chapters: [{start: x, title: Intro}]", "chapter 1: start 'x' is not a time"),
-        ("chapters: [{start: 5, title: B}, {start: 1, title: A}]", "in time order"),
-        ("transcript: ../../etc/passwd.vtt", "plain file name.*no folders"),
-        ("image: /etc/cover.jpg", "plain file name"),
-        ("transcript: text.docx", "must end with .vtt or .srt"),
-        ("title: ''", "title is empty"),
+        ("publish_at: 2026-13-45", "publish_at (line 2): '2026-13-45' is not a date. Write"),
+        ("publish_at: nästa tisdag", "publish_at (line 2): 'nästa tisdag' is not a date"),
+        ("episode: -3", "episode (line 2): is -3; it cannot be negative"),
+        ("season: -1", "season (line 2): is -1; it cannot be negative"),
+        ("episode: tre", "episode (line 2): 'tre' is not a whole number"),
+        ("episode: true", "episode (line 2): True is not a whole number"),
+        ("explicit: kanske", "explicit (line 2): 'kanske' is not true or false"),
+        ("episode_type: special", "episode_type (line 2): 'special' is not one of 'full', "),
+        ("guests: {a: 1}", "guests (line 2): {'a': 1} is not a list"),
+        ("chapters: [{title: Intro}]", "chapters[1].start (line 2): is missing"),
+        ("chapters: [{start: x, title: Intro}]", "chapters[1].start (line 2): 'x' is not a time"),
+        ("chapters: [{start: 5, title: B}, {start: 1, title: A}]", "not in time order"),
+        ("transcript: ../../etc/passwd.vtt", "must be a plain file name in the same folder"),
+        ("image: /etc/cover.jpg", "image (line 2): '/etc/cover.jpg' must be a plain file name"),
+        ("transcript: text.docx", "transcript (line 2): 'text.docx' must end with .vtt or .srt"),
+        ("title: ''", "title (line 2): is empty"),
     ],
 )
-def test_bad_values_name_file_key_and_fix(line, message):
-    with pytest.raises(InputError, match=message) as info:
+def test_bad_values_name_file_line_key_and_fix(line, english):
+    with pytest.raises(InputError) as info:
         parse_sidecar(f"---\n{line}\n---\nText\n", "avsnitt-3.md")
-    assert str(info.value).startswith("avsnitt-3.md: ")
+    swedish, in_english = str(info.value).splitlines()  # one problem: Swedish, then English
+    key = line.split(":")[0]
+    assert swedish.startswith(f"avsnitt-3.md: {key}") and "(rad 2): " in swedish
+    assert in_english.startswith(f"avsnitt-3.md: {key}") and english in in_english
+    assert ", t.ex. `" in swedish and ", e.g. `" in in_english  # the fix shows a line to write
 
 
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("publish-at", "unknown key 'publish-at' (did you mean 'publish_at'?)"),
-        ("titel", "unknown key 'titel' (did you mean 'title'?)"),
-        ("Title", "unknown key 'Title' (did you mean 'title'?)"),
-        ("värd", "unknown key 'värd', so"),  # nothing close: no guess
+        ("publish-at", "unknown key (did you mean 'publish_at'?)"),
+        ("titel", "unknown key (did you mean 'title'?)"),
+        ("Title", "unknown key (did you mean 'title'?)"),
+        ("värd", "unknown key. Correct"),  # nothing close: no guess
     ],
 )
 def test_unknown_key_refuses_the_sidecar_with_a_suggestion(key, expected):
     with pytest.raises(InputError) as raised:
         parse_sidecar(f"---\nepisode: 3\n{key}: 2026-12-24 07:00\n---\n", "a.md")
-    message = str(raised.value)
-    assert message.startswith("a.md: ") and expected in message
-    assert f"Keys read: episode, {key}." in message and "Known keys: title, episode" in message
+    swedish, english = str(raised.value).splitlines()
+    assert swedish.startswith(f"a.md: {key} (rad 3): okänd nyckel")
+    assert english.startswith(f"a.md: {key} (line 3): ") and expected in english
+    assert "Known keys: title, episode" in english
 
 
 def test_title_of_300_characters_is_refused_clearly():
-    with pytest.raises(InputError, match=r"title is 300 characters; at most 255.*Shorten"):
+    with pytest.raises(
+        InputError, match=r"title \(line 2\): is 300 characters; at most 255.*Shorten"
+    ):
         parse_sidecar(f"---\ntitle: {'å' * 300}\n---\n", "a.md")
 
 
@@ -170,10 +178,11 @@ def test_sidecar_without_front_matter_is_all_description():
 def test_keys_without_front_matter_refuse_the_sidecar(text, line):
     with pytest.raises(InputError) as raised:
         parse_sidecar(text, "jul.md")
-    message = str(raised.value)
-    assert message.startswith("jul.md has keys but no '---' lines around them: ")
-    assert repr(line) in message
-    assert "add a line '---' before and after" in message
+    swedish, english = str(raised.value).splitlines()
+    assert swedish.startswith("jul.md: rad ") and "inga '---'-rader" in swedish
+    assert english.startswith("jul.md: line ")
+    assert "has keys but no '---' lines around them: " + repr(line) in english
+    assert "Add a line '---' before and after" in english
 
 
 @pytest.mark.parametrize(
@@ -193,17 +202,17 @@ def test_description_lines_with_a_colon_are_still_descriptions(text):
 @pytest.mark.parametrize(
     ("chapter", "expected"),
     [
-        ("{start: 0, titel: Intro}", "unknown key 'titel' (did you mean 'title'?)"),
-        ("{strat: 0, title: Intro}", "unknown key 'strat' (did you mean 'start'?)"),
-        ("{start: 0, title: Intro, url: x}", "unknown key 'url', so"),
+        ("{start: 0, titel: Intro}", "titel (line 4): unknown key (did you mean 'title'?)"),
+        ("{strat: 0, title: Intro}", "strat (line 4): unknown key (did you mean 'start'?)"),
+        ("{start: 0, title: Intro, url: x}", "url (line 4): unknown key. Correct"),
     ],
 )
 def test_unknown_keys_in_a_chapter_are_refused_with_a_suggestion(chapter, expected):
     with pytest.raises(InputError) as raised:
         parse_sidecar(f"---\ntitle: A\nchapters:\n  - {chapter}\n---\n", "a.md")
-    message = str(raised.value)
-    assert message.startswith("a.md: chapter 1: ") and expected in message
-    assert "Known keys: start, title" in message
+    english = [line for line in str(raised.value).splitlines() if "(line " in line]
+    assert any(line.startswith("a.md: chapters[1].") and expected in line for line in english)
+    assert all("Known keys: start, title" in line for line in english if "unknown" in line)
 
 
 @pytest.mark.parametrize("value", ["", " ''", " ~", " null"])
@@ -211,8 +220,10 @@ def test_an_empty_publish_at_is_refused_not_now(value):
     with pytest.raises(InputError) as raised:
         parse_sidecar(f"---\ntitle: A\npublish_at:{value}\n---\n", "a.md")
     assert str(raised.value) == (
-        "a.md: publish_at is empty. Give a time (e.g. publish_at: 2026-03-01 07:00) or remove "
-        "the line."
+        "a.md: publish_at (rad 3): är tom. Skriv en tid eller ta bort raden, t.ex. "
+        "`publish_at: 2026-03-05 07:00`.\n"
+        "a.md: publish_at (line 3): is empty. Give a time or remove the line, e.g. "
+        "`publish_at: 2026-03-05 07:00`."
     )
 
 
@@ -402,7 +413,8 @@ def test_broken_sidecar_refuses_the_episode(inbox):
     drop(inbox, "ep.mp3")
     drop(inbox, "ep.md", "---\ntitle: [\n---\n")
     [refused] = scan(inbox).refused
-    assert refused.reason.startswith("ep.md: broken YAML at line 2")
+    assert refused.reason.startswith("ep.md: rad 2: trasig YAML")
+    assert "\nep.md: line 2: broken YAML" in refused.reason
 
 
 def test_missing_attachment_is_refused(inbox):

@@ -17,7 +17,8 @@ KraftsamlingError
 
 Two private exceptions never leave their module, so callers never see them:
 `flows.podcast.files.MoveFailed` (a move that failed; its journal stays for the next run) and
-`flows.newsletter.events._YamlProblem` (one bad events.yaml item; skipped with a warning).
+`flows.newsletter.events._YamlProblem` (values of one events.yaml item that do not fit
+together, such as an end before the start; reported through `flows.core.schema`).
 """
 
 from __future__ import annotations

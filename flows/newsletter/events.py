@@ -15,33 +15,43 @@ SourceError so a person fixes it. The text policy and the shared HTTP client are
   empty and the URL property, else the first link in the description, is the join link).
   The URL property is always the event's page (`url`).
 - id: UID + "/" + the occurrence's start (ISO, Stockholm).
-- YAML events (a hand-edited list; see demo/events.yaml): title, start, end, all_day, place
-  (or location), online_url, url, description, id. A date-only start means all day, and a
-  date-only end is the last day (inclusive). Naive times are Europe/Stockholm; an end may be
-  a time of day ("12:00") on the start day. Mistakes raise SourceError naming the file, the
-  event number and title, and the line; an event with an unknown (misspelt) key is left out
-  with a warning naming the key, the event and the line.
+- YAML events (a hand-edited list; see demo/events.yaml): the keys are declared by
+  `YamlEvent`. A date-only start means all day, and a date-only end is the last day
+  (inclusive). Naive times are Europe/Stockholm; an end may be a time of day ("12:00") on the
+  start day. All mistakes of the file are in one SourceError naming the file, and for each
+  the event (number and title), the key, its line and the fix; an event with an unknown
+  (misspelt) key is left out with a warning naming the key, its line and the closest key.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import httpx
 import icalendar
 import recurring_ical_events
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
 
 from flows.core.errors import SourceError
 from flows.core.fetch import fetch_source, is_remote
 from flows.core.models import STOCKHOLM, Event, SourceStatus
+from flows.core.schema import EN, Loc, Problem, Wrong, problems, yaml_lines
 from flows.core.settings import Settings
 from flows.core.text import clean_text
 from flows.newsletter.sources import (
@@ -264,11 +274,82 @@ def _vevent_blocks(lines: list[str]) -> list[tuple[int, int]]:
 # Events: YAML
 # ---------------------------------------------------------------------------------------
 
-_YAML_KEYS = {
-    "id", "title", "start", "end", "all_day", "place", "location", "online_url", "url",
-    "description",
-}  # fmt: skip
 _TIME_ONLY = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
+_WHEN = "a date (2026-12-10, a whole day) or a date and time (2026-12-10 10:00)"
+
+
+def _start(value: Any) -> date | datetime:
+    when = _yaml_when(value)
+    if when is None:
+        raise Wrong(f"{value!r} is not a date or a date and time", f"Write {_WHEN}")
+    return when
+
+
+def _end(value: Any) -> date | datetime | time | None:
+    """An end: a date (an all-day event's last day), a date and time, or a time of day (on
+    the start day, see `_times`)."""
+    clock = _TIME_ONLY.match(value) if isinstance(value, str) else None
+    try:
+        when = time(int(clock[1]), int(clock[2])) if clock else _yaml_when(value)
+    except ValueError:  # 25:00
+        when = None
+    if when is None and value is not None:
+        raise Wrong(
+            f"{value!r} is not a date, a date and time, or a time (12:00)",
+            f"Write {_WHEN}, or a time on the start day",
+            '"12:00"',
+        )
+    return when
+
+
+def _text(value: Any) -> Any:
+    """Numbers are text here (`id: 42`); YAML escapes may carry characters no email holds."""
+    return clean_text(str(value)).strip() if isinstance(value, str | int | float) else value
+
+
+def _title(value: Any) -> Any:
+    return clean_text(value).strip() if isinstance(value, str) else value  # a number is no title
+
+
+def _http(value: str | None) -> str | None:
+    if value and not is_http(value):
+        raise Wrong(f"{value!r} must be a full http(s):// address", "Write the whole address")
+    return value
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:  # `all_day:` with nothing after it
+        raise Wrong("is empty", "Write true or false, or remove the line")
+    return value
+
+
+_Text = Annotated[StrictStr | None, BeforeValidator(_text)]
+_Url = Annotated[StrictStr | None, BeforeValidator(_text), AfterValidator(_http)]
+
+
+class YamlEvent(BaseModel):
+    """One event of a hand-edited events YAML file (see demo/events.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[StrictStr, BeforeValidator(_title), Field(min_length=1)] = Field(
+        description="The event's name.", examples=["Workshop om AI-stöd"]
+    )
+    start: Annotated[datetime | date, BeforeValidator(_start)] = Field(
+        description="A date (all day) or a date and time.", examples=["2026-12-10 10:00"]
+    )
+    end: Annotated[datetime | date | time | None, BeforeValidator(_end)] = Field(
+        None, description="The last day, a date and time, or a time.", examples=['"12:00"']
+    )
+    all_day: Annotated[StrictBool | None, BeforeValidator(_not_null)] = Field(
+        None, description="Whole days; by default, when start is a date.", examples=["true"]
+    )
+    place: _Text = Field(None, description="Where ('Online': online).", examples=["Stadshuset"])
+    location: _Text = Field(None, description="Another name for place.", examples=["Stadshuset"])
+    online_url: _Url = Field(None, description="A link to join.", examples=["https://x.example/"])
+    url: _Url = Field(None, description="A page about the event.", examples=["https://x.example/"])
+    description: _Text = Field(None, description="A short text.", examples=["Välkomna!"])
+    id: _Text = Field(None, description="A stable id (else made from the title).", examples=["k1"])
 
 
 @dataclass
@@ -276,61 +357,57 @@ class _YamlItem:
     number: int
     line: int
     data: dict[str, Any]
-    lines: dict[str, int]
+    lines: dict[Loc, int]  # of its keys, from the YAML nodes
+
+    @property
+    def label(self) -> str:
+        title = self.data.get("title")
+        return f"event {self.number}" + (f" ({title!r})" if isinstance(title, str) else "")
 
 
 def parse_events_yaml(
     data: bytes, source: str, start: datetime, end: datetime
 ) -> tuple[list[Event], SourceStatus]:
-    """Read a hand-edited YAML list of events; keep those overlapping [start, end)."""
-    items = _yaml_items(data, source)
+    """Read a hand-edited YAML list of events; keep those overlapping [start, end).
+
+    Every mistake of the file is in one SourceError. An event with an unknown (misspelt)
+    key is left out with a warning that names its problems; the rest of the file is read.
+    """
     events: list[Event] = []
-    problems: list[str] = []
-    warnings: list[str] = []
-    for item in items:
+    mistakes: list[str] = []
+    left_out: list[str] = []
+    for item in _yaml_items(data, source):
+        found = _yaml_event(item, source)
+        if isinstance(found, Event):
+            events.append(found)
+            continue
+        said = " ".join(p.render(EN) for p in sorted(found, key=lambda p: p.line or 0))
         # A misspelt key ("plats", "start_time") would be silently ignored: leave the event
         # out, say which key, keep the rest of the file.
-        unknown = [str(k) for k in item.data if str(k) not in _YAML_KEYS]
-        if unknown:
-            warnings.append(_unknown_keys_warning(item, unknown, source))
-            continue
-        try:
-            events.append(_yaml_event(item, source))
-        except _YamlProblem as exc:
-            problems.append(str(exc))
-    if problems:
-        shown = problems[:10]
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        unknown = any(key not in YamlEvent.model_fields for key in item.data)
+        (left_out if unknown else mistakes).append(f"{item.label}: {said}")
+    if mistakes:
+        more = f" (and {len(mistakes) - 10} more)" if len(mistakes) > 10 else ""
         raise SourceError(
-            f"Events file {source} has mistakes{more}:\n  " + "\n  ".join(shown) + "\n"
-            "Each event needs `title:` and `start:` (2026-12-10 for a whole day, or "
+            f"Events file {source} has mistakes{more}:\n  " + "\n  ".join(mistakes[:10])
+            + "".join(f"\n  left out: {text}" for text in left_out)
+            + "\nEach event needs `title:` and `start:` (2026-12-10 for a whole day, or "
             "2026-12-10 10:00); see demo/events.yaml for an example."
-        )
+        )  # fmt: skip
     kept = sorted((e for e in events if _overlaps(e, start, end)), key=_event_order)
+    warnings = tuple(f"{source}: left out {text}" for text in left_out)
     status = SourceStatus(
-        source=source, ok=True, items=len(kept), skipped=len(warnings), warnings=tuple(warnings)
+        source=source, ok=True, items=len(kept), skipped=len(warnings), warnings=warnings
     )
     return kept, status
 
 
 class _YamlProblem(Exception):
-    pass
+    """A value that is fine alone but not with the others (an end before the start)."""
 
-
-def _unknown_keys_warning(item: _YamlItem, unknown: list[str], source: str) -> str:
-    """The warning for an event left out for keys the events file does not know."""
-    title = item.data.get("title")
-    label = f"event {item.number}" + (f" ({title!r})" if isinstance(title, str) else "")
-    named = ", ".join(f"{key!r}{_did_you_mean(key)}" for key in unknown)
-    return (
-        f"line {item.lines.get(unknown[0], item.line)}: {label} was left out: unknown key "
-        f"{named}. Allowed keys: {', '.join(sorted(_YAML_KEYS))}. Fix the key in {source}."
-    )
-
-
-def _did_you_mean(key: str) -> str:
-    close = difflib.get_close_matches(key.lower(), sorted(_YAML_KEYS), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    def __init__(self, key: str, what: str, fix: str) -> None:
+        super().__init__(what)
+        self.key, self.wrong = key, Wrong(what, fix)
 
 
 def _yaml_items(data: bytes, source: str) -> list[_YamlItem]:
@@ -374,105 +451,74 @@ def _yaml_items(data: bytes, source: str) -> list[_YamlItem]:
                 f"Events file {source}, line {line}: event {number} is not a set of "
                 f"`key: value` lines (title, start, ...)."
             )
-        key_lines = {str(k.value): v.start_mark.line + 1 for k, v in node.value}
-        items.append(_YamlItem(number, line, value, key_lines))
+        fields = {str(key): item for key, item in value.items()}
+        items.append(_YamlItem(number, line, fields, yaml_lines(node)))
     return items
 
 
-def _yaml_event(item: _YamlItem, source: str) -> Event:
-    data = item.data
-    title = data.get("title")
-    label = f"event {item.number}" + (f" ({title!r})" if isinstance(title, str) else "")
-
-    def problem(key: str | None, message: str) -> _YamlProblem:
-        line = item.lines.get(key, item.line) if key else item.line
-        return _YamlProblem(f"line {line}: {label}: {message}")
-
-    if isinstance(title, str):
-        title = clean_text(title)
-    if not isinstance(title, str) or not title.strip():
-        raise problem("title", "`title:` is missing or empty")
-    if "start" not in data:
-        raise problem(None, "`start:` is missing")
-
-    begin_value = _yaml_when(data["start"])
-    if begin_value is None:
-        raise problem(
-            "start", f"start {data['start']!r} is not a date or date and time "
-            "(write 2026-12-10 or 2026-12-10 10:00)"
-        )  # fmt: skip
-    all_day_value = data.get("all_day", not isinstance(begin_value, datetime))
-    if not isinstance(all_day_value, bool):
-        raise problem("all_day", "`all_day:` must be true or false")
-    if all_day_value and isinstance(begin_value, datetime):
-        raise problem("all_day", "all_day is true but start has a time; drop the time or all_day")
-    begin = _to_stockholm(begin_value)
-
-    finish: datetime | None = None
-    if data.get("end") is not None:
-        end_value = _yaml_when(data["end"], begin_value)
-        if end_value is None:
-            raise problem(
-                "end", f"end {data['end']!r} is not a date, a date and time, or a time (12:00)"
-            )
-        if all_day_value:
-            if isinstance(end_value, datetime):
-                raise problem("end", "an all-day event's end is a date (its last day)")
-            finish = _to_stockholm(end_value + timedelta(days=1))  # the last day, inclusive
-        else:
-            if not isinstance(end_value, datetime):
-                raise problem("end", "a timed event's end needs a time (e.g. 12:00)")
-            finish = _to_stockholm(end_value)
-        if finish < begin or (finish == begin and all_day_value):
-            raise problem("end", "end is before start")
-    elif all_day_value:
-        finish = begin + timedelta(days=1)
-
-    texts: dict[str, str] = {}
-    for key in ("place", "location", "online_url", "url", "description", "id"):
-        value = data.get(key)
-        if value is not None and not isinstance(value, (str, int, float)):
-            raise problem(key, f"`{key}:` must be text")
-        # YAML escapes ("\x00", "\ud800") can carry characters no email may hold.
-        texts[key] = "" if value is None else clean_text(str(value)).strip()
-    for key in ("online_url", "url"):
-        if texts[key] and not is_http(texts[key]):
-            raise problem(key, f"{key} {texts[key]!r} must be a full http(s):// address")
-    location = texts["place"] or texts["location"]
-    online_url = texts["online_url"] or None
+def _yaml_event(item: _YamlItem, source: str) -> Event | list[Problem]:
+    """The event of one YAML item, or all its problems (each with its key and line)."""
+    try:
+        entry = YamlEvent.model_validate(item.data)
+        begin, finish, all_day = _times(entry)
+    except ValidationError as exc:
+        return problems(exc, YamlEvent, item.lines, default_line=item.line)
+    except _YamlProblem as exc:
+        line = item.lines.get((exc.key,), item.line)
+        return [Problem((exc.key,), line, exc.wrong.what, exc.wrong.fix)]
+    location = entry.place or entry.location or ""
+    online_url = entry.online_url or None
     if location and _ONLINE_PLACE.match(location):
         location = ""
-        online_url = online_url or texts["url"] or None
-
-    stable = texts["id"] or f"yaml:{_slug(title)}"
+        online_url = online_url or entry.url or None
+    stable = entry.id or f"yaml:{_slug(entry.title)}"
     return Event(
         id=f"{stable}/{begin.isoformat()}",
-        title=title.strip(),
+        title=entry.title,
         start=begin,
         end=finish,
-        all_day=all_day_value,
+        all_day=all_day,
         source=source,
         location=location,
         online_url=online_url,
-        url=texts["url"] or None,
-        description=shorten(WHITESPACE.sub(" ", texts["description"]), DESCRIPTION_CHARS),
+        url=entry.url or None,
+        description=shorten(WHITESPACE.sub(" ", entry.description or ""), DESCRIPTION_CHARS),
     )
 
 
-def _yaml_when(value: Any, day: date | datetime | None = None) -> date | datetime | None:
-    """A YAML date/datetime, an ISO string, or (with `day`) a time of day on that day."""
+def _times(entry: YamlEvent) -> tuple[datetime, datetime | None, bool]:
+    """Start, end and all-day of an event: an all-day event runs from midnight (Stockholm)
+    to the midnight after its last day; an end that is a time of day is on the start day."""
+    begin_value = entry.start
+    all_day = not isinstance(begin_value, datetime) if entry.all_day is None else entry.all_day
+    if all_day and isinstance(begin_value, datetime):
+        raise _YamlProblem("all_day", "is true but start has a time", "Drop the time or all_day")
+    begin = _to_stockholm(begin_value)
+    end_value = entry.end
+    if isinstance(end_value, time):
+        day = begin_value.date() if isinstance(begin_value, datetime) else begin_value
+        end_value = datetime.combine(day, end_value)
+    if end_value is None:
+        return begin, (begin + timedelta(days=1) if all_day else None), all_day
+    if all_day and isinstance(end_value, datetime):
+        raise _YamlProblem(
+            "end", "an all-day event's end is a date (its last day)", "Drop the time"
+        )
+    if not all_day and not isinstance(end_value, datetime):
+        raise _YamlProblem("end", "a timed event's end needs a time (e.g. 12:00)", "Add the time")
+    finish = _to_stockholm(end_value + timedelta(days=1) if all_day else end_value)
+    if finish < begin or (finish == begin and all_day):
+        raise _YamlProblem("end", "is before start", "Make it later than start")
+    return begin, finish, all_day
+
+
+def _yaml_when(value: Any) -> date | datetime | None:
+    """A YAML date/datetime or an ISO string ("2026-12-10 kl. 10:00" too); else None."""
     if isinstance(value, datetime | date):
         return value
     if not isinstance(value, str):
         return None
     text = value.strip()
-    clock = _TIME_ONLY.match(text)
-    if clock and day is not None:
-        base = day.date() if isinstance(day, datetime) else day
-        try:
-            return datetime.combine(base, time(int(clock.group(1)), int(clock.group(2))))
-        except ValueError:
-            return None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             return date.fromisoformat(text)

@@ -265,6 +265,7 @@ def complete_moves(inbox: Path) -> list[str]:
 
 def error_text(failed: Failed, now: datetime) -> str:
     """The content of `<name>.error.txt`: what is wrong and how to fix it, Swedish + English."""
+    reason = failed.reason.replace("\n", "\n  ")  # every line of a note indented alike
     return (
         "Avsnittet kunde inte publiceras. / The episode could not be published.\n"
         "\n"
@@ -272,7 +273,7 @@ def error_text(failed: Failed, now: datetime) -> str:
         f"Tid / Time: {now.astimezone(STOCKHOLM):%Y-%m-%d %H:%M} (Stockholm)\n"
         "\n"
         "Vad är fel och hur du rättar det / What is wrong and how to fix it:\n"
-        f"  {failed.reason}\n"
+        f"  {reason}\n"
         "\n"
         "Rätta felet och lägg sedan ljudfilen (och .md-filen) i inbox/ igen, med det\n"
         "ursprungliga filnamnet (utan -2, -3 …). Inget som redan är publicerat har ändrats.\n"

@@ -68,7 +68,8 @@ class PublishReport:
         for o in self.outcomes:
             if o.status in ("failed", "retry"):
                 where = f" -> {o.moved_to}" if o.moved_to else " (left in the inbox)"
-                lines.append(f"  {o.status:<9} {o.name}{where}: {o.reason}")
+                reason = o.reason.replace("\n", "\n            ")  # a note's lines aligned
+                lines.append(f"  {o.status:<9} {o.name}{where}: {reason}")
                 continue
             lines.append(f"  {o.status:<9} {o.name}: {o.title!r} {o.url}")
             if o.status == "removed":

@@ -1,4 +1,10 @@
-"""Reading the show's metadata (`episodes/show.yaml`) with clear errors."""
+"""Reading the show's metadata (`episodes/show.yaml`) with clear errors.
+
+The schema of show.yaml is `flows.core.models.Show` (keys, types, ranges, defaults; an
+unknown key is refused). Everything wrong in the file is refused at once with one InputError
+that names, for each problem, the line, the key, the fix and an example (`SHOW_EXAMPLES`),
+in Swedish and English, as for a sidecar (`flows.core.schema.note`).
+"""
 
 from __future__ import annotations
 
@@ -10,36 +16,56 @@ from pydantic import ValidationError
 
 from flows.core.errors import InputError
 from flows.core.models import Show
+from flows.core.schema import Problem, load_yaml, note, problems, yaml_lines, yaml_problem
 from flows.podcast.inbox import not_readable, read_regular
-from flows.podcast.sidecar import did_you_mean
+
+# A line as it could be written, for each key of show.yaml (the example in a message).
+SHOW_EXAMPLES = {
+    "title": "Digitalsamtal",
+    "description": "Podden om AI i kommuner och civilsamhälle.",
+    "author": "Kraftsamling",
+    "owner_name": "Kraftsamling",
+    "owner_email": "podd@kraftsamling.example",
+    "language": "sv",
+    "category": "Government",
+    "subcategory": "Local",
+    "explicit": "false",
+    "website": "https://kraftsamling.example/digitalsamtal",
+    "image": "cover.jpg",
+    "copyright": "© 2026 Kraftsamling",
+    "type": "episodic",
+    "public_base_url": "https://kraftsamling.example/",
+    "locked": "true",
+    "medium": "podcast",
+    "funding_url": "https://kraftsamling.example/stod",
+    "funding_text": "Stöd podden",
+    "new_feed_url": "https://ny.example/feed.xml",
+    "block": "false",
+    "complete": "false",
+    "hosts": "[Anna Exempelsson, Bo Testström]",
+    "podcast_guid": "917393e3-1b1e-5cef-ace4-edaa54e1f810",
+}
 
 
 def parse_show(text: str, source: str = "show.yaml") -> Show:
-    """Validate show metadata from YAML text."""
+    """Validate show metadata from YAML text; InputError names every problem at once."""
     try:
-        data = yaml.safe_load(text)
+        data, node = load_yaml(text, yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(
-            f"{source}: broken YAML{where}: {getattr(exc, 'problem', exc)}. "
-            "Fix the indentation or quoting there."
-        ) from None
+        raise InputError(note(source, [yaml_problem(exc)])) from None
     if not isinstance(data, dict):
-        raise InputError(f"{source}: expected 'key: value' lines, got {type(data).__name__}.")
+        kind = type(data).__name__
+        what = (
+            f"ska vara 'nyckel: värde'-rader, inte {kind}",
+            f"expected 'key: value' lines, got {kind}",
+        )
+        fix = ("Se episodes/show.yaml i projektet", "See episodes/show.yaml in the project")
+        raise InputError(note(source, [Problem((), None, what, fix)]))  # fmt: skip
     try:
         return Show.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_problem(err) for err in exc.errors())
-        raise InputError(f"{source}: {problems}. Fix these fields and run again.") from None
-
-
-def _problem(err: dict) -> str:
-    """One validation error in words; an unknown key (`extra="forbid"`) with a suggestion."""
-    where = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        return f"unknown key {where!r}{did_you_mean(where, list(Show.model_fields))}"
-    return f"{where}: {err['msg']}"
+        found = problems(exc, Show, yaml_lines(node), SHOW_EXAMPLES)
+        raise InputError(note(source, found)) from None
 
 
 def load_show(path: Path) -> Show:

@@ -11,53 +11,62 @@ A sidecar is YAML front matter between `---` lines, then a Markdown body (the de
     ---
     Vi pratar om öppna data.
 
-`parse_sidecar` only parses text (the caller reads the file). The keys it knows are
-`KNOWN_KEYS`; an unknown key refuses the episode with a "did you mean" hint, since a misspelt
-`publish-at` would otherwise be ignored and the episode published at once. Broken YAML and
-wrong values raise InputError naming the file, the key (or line) and the fix. The transcript
-and image a sidecar names must be plain file names next to the audio (`TRANSCRIPT_TYPES`,
-`IMAGE_SUFFIXES`).
+`parse_sidecar` only parses text (the caller reads the file). The front matter's keys, types
+and ranges are declared by `SidecarFront` (and `ChapterEntry` for a chapter); its fields'
+descriptions are the key table of episodes/README.md (generated with cog). Everything wrong
+in a sidecar is refused at once with one InputError that names, for each problem, the line,
+the key and the fix, in Swedish and English (`flows.core.schema.note`). An unknown key is
+refused with a "did you mean" hint, since a misspelt `publish-at` would otherwise be ignored
+and the episode published at once. The transcript and image a sidecar names must be plain
+file names next to the audio (`TRANSCRIPT_TYPES`, `IMAGE_SUFFIXES`).
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
-from typing import Any
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from flows.core import text as text_policy
 from flows.core.errors import InputError
 from flows.core.models import STOCKHOLM, Chapter
+from flows.core.schema import (
+    Problem,
+    Text,
+    Wrong,
+    did_you_mean,
+    load_yaml,
+    note,
+    problems,
+    yaml_lines,
+    yaml_problem,
+)
 
 TRANSCRIPT_TYPES = {".vtt": "text/vtt", ".srt": "application/x-subrip"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-EPISODE_TYPES = ("full", "trailer", "bonus")
-KNOWN_KEYS = (
-    "title",
-    "episode",
-    "season",
-    "episode_type",
-    "publish_at",
-    "explicit",
-    "guests",
-    "chapters",
-    "transcript",
-    "image",
-)
-CHAPTER_KEYS = ("start", "title")
 MAX_TITLE = 255  # ID3 and the feed take more, but apps cut titles far sooner
 MAX_NUMBER = 65535  # episode and season numbers: MP4 stores them in 16 bits
 DEFAULT_RELEASE_TIME = time(7, 0)  # a publish date without a time means 07:00 Stockholm
 
 
 class _SidecarLoader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as text, so `parse_publish_at` gives the error message
+    """SafeLoader that leaves dates as text, so `publish_time` gives the error message
     (PyYAML itself raises a bare ValueError for a date like 2026-13-45)."""
 
 
@@ -67,6 +76,7 @@ _SidecarLoader.yaml_implicit_resolvers = {
 }
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_TIMECODE = re.compile(r"\d+(:\d{1,2}){0,2}(\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ class EpisodeMeta:
     description: str = ""
     episode: int | None = None
     season: int | None = None
-    episode_type: str = "full"
+    episode_type: Literal["full", "trailer", "bonus"] = "full"
     publish_at: datetime | None = None  # timezone-aware; None: keep the published one / now
     explicit: bool | None = None  # None: the show's setting
     guests: tuple[str, ...] = ()
@@ -87,7 +97,7 @@ class EpisodeMeta:
     warnings: tuple[str, ...] = ()
 
 
-# --- the fields -----------------------------------------------------------------------------
+# --- the values -----------------------------------------------------------------------------
 
 
 def clean_text(text: str, *, multiline: bool) -> tuple[str, bool]:
@@ -102,128 +112,296 @@ def clean_text(text: str, *, multiline: bool) -> tuple[str, bool]:
     return cleaned.strip(), cleaned.strip() != text.strip()
 
 
-def parse_timecode(value: Any, where: str) -> float:
-    """Seconds from `HH:MM:SS(.mmm)`, `MM:SS` or a number of seconds.
+def timecode(value: Any) -> float:
+    """Seconds from `HH:MM:SS(.mmm)`, `MM:SS` or a number of seconds; Wrong if it is none.
 
-    >>> parse_timecode("01:02:03.5", "x")
-    3723.5
-    >>> parse_timecode(90, "x")
-    90.0
+    >>> timecode("01:02:03.5"), timecode(90)
+    (3723.5, 90.0)
     """
-    if isinstance(value, bool):
-        raise InputError(f"{where}: start must be a time like 00:12:30, got {value!r}.")
-    if isinstance(value, int | float):
+    fix = ("Skriv den som HH:MM:SS", "Write it as HH:MM:SS")
+    shown = repr(value)[:60]
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
         if not math.isfinite(seconds):  # YAML's .nan / .inf
-            raise InputError(
-                f'{where}: start {value!r} is not a time. Write it as HH:MM:SS, e.g. "00:12:30".'
-            )
-    elif isinstance(value, str) and re.fullmatch(r"\d+(:\d{1,2}){0,2}(\.\d+)?", value.strip()):
+            raise Wrong((f"{shown} är ingen tid", f"{shown} is not a time"), fix, '"00:12:30"')
+    elif isinstance(value, str) and _TIMECODE.fullmatch(value.strip()):
         seconds = 0.0
         for part in value.strip().split(":"):
             seconds = seconds * 60 + float(part)
     else:
-        raise InputError(
-            f'{where}: start {value!r} is not a time. Write it as HH:MM:SS, e.g. "00:12:30".'
-        )
+        raise Wrong((f"{shown} är ingen tid", f"{shown} is not a time"), fix, '"00:12:30"')
     if seconds < 0:
-        raise InputError(f"{where}: start {value!r} is negative. Use a time from 00:00:00.")
+        what = (f"{shown} är negativ", f"{shown} is negative")
+        raise Wrong(what, ("Skriv en tid från 00:00:00", "Use a time from 00:00:00"), '"00:00:00"')
     return seconds
 
 
-def parse_publish_at(value: Any, where: str) -> datetime:
+def parse_timecode(value: Any, where: str) -> float:
+    """`timecode`, with InputError naming `where`.
+
+    >>> parse_timecode("01:02:03.5", "x")
+    3723.5
+    """
+    return _or_input_error(timecode, value, where, ("start",))
+
+
+def publish_time(value: Any) -> datetime:
     """A timezone-aware publish time; naive means Stockholm, a date alone 07:00 Stockholm.
+
+    A Stockholm time that does not exist (the hour skipped when the clocks go forward) is
+    Wrong: the producer meant some time, and no one can tell which.
+
+    >>> publish_time("2026-03-01").isoformat()
+    '2026-03-01T07:00:00+01:00'
+    >>> publish_time("2026-07-01 09:30").isoformat()
+    '2026-07-01T09:30:00+02:00'
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        # An empty `publish_at:` must not mean "now": the producer meant a time.
+        raise Wrong(
+            ("är tom", "is empty"),
+            ("Skriv en tid eller ta bort raden", "Give a time or remove the line"),
+        )
+    moment = _moment(value)
+    if moment.tzinfo is not None and moment.utcoffset() is not None:
+        return moment
+    local = moment.replace(tzinfo=STOCKHOLM)
+    real = local.astimezone(UTC).astimezone(STOCKHOLM)
+    if real.replace(tzinfo=None) != moment:  # in the gap: 02:30 on spring-forward night
+        raise Wrong(
+            (
+                f"{moment:%Y-%m-%d %H:%M} finns inte i svensk tid: klockan ställs fram en "
+                "timme den natten",
+                f"{moment:%Y-%m-%d %H:%M} does not exist in Stockholm: the clocks go forward "
+                "an hour that night",
+            ),
+            ("Välj en tid som finns", "Choose a time that exists"),
+            f"{real:%Y-%m-%d %H:%M}",
+        )
+    return local
+
+
+def _moment(value: Any) -> datetime:
+    """A date (at 07:00) or a date and time, maybe naive; Wrong if it is neither."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, DEFAULT_RELEASE_TIME)
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.combine(date.fromisoformat(text), DEFAULT_RELEASE_TIME)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        shown = repr(value)[:60]
+        raise Wrong(
+            (f"{shown} är inget datum", f"{shown} is not a date"),
+            (
+                "Skriv ett datum, ett datum och en tid (svensk tid) eller en tid med tidszon",
+                "Write a date, a date and a time (Stockholm time) or a time with an offset",
+            ),
+        ) from None
+
+
+def parse_publish_at(value: Any, where: str) -> datetime:
+    """`publish_time`, with InputError naming `where`.
 
     >>> parse_publish_at("2026-03-01", "x").isoformat()
     '2026-03-01T07:00:00+01:00'
-    >>> parse_publish_at("2026-07-01 09:30", "x").isoformat()
-    '2026-07-01T09:30:00+02:00'
     """
-    fix = "Write it as 2026-03-01 or 2026-03-01 07:00 (Stockholm time) or with an offset."
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime.combine(value, DEFAULT_RELEASE_TIME)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-                moment = datetime.combine(date.fromisoformat(text), DEFAULT_RELEASE_TIME)
-            else:
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise InputError(f"{where}: publish_at {value!r} is not a date. {fix}") from None
-    else:
-        raise InputError(f"{where}: publish_at {value!r} is not a date. {fix}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=STOCKHOLM)
-    return moment
+    return _or_input_error(publish_time, value, where, ("publish_at",))
 
 
-def _int_field(data: dict[str, Any], key: str, where: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        else:
-            raise InputError(f"{where}: {key} must be a whole number like 3, got {value!r}.")
-    if value < 0:
-        raise InputError(
-            f"{where}: {key} is {value}; it cannot be negative. Use 1, 2, 3 … (or leave it out)."
+def _or_input_error(parse: Callable[[Any], Any], value: Any, where: str, loc: tuple[str]) -> Any:
+    try:
+        return parse(value)
+    except Wrong as wrong:
+        raise InputError(note(where, [Problem(loc, None, wrong.what, wrong.fix)])) from None
+
+
+def _one_line(value: str) -> str:
+    """A title or name: no lone surrogates (from a YAML escape "\\ud800": no tag, feed or
+    JSON can hold them), no control characters, no line breaks."""
+    if found := _SURROGATE.search(value):
+        near = value[max(0, found.start() - 20) : found.end() + 20]
+        raise Wrong(
+            (
+                f"innehåller ett ensamt surrogattecken (nära {near!r}), som inte är text",
+                f"contains a lone surrogate character (near {near!r}), which is not text",
+            ),
+            (
+                "Ta bort \\uD800-\\uDFFF-koden eller skriv tecknet självt",
+                "Remove the \\uD800-\\uDFFF escape, or write the character itself",
+            ),
         )
-    if value > MAX_NUMBER:  # MP4 track/disc numbers are 16-bit
-        raise InputError(f"{where}: {key} is {value}; at most {MAX_NUMBER} is allowed.")
+    return clean_text(value, multiline=False)[0]
+
+
+def _number_as_text(value: Any) -> Any:
+    """A title may be a number (`title: 2026`); true/false and lists are not text."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _digits(value: Any) -> Any:
+    """An episode or season number may be quoted ("3")."""
+    if isinstance(value, str) and value.strip().isdigit():
+        try:
+            return int(value.strip())
+        except ValueError:  # digits int() does not read, such as "²"
+            return value
     return value
 
 
-def _file_name_field(data: dict[str, Any], key: str, where: str, suffixes: tuple[str, ...]):
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: {key} must be a file name, got {value!r}.")
-    name = value.strip()
-    # Only a plain name in the inbox: never a path that could leave the folder.
-    if "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
-        raise InputError(
-            f"{where}: {key} {name!r} must be a plain file name in the same folder as the "
-            "audio (no folders, no '..'). Put the file next to the audio and write its name."
+def _names(value: Any) -> Any:
+    """`guests: Anna` is one guest; an empty `guests:` (or "", 0, false) none."""
+    value = value or []
+    return [value] if isinstance(value, str) else value
+
+
+def _chapter_title(value: Any) -> Any:
+    """A chapter title may be a number, but not 0 (an empty title, as before)."""
+    return _number_as_text(value) if value else value
+
+
+def _in_time_order(chapters: list[ChapterEntry]) -> list[ChapterEntry]:
+    starts = [c.start for c in chapters]
+    if starts != sorted(starts) or len(set(starts)) != len(starts):
+        raise Wrong(
+            (
+                "kapitlen är inte i tidsordning med olika starttider",
+                "the chapters are not in time order with different start times",
+            ),
+            ("Sortera dem efter start", "Sort them by start"),
         )
-    if not name.lower().endswith(suffixes):
-        raise InputError(
-            f"{where}: {key} {name!r} must end with {' or '.join(suffixes)}. "
-            "Convert the file or fix the name."
-        )
-    return name
+    return chapters
 
 
-def _refuse_surrogates(value: Any, source: str, key: str) -> None:
-    """Refuse lone surrogates (e.g. from a YAML escape "\\ud800"): no tag, feed or JSON can
-    hold them."""
-    if isinstance(value, dict):
-        for item in value.values():
-            _refuse_surrogates(item, source, key)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _refuse_surrogates(item, source, key)
-    elif isinstance(value, str) and (found := _SURROGATE.search(value)):
-        near = value[max(0, found.start() - 20) : found.end() + 20]
-        raise InputError(
-            f"{source}: {key} contains a lone surrogate character (near {near!r}), which is "
-            "not text. Remove the \\uD800-\\uDFFF escape, or write the character itself."
-        )
+def _file_name(kind: str, suffixes: Sequence[str]) -> Callable[[str], str]:
+    """A validator: a plain file name next to the audio, ending with one of `suffixes`."""
+
+    def check(value: str) -> str:
+        name = _one_line(value)
+        if not name:
+            raise Wrong(
+                ("är tom", "is empty"),
+                (f"Skriv {kind}ens filnamn", f"Write the {kind}'s file name"),
+            )
+        # Only a plain name in the inbox: never a path that could leave the folder.
+        if "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+            raise Wrong(
+                (
+                    f"{name!r} ska vara ett filnamn i samma mapp som ljudet (inga mappar, "
+                    "ingen '..')",
+                    f"{name!r} must be a plain file name in the same folder as the audio (no "
+                    "folders, no '..')",
+                ),
+                (
+                    "Lägg filen bredvid ljudet och skriv dess namn",
+                    "Put the file next to the audio and write its name",
+                ),
+            )
+        if not name.lower().endswith(tuple(suffixes)):
+            ends = (" eller ".join(suffixes), " or ".join(suffixes))
+            raise Wrong(
+                (f"{name!r} ska sluta på {ends[0]}", f"{name!r} must end with {ends[1]}"),
+                ("Konvertera filen eller rätta namnet", "Convert the file or fix the name"),
+            )
+        return name
+
+    return check
 
 
-def did_you_mean(key: str, known: Sequence[str]) -> str:
-    """A hint for a misspelt key, or "" when no known key is close.
+# --- the schema -------------------------------------------------------------------------------
 
-    >>> did_you_mean("publish-at", ["title", "publish_at"])
-    " (did you mean 'publish_at'?)"
-    """
-    close = difflib.get_close_matches(key.lower(), list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+Line = Annotated[
+    StrictStr, BeforeValidator(_number_as_text), AfterValidator(_one_line), Field(min_length=1)
+]
+Number = Annotated[StrictInt, BeforeValidator(_digits), Field(ge=0, le=MAX_NUMBER)]
+
+
+class ChapterEntry(BaseModel):
+    """One chapter in a sidecar's `chapters:` list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: Annotated[float, BeforeValidator(timecode)] = Field(
+        description="När kapitlet börjar: `HH:MM:SS` (gärna inom citattecken), `MM:SS` "
+        "eller sekunder.",
+        examples=['"00:04:30"'],
+    )
+    title: Annotated[
+        StrictStr, BeforeValidator(_chapter_title), AfterValidator(_one_line), Field(min_length=1)
+    ] = Field(description="Kapitlets rubrik.", examples=["Vad är öppna data?"])
+
+
+class SidecarFront(BaseModel):
+    """The front matter of a sidecar: every key a producer may write, and what it may be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[Line, Field(max_length=MAX_TITLE)] | None = Field(
+        None,
+        description=f"Avsnittets titel, högst {MAX_TITLE} tecken (apparna visar ungefär 60). "
+        "Krävs för WAV/FLAC/AIFF; annars tas den från ljudfilens taggar.",
+        examples=["Öppna data i kommunen – var börjar man?"],
+    )
+    episode: Number | None = Field(
+        None, description=f"Avsnittsnummer: ett heltal 0–{MAX_NUMBER}.", examples=["12"]
+    )
+    season: Number | None = Field(
+        None, description=f"Säsong: ett heltal 0–{MAX_NUMBER}.", examples=["2"]
+    )
+    episode_type: Literal["full", "trailer", "bonus"] = Field(
+        "full", description="`full`, `trailer` eller `bonus`.", examples=["full"]
+    )
+    publish_at: Annotated[datetime | None, BeforeValidator(publish_time)] = Field(
+        None,
+        description="När avsnittet syns i flödet, i svensk tid; bara ett datum betyder kl. "
+        "07:00. Utan raden: nu. En tid som inte finns (natten då klockan ställs fram) "
+        "stoppas.",
+        examples=["2026-03-05 07:00"],
+    )
+    explicit: StrictBool | None = Field(
+        None,
+        description="`true` om avsnittet är olämpligt för barn; utan raden gäller showens "
+        "inställning.",
+        examples=["false"],
+    )
+    guests: Annotated[
+        list[Annotated[StrictStr, AfterValidator(_one_line), Field(min_length=1)]],
+        BeforeValidator(_names),
+    ] = Field(
+        [],
+        description="Gästernas namn, som en lista.",
+        examples=["[Cecilia Påhittad, David Låtsas]"],
+    )
+    chapters: Annotated[  # an empty `chapters:` is no chapters
+        list[ChapterEntry], BeforeValidator(lambda v: v or []), AfterValidator(_in_time_order)
+    ] = Field(
+        [],
+        description="Kapitel i tidsordning, vart och ett med `start` och `title` (se nedan).",
+        examples=['[{start: "00:00:00", title: Inledning}]'],
+    )
+    transcript: (
+        Annotated[StrictStr, AfterValidator(_file_name("transkription", tuple(TRANSCRIPT_TYPES)))]
+        | None
+    ) = Field(
+        None,
+        description="Transkriptionens filnamn (`.vtt` eller `.srt`) bredvid ljudet; en fil "
+        "som heter som ljudfilen tas med ändå.",
+        examples=["avsnitt-12.vtt"],
+    )
+    image: Annotated[StrictStr, AfterValidator(_file_name("bild", IMAGE_SUFFIXES))] | None = Field(
+        None,
+        description="Egen avsnittsbild (`.jpg`/`.png`, kvadratisk 1400–3000 px) bredvid ljudet.",
+        examples=["avsnitt-12.jpg"],
+    )
+
+
+KNOWN_KEYS = tuple(SidecarFront.model_fields)
+
+
+# --- the file ---------------------------------------------------------------------------------
 
 
 def is_near_key(key: str, known: Sequence[str]) -> bool:
@@ -232,14 +410,14 @@ def is_near_key(key: str, known: Sequence[str]) -> bool:
     >>> is_near_key("Publish-At", KNOWN_KEYS), is_near_key("Obs", KNOWN_KEYS)
     (True, False)
     """
-    return key.lower() in known or bool(difflib.get_close_matches(key.lower(), list(known), n=1))
+    return key.lower() in known or bool(did_you_mean(key, known))
 
 
 # `key: value` (or `key:` that opens a list), as a front-matter line would be written.
 _KEY_LINE = re.compile(r"\s*([^\W\d][\w-]*)\s*:(?:\s|$)")
 
 
-def keys_without_front_matter(lines: Sequence[str], source: str) -> str | None:
+def keys_without_front_matter(lines: Sequence[str]) -> Problem | None:
     """Why a sidecar without `---` lines is refused when it starts like front matter.
 
     Without the `---` lines the whole file is the description, so `title:` and `publish_at:`
@@ -253,180 +431,123 @@ def keys_without_front_matter(lines: Sequence[str], source: str) -> str | None:
     found = _KEY_LINE.match(line)
     if found is None or not is_near_key(found.group(1), KNOWN_KEYS):
         return None
-    return (
-        f"{source} has keys but no '---' lines around them: line {number} reads "
-        f"{line.strip()!r}, so the whole file would be the description and those keys "
-        "ignored (the episode would be published at once). To fix it, add a line '---' "
-        "before and after the 'key: value' lines, then drop the files again. If that line "
-        "is the description, put two lines '---' above it."
+    return Problem(
+        (),
+        number,
+        (
+            f"{line.strip()!r} ser ut som en inställning, men filen har inga '---'-rader; "
+            "hela filen blir då beskrivningen och inställningarna ignoreras (avsnittet skulle "
+            "publiceras direkt)",
+            f"has keys but no '---' lines around them: {line.strip()!r} would be part of the "
+            "description and those keys ignored (the episode would be published at once)",
+        ),
+        (
+            "Lägg till en rad '---' före och efter 'nyckel: värde'-raderna och lägg in filerna "
+            "igen. Är raden beskrivningen, sätt två rader '---' ovanför den",
+            "Add a line '---' before and after the 'key: value' lines, then drop the files "
+            "again. If that line is the description, put two lines '---' above it",
+        ),
     )
 
 
-def unknown_keys_reason(
-    source: str, unknown: Sequence[str], read: Sequence[str], known: Sequence[str]
-) -> str:
-    """Why a file with keys the project does not know is refused, and the fix.
+def _refused(source: str, line: int, what: Text, fix: Text) -> InputError:
+    """A problem of the whole file (not of one key) as the error that refuses it."""
+    return InputError(note(source, [Problem((), line, what, fix)]))
 
-    >>> unknown_keys_reason("a.md", ["titel"], ["titel"], ["title"]).split(", so")[0]
-    "a.md: unknown key 'titel' (did you mean 'title'?)"
-    """
-    named = ", ".join(f"{key!r}{did_you_mean(key, known)}" for key in unknown)
-    return (
-        f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {named}, so the episode "
-        f"was not published (a misspelt key would be ignored). Keys read: {', '.join(read)}. "
-        f"Known keys: {', '.join(known)}. Correct the spelling and drop the files again."
-    )
+
+def _front_matter(lines: list[str], source: str) -> tuple[list[str] | None, list[str]]:
+    """The front matter's lines (None without `---`) and the description's; InputError
+    when the front matter is never closed or its keys lack the `---` lines."""
+    if not lines or lines[0].strip() != "---":
+        problem = keys_without_front_matter(lines)
+        if problem is not None:
+            raise InputError(note(source, [problem]))
+        return None, lines
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+    if end is None:
+        raise _refused(
+            source,
+            1,
+            (
+                "front matter börjar med '---' men avslutas aldrig",
+                "the front matter starts with '---' but is never closed",
+            ),
+            (
+                "Lägg till en rad med bara '---' efter sista 'nyckel: värde'-raden",
+                "Add a line with only '---' after the last 'key: value' line",
+            ),
+        )
+    return lines[1:end], lines[end + 1 :]
+
+
+def _front_keys(front_lines: list[str], source: str) -> tuple[dict[str, Any], yaml.Node | None]:
+    """The front matter as a dict and its YAML node (for line numbers); InputError."""
+    try:
+        loaded, node = load_yaml("\n".join(front_lines), _SidecarLoader)
+    except yaml.YAMLError as exc:
+        raise InputError(note(source, [yaml_problem(exc, first_line=2)])) from None
+    if loaded is None:
+        return {}, None
+    if not isinstance(loaded, dict):
+        kind = type(loaded).__name__
+        raise _refused(
+            source,
+            2,
+            (
+                f"front matter ska vara 'nyckel: värde'-rader, inte {kind}",
+                f"the front matter must be 'key: value' lines, got {kind}",
+            ),
+            ("Se exemplet i episodes/README.md", "See the example in episodes/README.md"),
+        )
+    return {str(key): value for key, value in loaded.items()}, node
+
+
+def _refuse_surrogates(text: str, source: str) -> None:
+    """A lone surrogate anywhere in the file (a str can hold one; no tag, feed or JSON can)."""
+    if found := _SURROGATE.search(text):
+        try:
+            _one_line(text[max(0, found.start() - 20) : found.end() + 20])
+        except Wrong as wrong:
+            line = text.count("\n", 0, found.start()) + 1
+            raise _refused(source, line, wrong.what, wrong.fix) from None
 
 
 def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
     """Parse a sidecar: YAML front matter between `---` lines, then a Markdown description.
 
-    Unknown keys, broken YAML and wrong values raise InputError naming the file, the key
-    (or line) and the fix.
+    Unknown keys, broken YAML and wrong values raise one InputError that names, for each
+    problem, the line, the key and the fix (Swedish, then English).
     """
     text = text.lstrip("\ufeff")
-    _refuse_surrogates(text, source, "the file")
-    lines = text.splitlines()
+    _refuse_surrogates(text, source)
+    front_lines, body_lines = _front_matter(text.splitlines(), source)
     warnings: list[str] = []
-    front: dict[str, Any] = {}
-    body_lines = lines
-    if lines and lines[0].strip() == "---":
-        end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
-        if end is None:
-            raise InputError(
-                f"{source}: the front matter starts with '---' on line 1 but is never closed. "
-                "Add a line with only '---' after the last 'key: value' line."
-            )
-        try:
-            loaded = yaml.load("\n".join(lines[1:end]), Loader=_SidecarLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" at line {mark.line + 2}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise InputError(
-                f"{source}: broken YAML{line}: {problem}. Check the indentation and put "
-                "quotes around values that contain ':' or '#'."
-            ) from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise InputError(
-                f"{source}: the front matter must be 'key: value' lines, got "
-                f"{type(loaded).__name__}. See episodes/README.md for an example."
-            )
-        front = {str(key): value for key, value in loaded.items()}
-        for key, value in front.items():
-            _refuse_surrogates(value, source, key)
-        body_lines = lines[end + 1 :]
-    else:
-        problem = keys_without_front_matter(lines, source)
-        if problem is not None:
-            raise InputError(problem)
+    if front_lines is None:
         warnings.append(
             f"{source}: no front matter ('---' lines); the whole file is the description."
         )
-
-    # A misspelt key ("publish-at") would be ignored and the episode published at once.
-    unknown = [key for key in front if key not in KNOWN_KEYS]
-    if unknown:
-        raise InputError(unknown_keys_reason(source, unknown, list(front), KNOWN_KEYS))
-
-    title: str | None = None
-    if front.get("title") is not None:
-        raw_title = front["title"]
-        if not isinstance(raw_title, str | int | float) or isinstance(raw_title, bool):
-            raise InputError(f"{source}: title must be text, got {raw_title!r}.")
-        title, changed = clean_text(str(raw_title), multiline=False)
-        if changed and title:
-            warnings.append(f"{source}: control characters or line breaks removed from title.")
-        if not title:
-            raise InputError(f"{source}: title is empty. Write the episode's title.")
-        if len(title) > MAX_TITLE:
-            raise InputError(
-                f"{source}: title is {len(title)} characters; at most {MAX_TITLE} are allowed "
-                "(apps show about 60). Shorten it and put the rest in the description."
-            )
-
-    episode_type = front.get("episode_type", "full")
-    if episode_type not in EPISODE_TYPES:
-        raise InputError(
-            f"{source}: episode_type {episode_type!r} is not one of {', '.join(EPISODE_TYPES)}."
-        )
-
-    publish_at = None
-    if "publish_at" in front:
-        # An empty `publish_at:` must not mean "now": the producer meant a time.
-        if front["publish_at"] is None or str(front["publish_at"]).strip() == "":
-            raise InputError(
-                f"{source}: publish_at is empty. Give a time (e.g. publish_at: 2026-03-01 "
-                "07:00) or remove the line."
-            )
-        publish_at = parse_publish_at(front["publish_at"], source)
-
-    explicit = front.get("explicit")
-    if explicit is not None and not isinstance(explicit, bool):
-        raise InputError(f"{source}: explicit must be true or false, got {explicit!r}.")
-
-    guests_raw = front.get("guests") or []
-    if isinstance(guests_raw, str):
-        guests_raw = [guests_raw]
-    if not isinstance(guests_raw, list) or not all(
-        isinstance(g, str) and g.strip() for g in guests_raw
-    ):
-        raise InputError(
-            f"{source}: guests must be a list of names, e.g. guests: [Anna Exempel, Bo Prov]."
-        )
-    guests = tuple(clean_text(g, multiline=False)[0] for g in guests_raw)
-    if not all(guests):
-        raise InputError(
-            f"{source}: a guest's name is empty once control characters are removed. "
-            "Write each guest's name as plain text."
-        )
-
-    chapters_raw = front.get("chapters") or []
-    if not isinstance(chapters_raw, list):
-        raise InputError(
-            f"{source}: chapters must be a list of '- start: \"00:00:00\"' / 'title: …' items."
-        )
-    chapters: list[Chapter] = []
-    for number, item in enumerate(chapters_raw, start=1):
-        where = f"{source}: chapter {number}"
-        if isinstance(item, dict):
-            # A misspelt `titel:` would otherwise read as "needs a title", naming no key.
-            unknown = [str(key) for key in item if key not in CHAPTER_KEYS]
-            if unknown:
-                read = [str(key) for key in item]
-                raise InputError(unknown_keys_reason(where, unknown, read, CHAPTER_KEYS))
-        if not isinstance(item, dict) or "start" not in item or not item.get("title"):
-            raise InputError(
-                f'{where} needs a start and a title, e.g. {{start: "00:05:00", title: Del 2}}.'
-            )
-        chapter_title, _ = clean_text(str(item["title"]), multiline=False)
-        if not chapter_title:
-            raise InputError(f"{where}: the title is empty.")
-        chapters.append(Chapter(start=parse_timecode(item["start"], where), title=chapter_title))
-    starts = [c.start for c in chapters]
-    if starts != sorted(starts) or len(set(starts)) != len(starts):
-        raise InputError(
-            f"{source}: chapters must be in time order with different start times. "
-            "Sort them by start."
-        )
-
+    front, node = _front_keys(front_lines or [], source)
+    try:
+        fields = SidecarFront.model_validate(front)
+    except ValidationError as exc:
+        found = problems(exc, SidecarFront, yaml_lines(node, first_line=2))
+        raise InputError(note(source, found)) from None
+    if fields.title and clean_text(str(front["title"]), multiline=False)[1]:
+        warnings.append(f"{source}: control characters or line breaks removed from title.")
     description, changed = clean_text("\n".join(body_lines), multiline=True)
     if changed and description:
         warnings.append(f"{source}: control characters removed from the description.")
-
     return EpisodeMeta(
-        title=title,
+        title=fields.title,
         description=description,
-        episode=_int_field(front, "episode", source),
-        season=_int_field(front, "season", source),
-        episode_type=episode_type,
-        publish_at=publish_at,
-        explicit=explicit,
-        guests=guests,
-        chapters=tuple(chapters),
-        transcript=_file_name_field(front, "transcript", source, tuple(TRANSCRIPT_TYPES)),
-        image=_file_name_field(front, "image", source, IMAGE_SUFFIXES),
+        episode=fields.episode,
+        season=fields.season,
+        episode_type=fields.episode_type,
+        publish_at=fields.publish_at,
+        explicit=fields.explicit,
+        guests=tuple(fields.guests),
+        chapters=tuple(Chapter(start=c.start, title=c.title) for c in fields.chapters),
+        transcript=fields.transcript,
+        image=fields.image,
         warnings=tuple(warnings),
     )
