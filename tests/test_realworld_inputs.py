@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 from conftest import DEMO_EVENTS
 
 from flows.core.errors import SourceError
 from flows.core.fetch import fetch_source
+from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
+from flows.newsletter.ics import parse_ics
 from flows.newsletter.posts import DEFAULT_KIND_MAP, parse_posts
 
 PLAIN_TITLES = """<?xml version="1.0" encoding="utf-8"?>
@@ -123,3 +126,55 @@ def test_when_every_posts_source_fails_no_draft_is_written_and_the_command_exits
     assert "Could not read any of the 2 posts sources, so no draft of 2026-12" in err
     assert "nyheter.html" in err and "tom.xml" in err
     assert not (out / "2026-12" / "index.html").exists()
+
+
+SECONDLY = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//someone else//EN\r
+BEGIN:VEVENT\r
+UID:every-second@ai.example\r
+DTSTART:20261201T090000Z\r
+DTEND:20261201T090001Z\r
+RRULE:FREQ=SECONDLY\r
+SUMMARY:Varje sekund\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:gr\xc3\xa4ns@ai.example\r
+DTSTART:20261210T090000Z\r
+SUMMARY:Gr\xc3\xa4ns: a<b och c>d\r
+DESCRIPTION:Om <Juridik> & teknik\r
+URL:http://kalender.ai.example/grans\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+WINDOW = (
+    datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM),
+    datetime(2027, 1, 30, 8, 0, tzinfo=STOCKHOLM),
+)
+
+
+def test_an_event_repeating_every_second_is_cut_at_the_limit_with_a_warning() -> None:
+    started = time.monotonic()
+    events, status = parse_ics(SECONDLY, "kalender.ics", *WINDOW, occurrence_limit=100)
+    assert time.monotonic() - started < 2.0  # millions of occurrences are never made
+    assert sum(1 for e in events if e.title == "Varje sekund") == 100
+    assert any(
+        "'Varje sekund' repeats more than 100 times" in w and "OCCURRENCE_LIMIT" in w
+        for w in status.warnings
+    )
+    assert any(e.title == "Gräns: a<b och c>d" for e in events)  # the other event still read
+
+
+def test_calendar_text_is_text_and_its_links_https() -> None:
+    events, status = parse_ics(SECONDLY, "kalender.ics", *WINDOW, occurrence_limit=1)
+    (grans,) = [e for e in events if e.title.startswith("Gräns")]
+    assert grans.title == "Gräns: a<b och c>d"
+    assert grans.description == "Om <Juridik> & teknik"
+    assert grans.url == "https://kalender.ai.example/grans"
+    assert "link upgraded to https: http://kalender.ai.example/grans" in status.links
+
+
+def test_a_source_that_takes_too_long_to_expand_stops_at_its_deadline() -> None:
+    events, status = parse_ics(SECONDLY, "kalender.ics", *WINDOW, deadline=time.monotonic())
+    assert events == []
+    assert any("took too long" in w for w in status.warnings)

@@ -583,20 +583,22 @@ def test_ics_floating_time_skips_and_window(calendar_events):
     assert events == sorted(events, key=lambda e: (e.start, e.title, e.id))
 
 
-@pytest.mark.parametrize(
-    ("name", "words"),
-    [
-        ("broken.ics", ["line 13", "'Trasigt datum'", "DTSTART", "2026-12-08 kl 10"]),
-        ("garbage.ics", ["line 8", "det här är ingen kalenderrad"]),
-    ],
-)
-def test_broken_ics_names_source_and_line(name, words):
-    path = EVENTS / name
+def test_a_broken_ics_event_is_skipped_naming_source_line_and_event():
+    path = EVENTS / "broken.ics"
+    events, status = parse_ics(path.read_bytes(), str(path), *WINDOW)
+    assert [e.title for e in events] == ["Fungerar"]  # the calendar's good event is used
+    assert status.ok and status.skipped == 1
+    (warning,) = status.warnings
+    for word in (str(path), "line 13", "'Trasigt datum'", "DTSTART", "2026-12-08 kl 10"):
+        assert word in warning
+
+
+def test_a_calendar_whose_every_event_is_broken_fails_naming_source_and_line():
+    path = EVENTS / "garbage.ics"
     with pytest.raises(SourceError) as raised:
         parse_ics(path.read_bytes(), str(path), *WINDOW)
     message = str(raised.value)
-    assert str(path) in message
-    for word in words:
+    for word in (str(path), "line 8", "det här är ingen kalenderrad"):
         assert word in message
 
 
@@ -871,9 +873,9 @@ def test_read_events_mixes_sources_and_records_remote_failures(
     ]
     events, statuses = read_events(sources, fast_settings, *WINDOW, client=client)
 
-    assert [s.ok for s in statuses] == [True, False, False, True]
-    assert "HTTP 503" in statuses[1].message and "line 13" in statuses[2].message
-    assert len(events) == 8 + 4
+    assert [s.ok for s in statuses] == [True, False, True, True]
+    assert "HTTP 503" in statuses[1].message and "line 13" in statuses[2].warnings[0]
+    assert len(events) == 8 + 1 + 4  # broken.ics's good event, its bad one skipped
     assert [e.start for e in events] == sorted(e.start for e in events)
 
 
@@ -884,10 +886,17 @@ def test_read_events_sniffs_ics_without_an_extension(tmp_path, fast_settings):
     assert statuses[0].ok and len(events) == 8
 
 
-@pytest.mark.parametrize("name", ["broken.ics", "invalid.yaml", "broken_syntax.yaml"])
-def test_read_events_fails_loudly_on_a_broken_local_file(name, fast_settings):
+@pytest.mark.parametrize("name", ["invalid.yaml", "broken_syntax.yaml"])
+def test_read_events_fails_loudly_on_a_broken_local_yaml_list(name, fast_settings):
     with pytest.raises(SourceError, match=name):
         read_events([str(EVENTS / name)], fast_settings, *WINDOW)
+
+
+def test_a_local_calendar_that_fails_entirely_is_named_and_the_others_used(fast_settings):
+    sources = [str(EVENTS / "garbage.ics"), str(EVENTS / "events.yaml")]
+    events, statuses = read_events(sources, fast_settings, *WINDOW)
+    assert [s.ok for s in statuses] == [False, True] and len(events) == 4
+    assert "garbage.ics, line 8" in statuses[0].message
 
 
 # --------------------------------------------------------------------------------------

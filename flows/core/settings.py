@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     events_days: int = Field(
         default=60, ge=1, le=366, description="Events starting this many days ahead are listed."
     )
+    event_occurrence_limit: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Occurrences of one repeating event read per issue; the rest are dropped.",
+    )
     first_issue_days: int = Field(
         default=31, ge=1, le=366, description="Window of the first issue, in days before its month."
     )

@@ -1,20 +1,13 @@
-"""Read the newsletter's events: iCalendar files and a hand-edited YAML list, as `Event`s.
+"""Read the newsletter's events: iCalendar files (`ics`) and a hand-edited YAML list, as
+`Event`s.
 
 `parse_ics` and `parse_events_yaml` are pure (bytes in, events out); `read_events` fetches
-every source (`flows.core.fetch`) and decides what a failure means: an unreachable or broken
-remote source is recorded as not ok, a broken local file (one that staff edit) raises
-SourceError so a person fixes it. The text policy and the shared HTTP client are in `sources`.
+every source (`flows.core.fetch`) within its total deadline and decides what a failure means:
+a calendar (.ics, local or remote) that fails entirely, and an unreachable or broken remote
+YAML list, are recorded as not ok and named in the output and the manifest, and the other
+sources are used; a broken local YAML list (one that staff edit) raises SourceError so a
+person fixes it. The text policy and the shared HTTP client are in `sources`.
 
-- iCalendar: recurring events are expanded with recurring-ical-events (EXDATE,
-  RECURRENCE-ID honoured); times are converted to Europe/Stockholm; floating times are read
-  as Stockholm time. Cancelled, private and confidential events are skipped and counted.
-- All-day events start at midnight Stockholm and `end` is the midnight after their last day
-  (exclusive, as in iCalendar); a one-day event ends at the next midnight.
-- Online: a URL in LOCATION, a CONFERENCE / X-GOOGLE-CONFERENCE / Teams property is the
-  `online_url`; a LOCATION such as "Digitalt" or "Online" means online (the place is left
-  empty and the URL property, else the first link in the description, is the join link).
-  The URL property is always the event's page (`url`).
-- id: UID + "/" + the occurrence's start (ISO, Stockholm).
 - YAML events (a hand-edited list; see demo/events.yaml): the keys are declared by
   `YamlEvent`. A date-only start means all day, and a date-only end is the last day
   (inclusive). Naive times are Europe/Stockholm; an end may be a time of day ("12:00") on the
@@ -25,17 +18,15 @@ SourceError so a person fixes it. The text policy and the shared HTTP client are
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import httpx
-import icalendar
-import recurring_ical_events
 import yaml
 from pydantic import (
     AfterValidator,
@@ -50,225 +41,24 @@ from pydantic import (
 
 from flows.core.errors import SourceError
 from flows.core.fetch import fetch_source, is_remote
-from flows.core.models import STOCKHOLM, Event, SourceStatus
+from flows.core.models import Event, SourceStatus
 from flows.core.schema import EN, Loc, Problem, Wrong, problems, yaml_lines
 from flows.core.settings import Settings
 from flows.core.text import clean_text
+from flows.newsletter.ics import (
+    DESCRIPTION_CHARS,
+    ONLINE_PLACE,
+    event_order,
+    parse_ics,
+    to_stockholm,
+)
 from flows.newsletter.sources import (
     WHITESPACE,
     YamlLoader,
-    html_to_text,
     is_http,
     shared_client,
     shorten,
 )
-
-DESCRIPTION_CHARS = 300
-
-# ---------------------------------------------------------------------------------------
-# Events: iCalendar
-# ---------------------------------------------------------------------------------------
-
-_ONLINE_PLACE = re.compile(
-    r"^(?:digitalt|digital|online|på\s+distans|distans|webbinarium|webinar|zoom|"
-    r"(?:microsoft\s+)?teams|google\s+meet)\b",
-    re.IGNORECASE,
-)
-_URL = re.compile(r"https?://[^\s<>\"']+")
-_CONFERENCE_PROPS = (
-    "CONFERENCE",
-    "X-GOOGLE-CONFERENCE",
-    "X-MICROSOFT-ONLINEMEETINGEXTERNALLINK",
-    "X-MICROSOFT-SKYPETEAMSMEETINGURL",
-)
-_HIDDEN_CLASSES = {"PRIVATE", "CONFIDENTIAL"}
-
-
-def parse_ics(
-    data: bytes, source: str, start: datetime, end: datetime
-) -> tuple[list[Event], SourceStatus]:
-    """Expand an iCalendar file's events that overlap [start, end) into occurrences."""
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    try:
-        calendar = icalendar.Calendar.from_ical(data)
-    except ValueError as exc:
-        raise SourceError(_ics_message(source, str(exc), lines)) from None
-    _check_components(calendar, source, lines)
-    try:
-        occurrences = recurring_ical_events.of(calendar).between(start, end)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SourceError(
-            f"Events source {source}: the calendar cannot be expanded "
-            f"({exc.__class__.__name__}: {exc}). Check the event's DTSTART, RRULE and EXDATE."
-        ) from None
-
-    events: list[Event] = []
-    skipped = 0
-    warnings: list[str] = []
-    for component in occurrences:
-        title = html_to_text(str(component.get("SUMMARY", "")))
-        why = _not_for_newsletter(component, title)
-        if why:
-            skipped += 1
-            warnings.append(f"skipped {title or str(component.get('UID', '?'))!r}: {why}")
-            continue
-        events.append(_component_to_event(component, title, source))
-    events.sort(key=_event_order)
-    return events, SourceStatus(
-        source=source, ok=True, items=len(events), skipped=skipped, warnings=tuple(warnings)
-    )
-
-
-def _not_for_newsletter(component: Any, title: str) -> str:
-    """Why an occurrence must not be announced (empty when it may)."""
-    if not title:
-        return "no title (SUMMARY)"
-    if str(component.get("STATUS", "")).upper() == "CANCELLED":
-        return "cancelled"
-    if str(component.get("CLASS", "")).upper() in _HIDDEN_CLASSES:
-        return "private"
-    return ""
-
-
-def _component_to_event(component: Any, title: str, source: str) -> Event:
-    raw_start = component["DTSTART"].dt
-    all_day = not isinstance(raw_start, datetime)
-    begin = _to_stockholm(raw_start)
-    if "DTEND" in component:
-        finish: datetime | None = _to_stockholm(component["DTEND"].dt)
-    elif "DURATION" in component:
-        finish = begin + component["DURATION"].dt
-    else:
-        finish = begin + timedelta(days=1) if all_day else None
-
-    location = html_to_text(str(component.get("LOCATION", "")))
-    description = html_to_text(str(component.get("DESCRIPTION", "")))
-    online_url = _conference_url(component)
-    url_prop = str(component.get("URL", "")).strip()
-    page = url_prop if is_http(url_prop) else None
-
-    in_location = _URL.search(location)
-    if in_location:
-        online_url = online_url or in_location.group(0)
-        location = location.replace(in_location.group(0), " ").strip(" ,;:-–/()")
-    if location and _ONLINE_PLACE.match(location):
-        location = ""
-        if online_url is None:
-            in_description = _URL.search(description)
-            online_url = page or (in_description.group(0) if in_description else None)
-
-    uid = str(component.get("UID", "")).strip() or _fallback_uid(source, title)
-    return Event(
-        id=f"{uid}/{begin.isoformat()}",
-        title=title,
-        start=begin,
-        end=finish,
-        all_day=all_day,
-        source=source,
-        location=location,
-        online_url=online_url,
-        url=page,
-        description=shorten(description, DESCRIPTION_CHARS),
-    )
-
-
-def _conference_url(component: Any) -> str | None:
-    for name in _CONFERENCE_PROPS:
-        values = component.get(name)
-        for value in values if isinstance(values, list) else [values]:
-            text = str(value or "").strip()
-            if is_http(text):
-                return text
-    return None
-
-
-def _to_stockholm(value: date | datetime) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime.combine(value, time(0), tzinfo=STOCKHOLM)
-    if value.tzinfo is None:  # a floating time: read as local time
-        return value.replace(tzinfo=STOCKHOLM)
-    return value.astimezone(STOCKHOLM)
-
-
-def _fallback_uid(source: str, title: str) -> str:
-    return "no-uid-" + hashlib.sha256(f"{source}\n{title}".encode()).hexdigest()[:16]
-
-
-def _event_order(event: Event) -> tuple[datetime, str, str]:
-    return (event.start, event.title, event.id)
-
-
-def _check_components(calendar: Any, source: str, lines: list[str]) -> None:
-    """icalendar parses leniently and keeps errors on components: turn them into one error."""
-    for component in calendar.walk():
-        for prop, problem in getattr(component, "errors", []) or []:
-            raise SourceError(_ics_message(source, problem, lines, component, prop))
-        if component.name == "VEVENT" and "DTSTART" not in component:
-            raise SourceError(_ics_message(source, "the event has no DTSTART", lines, component))
-
-
-def _ics_message(
-    source: str,
-    problem: str,
-    lines: list[str],
-    component: Any | None = None,
-    prop: str | None = None,
-) -> str:
-    line = _ics_line(lines, problem, component, prop)
-    where = f", line {line}" if line else ""
-    what = ""
-    if component is not None and component.name == "VEVENT":
-        label = str(component.get("SUMMARY") or component.get("UID") or "")
-        what = f" in event {label!r}" if label else ""
-        if prop:
-            what += f", property {prop}"
-    if "no components" in problem.lower() or not any(
-        ln.strip().upper() == "BEGIN:VCALENDAR" for ln in lines
-    ):
-        problem = "not an iCalendar file (it needs BEGIN:VCALENDAR ... END:VCALENDAR)"
-    return (
-        f"Events source {source}{where}: broken iCalendar{what}: {problem}. Fix the line, or "
-        f"export the calendar again."
-    )
-
-
-def _ics_line(
-    lines: list[str], problem: str, component: Any | None, prop: str | None
-) -> int | None:
-    """Best-effort 1-based line of a problem: the quoted bad line, or the property's line."""
-    quoted = re.search(r"'(.+?)'", problem)
-    if quoted:
-        for number, text in enumerate(lines, start=1):
-            if quoted.group(1) in text:
-                return number
-    if component is None:
-        return None
-    first, last = 0, len(lines)
-    uid = str(component.get("UID", ""))
-    if component.name == "VEVENT" and uid:
-        blocks = _vevent_blocks(lines)
-        for begin, finish in blocks:
-            if any(ln.strip() == f"UID:{uid}" for ln in lines[begin:finish]):
-                first, last = begin, finish
-                break
-    wanted = (prop or "BEGIN").upper()  # without a property: where the component begins
-    for number in range(first, last):
-        head = re.split(r"[:;]", lines[number], maxsplit=1)[0].strip().upper()
-        if head == wanted:
-            return number + 1
-    return None
-
-
-def _vevent_blocks(lines: list[str]) -> list[tuple[int, int]]:
-    blocks, begin = [], None
-    for number, text in enumerate(lines):
-        if text.strip().upper() == "BEGIN:VEVENT":
-            begin = number
-        elif text.strip().upper() == "END:VEVENT" and begin is not None:
-            blocks.append((begin, number + 1))
-            begin = None
-    return blocks
-
 
 # ---------------------------------------------------------------------------------------
 # Events: YAML
@@ -394,7 +184,7 @@ def parse_events_yaml(
             + "\nEach event needs `title:` and `start:` (2026-12-10 for a whole day, or "
             "2026-12-10 10:00); see demo/events.yaml for an example."
         )  # fmt: skip
-    kept = sorted((e for e in events if _overlaps(e, start, end)), key=_event_order)
+    kept = sorted((e for e in events if _overlaps(e, start, end)), key=event_order)
     warnings = tuple(f"{source}: left out {text}" for text in left_out)
     status = SourceStatus(
         source=source, ok=True, items=len(kept), skipped=len(warnings), warnings=warnings
@@ -468,7 +258,7 @@ def _yaml_event(item: _YamlItem, source: str) -> Event | list[Problem]:
         return [Problem((exc.key,), line, exc.wrong.what, exc.wrong.fix)]
     location = entry.place or entry.location or ""
     online_url = entry.online_url or None
-    if location and _ONLINE_PLACE.match(location):
+    if location and ONLINE_PLACE.match(location):
         location = ""
         online_url = online_url or entry.url or None
     stable = entry.id or f"yaml:{_slug(entry.title)}"
@@ -493,7 +283,7 @@ def _times(entry: YamlEvent) -> tuple[datetime, datetime | None, bool]:
     all_day = not isinstance(begin_value, datetime) if entry.all_day is None else entry.all_day
     if all_day and isinstance(begin_value, datetime):
         raise _YamlProblem("all_day", "is true but start has a time", "Drop the time or all_day")
-    begin = _to_stockholm(begin_value)
+    begin = to_stockholm(begin_value)
     end_value = entry.end
     if isinstance(end_value, time):
         day = begin_value.date() if isinstance(begin_value, datetime) else begin_value
@@ -506,7 +296,7 @@ def _times(entry: YamlEvent) -> tuple[datetime, datetime | None, bool]:
         )
     if not all_day and not isinstance(end_value, datetime):
         raise _YamlProblem("end", "a timed event's end needs a time (e.g. 12:00)", "Add the time")
-    finish = _to_stockholm(end_value + timedelta(days=1) if all_day else end_value)
+    finish = to_stockholm(end_value + timedelta(days=1) if all_day else end_value)
     if finish < begin or (finish == begin and all_day):
         raise _YamlProblem("end", "is before start", "Make it later than start")
     return begin, finish, all_day
@@ -560,21 +350,32 @@ def read_events(
     statuses: list[SourceStatus] = []
     with shared_client(client, sources) as http:
         for source in sources:
+            calendar = False
             try:
+                deadline = monotonic() + settings.http_deadline
                 data = fetch_source(source, settings, http, cache_dir)
-                if _looks_like_ics(source, data):
-                    found, status = parse_ics(data, source, start, end)
+                calendar = _looks_like_ics(source, data)
+                if calendar:
+                    found, status = parse_ics(
+                        data,
+                        source,
+                        start,
+                        end,
+                        occurrence_limit=settings.event_occurrence_limit,
+                        http_only_hosts=settings.http_only_hosts,
+                        deadline=deadline,
+                    )
                 else:
                     found, status = parse_events_yaml(data, source, start, end)
             except SourceError as exc:
-                if not is_remote(source):
+                if not is_remote(source) and not calendar:
                     raise
                 statuses.append(SourceStatus(source=source, ok=False, message=str(exc)))
                 continue
             for event in found:
                 events.setdefault(event.id, event)
             statuses.append(status)
-    return sorted(events.values(), key=_event_order), statuses
+    return sorted(events.values(), key=event_order), statuses
 
 
 def _looks_like_ics(source: str, data: bytes) -> bool:
