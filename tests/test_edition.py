@@ -162,7 +162,7 @@ def test_a_missing_or_broken_file_says_what_to_fix(tmp_path):
 def test_an_english_issue_of_the_demo_content(tmp_path):
     result = build_issue(english_settings(tmp_path), MONTH, NOW)
     assert result.written
-    assert "  Coming up: 11" in result.summary()  # the report names the edition's sections
+    assert "  Coming up: 9" in result.summary()  # the edition's section names; entries
     html = (result.issue_dir / "index.html").read_text("utf-8")
     text = (result.issue_dir / "newsletter.txt").read_text("utf-8")
     doc = lxml.html.document_fromstring(html)
