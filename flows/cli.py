@@ -1,7 +1,10 @@
 """Command line: `python -m flows <command>` (or `kraftsamling <command>`).
 
 Each command parses its arguments, calls one flow and turns the project's errors into a
-clean message and exit status 1. Prefect is imported only by the commands that run flows.
+clean message and exit status 1. Any other exception (a bug, a missing module) is one line
+too, `error: <step>: <type>: <message>`, with the file its full traceback was written to;
+`--debug` prints the traceback instead. Prefect is imported only by the commands that run
+flows.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,18 +32,35 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
-class _HideOwnErrorTracebacks(logging.Filter):
-    """Our errors already carry a fix-it message that the command prints; Prefect's log of
-    the same failure with a traceback only buries it. Other exceptions keep theirs."""
+class _HideTracebacks(logging.Filter):
+    """The command prints what failed in one line (and writes any traceback to a file);
+    Prefect's log of the same failure with a traceback only buries it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, KraftsamlingError)
+        return not record.exc_info
 
 
-def _hide_own_error_tracebacks() -> None:
+def _failure_line(command: str, exc: BaseException, debug: bool) -> str:
+    """One line for an exception that is not one of ours, and where its traceback went."""
+    step = getattr(exc, "step", None) or command
+    message = " ".join(str(exc).split()) or "(no message)"
+    line = f"error: {step}: {exc.__class__.__name__}: {message}"
+    if debug:
+        return line
+    folder = Path(tempfile.gettempdir()) / f"kraftsamling-errors-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        stamp = system_clock().strftime("%Y%m%dT%H%M%S")
+        path = folder / f"{stamp}-{command}-{os.getpid()}.txt"
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
+        return f"{line}\n  run again with --debug to see the traceback"
+    return f"{line}\n  the full traceback is in {path} (or run again with --debug)"
+
+
+def _hide_tracebacks() -> None:
     for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logging.getLogger(name).addFilter(_HideOwnErrorTracebacks())
+        logging.getLogger(name).addFilter(_HideTracebacks())
 
 
 def _add_storage_args(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows",
         description="Publish the Kraftsamling newsletter and the Digitalsamtal podcast.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an unexpected error"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
@@ -312,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_prefect()
     import prefect  # noqa: F401  (configures Prefect's logging before we add a filter)
 
-    _hide_own_error_tracebacks()
+    if not args.debug:
+        _hide_tracebacks()
     try:
         if args.command == "bench":
             return _bench(rest)
@@ -322,6 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = _RUN[args.command](args)
     except KraftsamlingError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug or a broken install: one line, the traceback kept
+        if args.debug:
+            traceback.print_exc()
+        print(_failure_line(args.command, exc, args.debug), file=sys.stderr)
         return 1
     release = getattr(result, "release", None)
     if release is not None and release.decision == "timed-out":

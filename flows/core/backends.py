@@ -66,11 +66,20 @@ def storage_from_url(url: str, settings: Settings | None = None, client: Any = N
                 f"Storage URL {url!r} names another host: a file URL needs three slashes, "
                 f"file:///absolute/path. Use {_ACCEPTED}."
             )
-        return LocalStorage(Path(url2pathname(parsed.path)))
+        return _local(Path(url2pathname(parsed.path)), url)
     windows_drive = len(parsed.scheme) == 1 and url[1:2] == ":"
     if parsed.scheme == "" or windows_drive:
-        return LocalStorage(Path(url).expanduser())
+        return _local(Path(url).expanduser(), url)
     raise SettingsError(f"Storage {url!r} is not understood: use {_ACCEPTED}.")
+
+
+def _local(folder: Path, url: str) -> LocalStorage:
+    if folder.exists() and not folder.is_dir():
+        raise SettingsError(
+            f"Storage {url!r} is a file: give a folder (it is made when missing), or "
+            f"s3://bucket/prefix."
+        )
+    return LocalStorage(folder)
 
 
 def open_storage(settings: Settings, client: Any = None) -> Storage:

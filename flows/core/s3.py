@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flows.core.errors import StorageError
+from flows.core.errors import SettingsError, StorageError
 from flows.core.storage import (
     MiB,
     ObjectInfo,
@@ -52,6 +52,29 @@ def _new_session() -> Any:
     else:
         core.register_component("data_loader", _LOADER)
     return boto3.session.Session(botocore_session=core)
+
+
+def _client(region: str | None, endpoint_url: str | None, config: Any) -> Any:
+    """An S3 client; SettingsError naming the setting when the AWS configuration is wrong
+    (a profile that does not exist, a malformed endpoint or config file)."""
+    from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+    try:
+        return _new_session().client(
+            "s3", region_name=region, endpoint_url=endpoint_url, config=config
+        )
+    except ProfileNotFound as exc:
+        raise SettingsError(
+            f"The AWS profile {exc.kwargs.get('profile')!r} (AWS_PROFILE) is not in "
+            "~/.aws/config or ~/.aws/credentials. Set AWS_PROFILE to a profile that exists "
+            "(`aws configure list-profiles`), or unset it and set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY."
+        ) from None
+    except (BotoCoreError, ValueError) as exc:
+        raise SettingsError(
+            f"The S3 client cannot be set up: {exc}. Check the endpoint (AWS_ENDPOINT_URL, "
+            "KRAFTSAMLING_S3_ENDPOINT_URL), the region and ~/.aws/config."
+        ) from None
 
 
 class S3Storage:
@@ -95,9 +118,7 @@ class S3Storage:
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
                 max_pool_connections=max(10, max_concurrency),
             )
-            client = _new_session().client(
-                "s3", region_name=region, endpoint_url=endpoint_url, config=config
-            )
+            client = _client(region, endpoint_url, config)
         self.client = client
         from boto3.s3.transfer import TransferConfig
 

@@ -242,6 +242,13 @@ class Settings(BaseSettings):
         # KRAFTSAMLING_EDITION= (empty) selects the Swedish edition, as unset does.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("newsletters_dir", "episodes_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{str(value)!r} is a file; give a folder (it is made when missing)")
+        return value
+
     @field_validator("public_url", "site_url", "unsubscribe_url")
     @classmethod
     def _absolute_https(cls, value: str) -> str:
