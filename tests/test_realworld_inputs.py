@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from conftest import DEMO_EVENTS
@@ -178,3 +179,12 @@ def test_a_source_that_takes_too_long_to_expand_stops_at_its_deadline() -> None:
     events, status = parse_ics(SECONDLY, "kalender.ics", *WINDOW, deadline=time.monotonic())
     assert events == []
     assert any("took too long" in w for w in status.warnings)
+
+
+def test_a_youtube_channel_feeds_entries_are_videos() -> None:
+    from flows.core.models import PostKind
+
+    data = (Path(__file__).parent / "data" / "realworld" / "youtube.atom").read_bytes()
+    posts, status = parse_posts(data, "youtube.atom", DEFAULT_KIND_MAP)
+    assert status.ok and posts
+    assert {p.kind for p in posts} == {PostKind.VIDEO}

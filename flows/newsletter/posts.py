@@ -403,7 +403,10 @@ def _entry_to_post(
     terms = (html_to_text(t.get("term") or t.get("label") or "") for t in entry.get("tags") or [])
     categories = tuple(dict.fromkeys(term for term in terms if term))  # unique, in feed order
     enclosures = entry.get("enclosures", []) or []
-    kind = _infer_kind(categories, [e.get("type", "") for e in enclosures], kind_map)
+    media = [e.get("type", "") for e in enclosures]
+    if entry.get("yt_videoid"):  # a YouTube channel feed: every entry is a video
+        media.append("video/youtube")
+    kind = _infer_kind(categories, media, kind_map)
 
     image, image_alt = find_image(entry, enclosures, content, summary_html, base)
     day = published.date()

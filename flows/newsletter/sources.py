@@ -68,6 +68,8 @@ def shorten(text: str, limit: int = SUMMARY_CHARS) -> str:
     'Ett slut…'
     >>> shorten("kort", 10)
     'kort'
+    >>> shorten("Anslut: https://meet.example/abc-defg-hij mer text", 40)
+    'Anslut…'
     """
     if len(text) <= limit:
         return text
@@ -75,6 +77,9 @@ def shorten(text: str, limit: int = SUMMARY_CHARS) -> str:
     space = cut.rfind(" ")
     if space > limit // 2:  # a word boundary not too far back; else cut inside a long word
         cut = cut[:space]
+    head, _, last = cut.rpartition(" ")
+    if head and "://" in last:  # a link (maybe cut short) with "…" after it would break
+        cut = head
     # A cut after a full stop (or an ellipsis) gets no second mark: "slut…", not "slut.…".
     return cut.rstrip(" ,;:.…–-([{\"'") + "…"
 
