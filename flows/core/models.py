@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -106,6 +106,10 @@ class Show(BaseModel):
     block: bool = False
     complete: bool = False
     hosts: list[str] = Field(default_factory=list)
+    # Told by email what each podcast run published, refused or warned about (flows.notify).
+    producers: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(
+        default_factory=list
+    )
     # Podcasting 2.0 guid of the show. Set it once the feed is live, so that a later move of
     # the feed to another host keeps it; when unset it is derived from the feed URL.
     podcast_guid: str | None = None

@@ -228,7 +228,17 @@ class Settings(BaseSettings):
         description="Address of the List-Unsubscribe mailto link (default: the Reply-To address).",
     )
 
-    @field_validator("posts", "events", "http_only_hosts", mode="before")
+    # --- people told ---------------------------------------------------------------------
+    notify: bool = Field(
+        default=True,
+        description="Email producers after podcast runs and operators about failed runs.",
+    )
+    notify_failures: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses told of every failed or crashed run (flow, step, error, link).",
+    )
+
+    @field_validator("posts", "events", "http_only_hosts", "notify_failures", mode="before")
     @classmethod
     def _source_list(cls, value: Any) -> Any:
         if isinstance(value, str):
