@@ -403,10 +403,7 @@ def _entry_to_post(
     terms = (html_to_text(t.get("term") or t.get("label") or "") for t in entry.get("tags") or [])
     categories = tuple(dict.fromkeys(term for term in terms if term))  # unique, in feed order
     enclosures = entry.get("enclosures", []) or []
-    media = [e.get("type", "") for e in enclosures]
-    if entry.get("yt_videoid"):  # a YouTube channel feed: every entry is a video
-        media.append("video/youtube")
-    kind = _infer_kind(categories, media, kind_map)
+    kind = _entry_kind(entry, categories, enclosures, kind_map)
 
     image, image_alt = find_image(entry, enclosures, content, summary_html, base)
     day = published.date()
@@ -427,6 +424,18 @@ def _entry_to_post(
         deadline=deadline,
         categories=categories,
     )
+
+
+def _entry_kind(
+    entry: Mapping[str, Any],
+    categories: tuple[str, ...],
+    enclosures: list[Mapping[str, Any]],
+    kind_map: Mapping[str, PostKind],
+) -> PostKind:
+    media = [e.get("type", "") for e in enclosures]
+    if entry.get("yt_videoid"):  # a YouTube channel feed: every entry is a video
+        media.append("video/youtube")
+    return _infer_kind(categories, media, kind_map)
 
 
 def entry_text(entry: Mapping[str, Any], name: str) -> str:
