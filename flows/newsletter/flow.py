@@ -48,6 +48,7 @@ from flows.newsletter.release import check_release_request, publish_to_storage, 
 from flows.newsletter.render import RenderedIssue, render_issue
 from flows.newsletter.select import Selection
 from flows.newsletter.smtp import SmtpUnreachableError
+from flows.notify import notify_failure
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -258,7 +259,8 @@ def _draft(
     return result
 
 
-@flow(name="newsletter")
+# A failed or crashed run (a schedule's too) tells the KRAFTSAMLING_NOTIFY_FAILURES addresses.
+@flow(name="newsletter", on_failure=[notify_failure], on_crashed=[notify_failure])
 def newsletter(
     month: str | None = None,
     posts: list[str] | None = None,
