@@ -75,10 +75,15 @@ def drop(
     publish_at: str,
     transcript: bool = False,
 ) -> list[Path]:
-    """Put one episode in the inbox: the audio, a sidecar and optionally a WebVTT transcript."""
+    """Put one episode in the inbox: the audio (made its own, see below), a sidecar and
+    optionally a WebVTT transcript."""
     inbox = show_dir / "inbox"
     files = [inbox / f"{name}.mp3", inbox / f"{name}.md"]
     shutil.copy(audio, files[0])
+    # An ID3v1 tag naming the episode makes each episode's audio its own: the same audio
+    # under two names is refused as a copy (issue 19). 3 + 30 + 94 + 1 = 128 bytes.
+    with files[0].open("ab") as handle:
+        handle.write(b"TAG" + name.encode()[:30].ljust(30, b"\0") + b"\0" * 94 + b"\xff")
     front = [f'title: "{title}"', f"episode: {number}", f"publish_at: {publish_at}"]
     if transcript:
         files.append(inbox / f"{name}.vtt")

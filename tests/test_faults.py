@@ -106,10 +106,14 @@ def test_publishing_through_thirty_percent_failures_converges(
     )
     print(summary)  # shown with -s: the figures for the report
 
-    assert proxy.faults > 50, f"too few faults to mean anything: {summary}"
+    # About 170 requests, 30% of them failed (a feed build HEADs only the enclosures the
+    # live feed does not carry yet, so there are fewer requests than the 190 of before).
+    assert proxy.faults > 40, f"too few faults to mean anything: {summary}"
     assert not any((show_dir / "inbox").iterdir()), f"inbox not empty after {summary}"
     assert not (show_dir / "failed").exists(), f"an episode was refused: {summary}"
+    # (A published episode with warnings also gets a `.notes.txt` beside it.)
     published = sorted(p.name for p in (show_dir / "published").iterdir())
+    published = [name for name in published if not name.endswith(".notes.txt")]
     assert published == dropped, f"drop folder lost or renamed files: {summary}"
 
     proxy.enabled = False  # from here on only moto's own answers count

@@ -55,7 +55,7 @@ from flows.podcast.feed import (
     rfc2822,
 )
 from flows.podcast.feedgate import check_cover_art, check_feed
-from flows.podcast.feedpublish import FeedResult, publish_feed
+from flows.podcast.feedpublish import FEED_STATE_KEY, FeedResult, publish_feed
 from flows.podcast.show import parse_show
 
 GOLDEN = Path(__file__).parent / "golden" / "feed" / "demo-feed.xml"
@@ -401,7 +401,10 @@ def test_publishing_twice_uploads_nothing_the_second_time(place):
 
     first = publish(place, episodes, storage=recorder)
     assert first.uploaded and first.cover_uploaded
-    assert sorted(recorder.puts) == sorted([FEED_KEY, first.cover_url.removeprefix(BASE)])
+    # The feed, the cover art, and the private record of what the feed was built from.
+    assert sorted(recorder.puts) == sorted(
+        [FEED_KEY, FEED_STATE_KEY, first.cover_url.removeprefix(BASE)]
+    )
     assert re.fullmatch(r"podcast/art/cover-[0-9a-f]{8}\.jpg", first.cover_url.removeprefix(BASE))
     meta = place["storage"].metadata(FEED_KEY)
     assert (meta["content_type"], meta["cache_control"], meta["public"]) == (
@@ -586,26 +589,28 @@ def test_check_feed_finds_duplicates_and_missing_parts():
     assert broken and "not well-formed XML" in broken[0]
 
 
-def test_a_missing_audio_object_refuses_the_feed_and_keeps_the_live_one(place):
+def test_a_missing_audio_object_leaves_its_new_episode_out_and_publishes_the_rest(place):
+    # Issue 19: one episode never holds the feed (it used to refuse the whole feed).
     episodes = [make_episode(n) for n in (1, 2)]
     upload_audio(place["storage"], episodes)
     publish(place, episodes)
     live = live_feed(place)
 
     ghost = make_episode(3)  # in the catalog, but its audio never reached storage
-    with pytest.raises(FeedGateError) as refused:
-        publish(place, [*episodes, ghost])
-    message = str(refused.value)
+    result = publish(place, [*episodes, ghost])
+    message = result.summary()
     assert "avsnitt-3" in message and ghost.audio_key in message and "404" in message
-    assert live_feed(place) == live
+    assert "was left out of the feed" in message and f"--remove {ghost.guid}" in message
+    assert live_feed(place) == live  # the same two items: nothing to upload
 
     wrong_size = make_episode(3)
     place["storage"].put_bytes(
         wrong_size.audio_key, b"\xff" * 10, content_type="audio/mpeg", cache_control=CACHE_LONG,
         public=True,
     )  # fmt: skip
-    with pytest.raises(FeedGateError, match="is 10 bytes in storage but 1003 in the catalog"):
-        publish(place, [*episodes, wrong_size])
+    result = publish(place, [*episodes, wrong_size])
+    assert "is 10 bytes in storage but 1003 in the catalog" in result.summary()
+    assert [u.guid for u in result.left_out] == [wrong_size.guid]
     assert live_feed(place) == live
 
 

@@ -122,10 +122,12 @@ def test_hostile_file_names_stay_in_the_inbox_and_get_plain_slugs(tmp_path):
         (inbox / name).write_bytes(b"ID3" + b"\0" * 64)
     result = refuse_clashes(read_inbox(inbox, 4_000_000_000, 0), [])
     seen = [*result.candidates, *result.refused]
-    # Names starting with "." are hidden files: never ours to touch, never published.
+    # Names starting with "." are hidden files: never published, but refused with a note (a
+    # producer would otherwise never learn why the episode did not appear).
     hidden = [n for n in HOSTILE_NAMES if n.startswith(".")]
-    assert len(hidden) == 2 and len(seen) == len(HOSTILE_NAMES) - len(hidden)
+    assert len(hidden) == 2 and len(seen) == len(HOSTILE_NAMES)
     assert not {c.audio.name for c in result.candidates} & set(hidden)
+    assert {r.files[0].name for r in result.refused} >= set(hidden)
     for item in seen:
         assert re.fullmatch(r"(?:[a-z0-9]+(?:-[a-z0-9]+)*)?", item.slug), item.slug
     for candidate in result.candidates:

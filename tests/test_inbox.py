@@ -311,11 +311,27 @@ def test_temporary_files_are_left_alone(inbox, name):
 
 
 def test_hidden_files_are_ignored(inbox):
-    drop(inbox, ".ep.mp3")
-    drop(inbox, "._ep.mp3")
+    drop(inbox, "._ep.mp3")  # macOS's companion of ep.mp3 on a shared drive
+    drop(inbox, ".moving-ep.json")
+    drop(inbox, ".DS_Store")
     assert (
         scan(inbox) == refuse_clashes(read_inbox(inbox, time.time(), 0), []) == type(scan(inbox))()
     )
+
+
+def test_hidden_audio_is_refused_with_a_note_not_left_for_ever(inbox):
+    drop(inbox, ".ep.mp3")
+    drop(inbox, ".ep.md", "---\ntitle: x\n---\n")
+    [refused] = scan(inbox).refused
+    assert [p.name for p in refused.files] == [".ep.mp3", ".ep.md"]
+    swedish, english = refused.reason.splitlines()
+    assert swedish.startswith(".ep.mp3: namnet börjar med en punkt, så filen är dold")
+    assert english.startswith(".ep.mp3: the name starts with a dot, so the file is hidden")
+    assert "Rename it so that the name starts with a letter or digit" in english
+    assert english.endswith("e.g. `ep.mp3`.")
+    # Still being copied (just written): it waits like any other file.
+    waiting = read_inbox(inbox, time.time(), 10)
+    assert waiting.refused == () and {p.name for p in waiting.waiting} == {".ep.mp3", ".ep.md"}
 
 
 def test_file_still_being_copied_waits(inbox):
@@ -364,8 +380,10 @@ def test_lossless_master_with_a_sidecar_title_is_a_candidate(inbox, suffix):
 def test_master_without_sidecar_is_refused_with_the_fix(inbox, name, kind):
     drop(inbox, name)
     [refused] = scan(inbox).refused
-    assert refused.reason.startswith(f"{name}: the {kind} master has no episode title.")
-    assert "Add ep.md next to it" in refused.reason and "title:" in refused.reason
+    swedish, english = refused.reason.splitlines()
+    assert swedish.startswith(f"{name}: {kind}-mastern har ingen avsnittstitel. Lägg ep.md")
+    assert english.startswith(f"{name}: the {kind} master has no episode title.")
+    assert "Add ep.md next to it" in english and "title:" in english
     assert [p.name for p in refused.files] == [name]
 
 
@@ -386,7 +404,10 @@ def test_mp3_without_sidecar_is_still_a_candidate(inbox):
 def test_zero_length_file_is_refused_once_settled(inbox):
     drop(inbox, "tom.mp3", b"")
     [refused] = scan(inbox).refused
-    assert refused.reason == "tom.mp3 is empty (0 bytes). Copy it again."
+    assert refused.reason == (
+        "tom.mp3: är tom (0 byte). Kopiera in den igen, t.ex. `inbox/tom.mp3`.\n"
+        "tom.mp3: is empty (0 bytes). Copy it again, e.g. `inbox/tom.mp3`."
+    )
 
 
 def test_a_sidecar_that_cannot_be_read_refuses_its_episode_only(inbox, monkeypatch):
@@ -405,7 +426,10 @@ def test_a_sidecar_that_cannot_be_read_refuses_its_episode_only(inbox, monkeypat
     result = scan(inbox, settle=0)
     assert [c.slug for c in result.candidates] == ["bra"]
     [refused] = result.refused
-    assert refused.reason == "ep.md cannot be read (Input/output error); drop it again."
+    assert refused.reason == (
+        "ep.md: går inte att läsa (Input/output error). Lägg in den igen, t.ex. `inbox/ep.md`.\n"
+        "ep.md: cannot be read (Input/output error). Drop it again, e.g. `inbox/ep.md`."
+    )
     assert {p.name for p in refused.files} == {"ep.mp3", "ep.md"}
 
 
@@ -421,18 +445,21 @@ def test_missing_attachment_is_refused(inbox):
     drop(inbox, "ep.mp3")
     drop(inbox, "ep.md", "---\ntranscript: ep.vtt\n---\n")
     [refused] = scan(inbox).refused
-    assert "transcript 'ep.vtt' is not in the inbox" in refused.reason
+    assert "ep.md: transcript: 'ep.vtt' finns inte i inbox/" in refused.reason
+    assert "ep.md: transcript: 'ep.vtt' is not in the inbox. Drop that file" in refused.reason
 
 
 def test_name_with_path_tricks_stays_in_the_folder(inbox):
     drop(inbox, "ep\\..\\..\\hack.mp3")  # a backslash is an ordinary character on POSIX
-    drop(inbox, "..\\..\\x.mp3")  # starts with a dot: a hidden file, never touched
+    drop(inbox, "..\\..\\x.mp3")  # starts with a dot: hidden, refused with a note
     drop(inbox, "...mp3")
     result = scan(inbox)
     [cand] = result.candidates
     assert cand.slug == "ep-hack"
     assert cand.audio.parent == inbox
-    assert result.waiting == () and result.refused == ()
+    assert result.waiting == ()
+    assert sorted(r.files[0].name for r in result.refused) == ["...mp3", "..\\..\\x.mp3"]
+    assert all(r.files[0].parent == inbox for r in result.refused)
 
 
 def test_links_and_special_files_are_refused_with_their_episode(inbox, tmp_path):
@@ -450,16 +477,18 @@ def test_links_and_special_files_are_refused_with_their_episode(inbox, tmp_path)
     refused = {r.files[0].name: r for r in result.refused}
     assert set(refused) == {"a.mp3", "b.mp3", "c.mp3", "lös.png"}
     assert [p.name for p in refused["a.mp3"].files] == ["a.mp3", "a.md"]
-    assert refused["a.mp3"].reason.startswith("a.md is a symbolic link, not a regular file")
-    assert refused["b.mp3"].reason.startswith("b.mp3 is a directory, not a regular file")
-    assert refused["c.mp3"].reason.startswith("c.vtt is a FIFO (named pipe), not a regular")
+    english = {name: r.reason.splitlines()[1] for name, r in refused.items()}
+    assert refused["a.mp3"].reason.startswith("a.md: är en symbolisk länk, ingen vanlig fil")
+    assert english["a.mp3"].startswith("a.md: is a symbolic link, not a regular file")
+    assert english["b.mp3"].startswith("b.mp3: is a directory, not a regular file")
+    assert english["c.mp3"].startswith("c.vtt: is a FIFO (named pipe), not a regular")
     assert "Copy the file itself" in refused["lös.png"].reason
 
 
 def test_a_link_to_nothing_is_refused_too(inbox, tmp_path):
     (inbox / "borta.mp3").symlink_to(tmp_path / "finns-inte.mp3")
     [refused] = scan(inbox).refused
-    assert refused.reason.startswith("borta.mp3 is a symbolic link, not a regular file")
+    assert refused.reason.splitlines()[1].startswith("borta.mp3: is a symbolic link, not a")
 
 
 def test_name_without_letters_is_refused(inbox):

@@ -333,9 +333,15 @@ def test_bad_settings_are_refused(media, tmp_path):
 def test_check_lossy_says_by_how_much_and_what_to_do(tmp_path):
     quiet = Loudness(integrated_lufs=-22.4, true_peak_dbtp=-8.0, lra=5.0, threshold=-32.4)
     [warning] = check_lossy(tmp_path / "avsnitt.mp3", quiet, TARGET)
-    assert warning == (
-        "avsnitt.mp3: -22.4 LUFS, 6.4 LU quieter than the -16 LUFS target; set "
-        "KRAFTSAMLING_NORMALISE_LOSSY=true to re-encode, or fix it in the editor"
+    swedish, english = warning.splitlines()  # Swedish first, English below
+    assert swedish.startswith(
+        "avsnitt.mp3: -22.4 LUFS, 6.4 LU tystare än målet -16 LUFS; lyssnarna får skruva upp "
+    )
+    assert english == (
+        "avsnitt.mp3: -22.4 LUFS, 6.4 LU quieter than the -16 LUFS target; listeners have to "
+        "turn it up between episodes. Drop the master (WAV/FLAC) instead, which we normalise, "
+        "or raise the level by 6.4 dB in the editor and export again (a technician can also "
+        "turn on re-encoding: KRAFTSAMLING_NORMALISE_LOSSY=true), e.g. `avsnitt.wav`."
     )
     loud = Loudness(integrated_lufs=-11.5, true_peak_dbtp=-0.2, lra=5.0, threshold=-21.5)
     louder, peak = check_lossy(tmp_path / "b.m4a", loud, TARGET)

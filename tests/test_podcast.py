@@ -213,9 +213,14 @@ def test_publishes_tags_uploads_and_records(show_dir, audio, tmp_path, cover_byt
         "ep3.md",
         "ep3.vtt",
         "ep3.png",
+        "ep3.notes.txt",  # its warnings (loudness, art), beside it for the producer
         "Kort M4A.m4a",
         "Kort M4A.md",
+        "Kort M4A.notes.txt",
     }
+    notes = (show_dir / "published" / "ep3.notes.txt").read_text(encoding="utf-8")
+    assert notes.startswith("Avsnittet publicerades, men läs anmärkningarna.")
+    assert all(w.replace("\n", "\n  ") in notes for w in eps["ep3"].warnings)
     assert (show_dir / "published" / "ep3.mp3").read_bytes() == audio["mp3"].read_bytes()
     summary = report.summary()
     assert "2 published" in summary and "ep3.mp3" in summary
@@ -229,7 +234,9 @@ def test_publishes_tags_uploads_and_records(show_dir, audio, tmp_path, cover_byt
     assert str(id3["TALB"]) == "Digitalsamtal"
     assert str(id3["TRCK"]) == "3" and str(id3["TPOS"]) == "1"
     assert str(id3["TCON"]) == "Podcast" and str(id3["TLAN"]) == "swe"
-    assert id3.getall("COMM")[0].text[0] == ep.description
+    # Tags carry plain text: the description's Markdown read, not its `**` (the feed has HTML).
+    assert ep.description == "Vi pratar om **öppna data** & annat."
+    assert id3.getall("COMM")[0].text[0] == "Vi pratar om öppna data & annat."
     assert id3.getall("APIC")[0].data == cover_bytes
     assert id3.getall("WOAS")[0].url == "https://kraftsamling.example/digitalsamtal"
     chap_titles = [str(c.sub_frames["TIT2"]) for c in id3.getall("CHAP")]
@@ -269,8 +276,10 @@ def test_rerun_of_the_same_files_uploads_nothing(show_dir, audio, tmp_path):
     assert {p.name for p in (show_dir / "published").iterdir()} == {
         "ep.mp3",
         "ep.md",
+        "ep.notes.txt",
         "ep-2.mp3",
         "ep-2.md",
+        "ep-2.notes.txt",
     }
 
 
@@ -497,8 +506,8 @@ def test_storage_down_changes_nothing(show_dir, audio):
     settings = settings_for(
         show_dir, storage="s3://kraft/p", s3_endpoint_url="http://127.0.0.1:9", s3_max_attempts=1
     )
-    # The first request of a run with work to do is its lock.
-    with pytest.raises(StorageError, match=r"s3://kraft/p/podcast/\.lock.*run again"):
+    # The first request of a run is its check of the live feed against the catalog.
+    with pytest.raises(StorageError, match=r"s3://kraft/p/podcast/catalog\.json.*run again"):
         publish(settings, open_storage(settings), T0)
     assert inbox_names(show_dir) == {"ep.mp3"}
 
@@ -550,7 +559,9 @@ def test_catalog_changed_by_another_run_loses_nothing(show_dir, audio, tmp_path)
         upload_episode(storage, prepared)
         # Meanwhile another run publishes its own episode.
         other = load_catalog(storage)
-        theirs = prepared.record.model_copy(update={"slug": "theirs", "title": "Deras"})
+        theirs = prepared.record.model_copy(  # their own audio: not a copy of ours
+            update={"slug": "theirs", "title": "Deras", "sha256": "f" * 64, "source_sha256": None}
+        )
         save_catalog(storage, upsert(other, theirs, T0)[0], T0)
 
         report = finish(
@@ -602,8 +613,22 @@ def test_soft_line_breaks_become_spaces_not_glued_words():
     assert "\n" not in html
 
 
-def test_the_empty_inbox_run_does_not_read_the_catalog(show_dir, tmp_path):
+def test_the_empty_inbox_run_does_not_read_the_catalog(show_dir, audio, tmp_path):
     storage = LocalStorage(tmp_path / "storage")
+    put(show_dir, "ep.mp3", audio["mp3"])
+    put(show_dir, "ep.md", "---\ntitle: Ett\n---\n")
+    run(show_dir, storage)
+
+    # A current feed: the empty-inbox run only compares ETags (tests/test_episode_isolation.py
+    # counts its requests); the catalog's bytes are never read.
+    class NoCatalogReads(LocalStorage):
+        def get_bytes(self, key: str) -> tuple[bytes, str] | None:
+            assert key != CATALOG_KEY, "the empty-inbox run read the catalog"
+            return super().get_bytes(key)
+
+    report = run(show_dir, NoCatalogReads(storage.root), T1)
+    assert report.outcomes == [] and "Nothing new" in report.summary()
+    # A catalog changed behind the feed's back (here: broken) is read, and it stops the run.
     storage.put_bytes(
         CATALOG_KEY,
         b"{not json",
@@ -611,12 +636,8 @@ def test_the_empty_inbox_run_does_not_read_the_catalog(show_dir, tmp_path):
         cache_control="no-store",
         public=False,
     )
-    report = run(show_dir, storage)
-    assert report.outcomes == [] and "Nothing new" in report.summary()
-    # With something to publish, the broken catalog is read, and it stops the run.
-    put(show_dir, "ep.mp3", b"\0" * 10)
     with pytest.raises(CatalogError, match="is not valid JSON"):
-        run(show_dir, storage)
+        run(show_dir, storage, T1)
 
 
 def test_moves_interrupted_by_a_crash_are_finished_by_the_next_run(show_dir, audio, tmp_path):
@@ -701,8 +722,9 @@ def test_flow_publishes_the_good_and_fails_the_run_for_the_bad(
     from flows.podcast.flow import publish_episodes
 
     storage_dir = tmp_path / "storage"
+    sources = {1: audio["mp3"], 2: audio["mp3_other"], 3: audio["mp3_tagged"]}  # three audios
     for number in (1, 2, 3):
-        put(show_dir, f"ep{number}.mp3", audio["mp3"] if number != 2 else audio["mp3_other"])
+        put(show_dir, f"ep{number}.mp3", sources[number])
         put(show_dir, f"ep{number}.md", f"---\ntitle: Avsnitt {number}\nepisode: {number}\n---\n")
     put(show_dir, "trasig.mp3", os.urandom(3000))
 

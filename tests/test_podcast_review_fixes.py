@@ -191,10 +191,13 @@ def test_an_audio_file_removed_mid_run_fails_only_its_episode(show_dir, audio, t
     assert status["bra.mp3"].status == "published", report.summary()
     gone = status["borta.mp3"]
     assert gone.status == "failed"
-    assert gone.reason == "borta.mp3 cannot be read (No such file or directory); drop it again."
+    assert gone.reason.splitlines()[1] == (
+        "borta.mp3: cannot be read (No such file or directory). Drop it again, e.g. "
+        "`inbox/borta.mp3`."
+    )
     assert [ep.slug for ep in load_catalog(storage).episodes] == ["bra"]
     text = (show_dir / "failed" / "borta.error.txt").read_text(encoding="utf-8")
-    assert "borta.mp3 cannot be read" in text
+    assert "borta.mp3: cannot be read" in text and "borta.mp3: går inte att läsa" in text
     assert (show_dir / "failed" / "borta.md").is_file()
 
 
@@ -219,8 +222,8 @@ def test_an_audio_file_that_cannot_be_opened_fails_only_its_episode(
     status = {o.name: o for o in report.outcomes}
     assert status["bra.mp3"].status == "published", report.summary()
     assert status["trasig.mp3"].status == "failed"
-    assert status["trasig.mp3"].reason == (
-        "trasig.mp3 cannot be read (Input/output error); drop it again."
+    assert status["trasig.mp3"].reason.splitlines()[1] == (
+        "trasig.mp3: cannot be read (Input/output error). Drop it again, e.g. `inbox/trasig.mp3`."
     )
 
 
@@ -263,9 +266,10 @@ def test_special_files_are_left_in_a_mounted_inbox_and_the_run_finishes(
     # The FIFO and the folder cannot be renamed across file systems: left where they are.
     assert inbox_names(show_dir) == {"ror.md", "mapp.mp3"}
     ror = (show_dir / "failed" / "ror.error.txt").read_text(encoding="utf-8")
-    assert "ror.md was left in inbox/" in ror and "Remove it from inbox/" in ror
-    assert "ror.md was left in inbox/" in status["ror.mp3"].reason
-    assert "mapp.mp3 was left in inbox/" in status["mapp.mp3"].reason
+    assert "ror.md: was left in inbox/" in ror and "Remove it from inbox/" in ror
+    assert "ror.md: lämnades kvar i inbox/" in ror  # Swedish first, English below
+    assert "ror.md: was left in inbox/" in status["ror.mp3"].reason
+    assert "mapp.mp3: was left in inbox/" in status["mapp.mp3"].reason
     assert (status["ror.mp3"].moved_to, status["mapp.mp3"].moved_to) == ("failed/ror.mp3", "")
     assert not list(inbox_elsewhere.glob(".moving-*"))  # no journal for the next run to trip on
 

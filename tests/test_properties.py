@@ -9,6 +9,12 @@ flows/newsletter/render.py):
   U+FFFE/U+FFFF) are removed from everything the feed holds.
 - `expected_title`: one-line fields (titles, names) are also put on one line: runs of
   whitespace (Unicode's definition) become one space, ends trimmed.
+- Episode titles are plain text as the sidecar reads them (`flows.podcast.sidecar_values.
+  plain_text`): an HTML entity is read as its character, HTML tags of a title with a closing
+  tag and direction overrides are removed. The feed gets titles only that way; a title that
+  still held "&amp;" beside "<>" could not be written so that readers agree: feedparser takes
+  an RSS title with an entity or a closing tag for HTML (its `lookslikehtml` guess), so it
+  shows '&amp;' for '<>&amp;' where podcastparser shows '<>&amp;'.
 - `expected_lines`: a plain description becomes HTML paragraphs, split at blank lines
   (as given); inside one, each line break is a <br>. Read back the way a browser shows it:
   ASCII whitespace runs collapse to a space, empty paragraphs show nothing.
@@ -41,6 +47,7 @@ from hypothesis import strategies as st
 
 from flows.core.errors import CatalogError, InputError
 from flows.core.models import STOCKHOLM, Event, Post, PostKind
+from flows.core.schema import Wrong
 from flows.core.settings import Settings
 from flows.newsletter.delivery import build_message
 from flows.newsletter.render import render_issue
@@ -49,6 +56,7 @@ from flows.podcast.catalog import dump_catalog, parse_catalog
 from flows.podcast.feed import PODCAST, _example_episode, build_feed
 from flows.podcast.show import load_show, parse_show
 from flows.podcast.sidecar import parse_sidecar
+from flows.podcast.sidecar_values import plain_text
 
 # A failing 10,000-character example makes a large repr; hypothesis warns about that.
 pytestmark = pytest.mark.filterwarnings(
@@ -153,6 +161,18 @@ DESCRIPTION_TEXT = FEED_TEXT.map(lambda s: re.sub("\r(?!\n)", "\r\n", s))
 TITLE_TEXT = FEED_TEXT.filter(lambda s: expected_title(s) != "")
 
 
+def sidecar_title(text: str) -> str:
+    """A title as the sidecar reads what a producer wrote: plain text, on one line ("" when
+    the sidecar refuses it: a code such as "&#b;" that looks like a character but is none)."""
+    try:
+        return " ".join(plain_text(text)[0].split())
+    except Wrong:
+        return ""
+
+
+EPISODE_TITLE = FEED_TEXT.map(sidecar_title).filter(lambda s: expected_title(s) != "")
+
+
 # --- the feed --------------------------------------------------------------------------------
 
 
@@ -166,7 +186,7 @@ def _parse_all(xml: bytes) -> tuple[lxml.etree._Element, dict, dict]:
 
 @FAST
 @given(
-    title=TITLE_TEXT,
+    title=EPISODE_TITLE,
     description=DESCRIPTION_TEXT,
     guests=st.lists(FEED_TEXT.filter(lambda s: expected_title(s) != ""), max_size=3),
 )
@@ -183,8 +203,9 @@ def test_episode_text_round_trips_through_the_feed(title, description, guests):
     shown = parsed.entries[0].content[0].value
     assert read_lines(shown) == lines or any(
         read_lines(shown) == expected_lines(d, t)
-        for d in feedparser_reads(description)
-        for t in feedparser_reads(title)
+        # feedparser repairs what the feed holds: the text without XML's forbidden characters
+        for d in feedparser_reads(xml_chars(description))
+        for t in feedparser_reads(xml_chars(title))
     ), "content:encoded (feedparser)"
     assert read_lines(gpodder["episodes"][0]["description_html"]) == lines, "podcastparser"
     persons = root.findall(f"channel/item/{{{PODCAST}}}person[@role='guest']")

@@ -57,6 +57,7 @@ PUBLIC_PREFIXES = (
 )
 PRIVATE_PREFIXES = (
     "podcast/catalog.json",
+    "podcast/feed-state.json",
     "podcast/catalog-backups/",
     "podcast/masters/",
     "newsletters/archive.json",

@@ -15,8 +15,9 @@ Reading, top to bottom:
 
 Writing tags is `flows.podcast.tags`.
 
-Errors are `AudioError` (flows/core/errors.py); each message names the file, what is wrong
-and the fix.
+Errors are `AudioError` (flows/core/errors.py) and warnings are strings; each is a note
+(`flows.podcast.report.file_note`) that names the file, what is wrong, the fix and an
+example, in Swedish and English.
 """
 
 from __future__ import annotations
@@ -47,15 +48,27 @@ from mutagen.wave import WAVE
 from mutagen.wavpack import WavPack
 
 from flows.core.errors import AudioError
+from flows.core.schema import Text
+from flows.podcast.loudness import recommendation_warnings
+from flows.podcast.report import file_note
 
 MIME_TYPES = {"mp3": "audio/mpeg", "m4a": "audio/mp4"}
-# Apple Podcasts' recommendation; below it a warning is recorded, not an error.
-RECOMMENDED_BITRATE = {1: 64_000, 2: 128_000}
-RECOMMENDED_SAMPLE_RATES = (44_100, 48_000)
-_FIX_EXPORT = (
-    "Export the episode again as MP3 (44.1 kHz, 64 kbps mono or 128 kbps stereo) "
-    "or M4A (AAC) and drop it in again."
+_FIX_EXPORT: Text = (
+    "Exportera avsnittet igen som MP3 (44,1 kHz, 64 kbit/s mono eller 128 kbit/s stereo) eller "
+    "M4A (AAC), eller lägg in mastern (WAV/FLAC), och lägg in det igen",
+    "Export the episode again as MP3 (44.1 kHz, 64 kbps mono or 128 kbps stereo) or M4A (AAC), "
+    "or drop the master (WAV/FLAC), and drop it in again",
 )
+_EXPORT_EXAMPLE = "MP3, 128 kbps, 44100 Hz"
+_FIX_COPY: Text = (
+    "Kopiera in hela filen igen och vänta tills kopieringen är klar",
+    "Copy the complete file again and let the copy finish",
+)
+
+
+def _refused(path: Path, what: Text, fix: Text = _FIX_EXPORT, example: str = "") -> AudioError:
+    """The error for audio we cannot publish: a note on `path` (Swedish, then English)."""
+    return AudioError(file_note(path, what, fix, example or _EXPORT_EXAMPLE))
 
 
 @dataclass(frozen=True)
@@ -80,21 +93,19 @@ class AudioInfo:
 
 # Every mutagen type but MP3/MP4, to name what a refused file really is.
 _OTHER_KINDS = {
-    WAVE: "a WAV",
-    FLAC: "a FLAC",
-    AIFF: "an AIFF",
-    OggVorbis: "an Ogg Vorbis",
-    OggOpus: "an Opus",
-    OggFLAC: "an Ogg FLAC",
-    OggSpeex: "an Ogg Speex",
-    ASF: "a WMA/ASF",
-    AAC: "a raw AAC (ADTS, not inside an M4A container)",
-    AC3: "an AC-3",
-    WavPack: "a WavPack",
-    MonkeysAudio: "a Monkey's Audio (APE)",
-    Musepack: "a Musepack",
+    WAVE: "a WAV", FLAC: "a FLAC", AIFF: "an AIFF", OggVorbis: "an Ogg Vorbis",
+    OggOpus: "an Opus", OggFLAC: "an Ogg FLAC", OggSpeex: "an Ogg Speex", ASF: "a WMA/ASF",
+    AAC: "a raw AAC (ADTS, not inside an M4A container)", AC3: "an AC-3",
+    WavPack: "a WavPack", MonkeysAudio: "a Monkey's Audio (APE)", Musepack: "a Musepack",
     DSF: "a DSD (DSF)",
-}
+}  # fmt: skip
+
+
+def _sv_kind(kind: str) -> str:
+    """A type's name of `_OTHER_KINDS` in Swedish: "a WAV" -> "WAV-ljud"."""
+    if kind.startswith("a raw AAC"):
+        return "rå AAC-ljud (ADTS, inte i en M4A-fil)"
+    return f"{kind.split(' ', 1)[-1]}-ljud"
 
 
 def sniff_kind(fileobj: BinaryIO) -> str | None:
@@ -294,13 +305,18 @@ def mp3_audio_range(path: Path) -> tuple[int, int]:
 # Validation
 
 
-def _load(kind: type, path: Path, what: str) -> mutagen.FileType:
+def _load(kind: type, path: Path, what: Text) -> mutagen.FileType:
     try:
         return kind(path)
     except mutagen.MutagenError as exc:
-        raise AudioError(
-            f"{path}: looks like {what} but cannot be read ({exc}); it is probably damaged or "
-            f"cut short. {_FIX_EXPORT}"
+        raise _refused(
+            path,
+            (
+                f"ser ut som {what[0]} men går inte att läsa ({exc}); den är troligen skadad "
+                "eller avklippt",
+                f"looks like {what[1]} but cannot be read ({exc}); it is probably damaged or "
+                "cut short",
+            ),
         ) from None
 
 
@@ -315,25 +331,44 @@ def _check_mp3_stream(path: Path, start: int, end: int) -> None:
     head = _read_range(path, start, min(end - start, _HEAD_WINDOW))
     found = find_stream_start(head, whole=end - start <= _HEAD_WINDOW)
     if found is None:
-        raise AudioError(
-            f"{path}: no run of MPEG audio frames at the start of the file: it is not MP3 audio, "
-            f"or it is damaged. {_FIX_EXPORT}"
+        raise _refused(
+            path,
+            (
+                "inga MPEG-ljudramar i början av filen: det är inte MP3-ljud, eller så är "
+                "filen skadad",
+                "no run of MPEG audio frames at the start of the file: it is not MP3 audio, "
+                "or it is damaged",
+            ),
         )
     offset, first = found
     declared = xing_byte_count(head[offset : offset + first.length])
     # Encoders differ on whether the count includes a leading ID3 tag: allow for it.
     available = end - offset
     if declared is not None and available < declared:
-        raise AudioError(
-            f"{path}: the file is cut short: its MP3 header announces {declared} bytes of audio "
-            f"but only {end - start - offset} are there (an interrupted copy or download?). "
-            "Copy the complete file again."
+        there = end - start - offset
+        raise _refused(
+            path,
+            (
+                f"filen är avklippt: MP3-huvudet utlovar {declared} byte ljud men bara {there} "
+                "finns (en avbruten kopiering eller nedladdning?)",
+                f"the file is cut short: its MP3 header announces {declared} bytes of audio "
+                f"but only {there} are there (an interrupted copy or download?)",
+            ),
+            _FIX_COPY,
+            f"inbox/{path.name}",
         )
     tail_start = max(start + offset, end - _TAIL_WINDOW)
     if tail_is_cut(_read_range(path, tail_start, end - tail_start), first):
-        raise AudioError(
-            f"{path}: the file is cut short: its last MP3 frame is incomplete (an interrupted "
-            "copy or download?). Copy the complete file again."
+        raise _refused(
+            path,
+            (
+                "filen är avklippt: den sista MP3-ramen är ofullständig (en avbruten "
+                "kopiering eller nedladdning?)",
+                "the file is cut short: its last MP3 frame is incomplete (an interrupted "
+                "copy or download?)",
+            ),
+            _FIX_COPY,
+            f"inbox/{path.name}",
         )
 
 
@@ -353,9 +388,19 @@ def _check_mp4_boxes(path: Path) -> None:
                 break
             pos += box_size
     if pos != size:
-        raise AudioError(
-            f"{path}: the M4A file is cut short or damaged: its boxes announce {pos} bytes but "
-            f"the file has {size}. Copy the complete file again, or export it again as M4A."
+        raise _refused(
+            path,
+            (
+                f"M4A-filen är avklippt eller skadad: dess delar (boxar) utlovar {pos} byte men "
+                f"filen har {size}",
+                f"the M4A file is cut short or damaged: its boxes announce {pos} bytes but the "
+                f"file has {size}",
+            ),
+            (
+                "Kopiera in hela filen igen, eller exportera den igen som M4A",
+                "Copy the complete file again, or export it again as M4A",
+            ),
+            f"inbox/{path.name}",
         )
 
 
@@ -381,37 +426,22 @@ def _id3_description(tags: ID3 | None) -> str | None:
     return _first_text(tags, ("TDES", "TXXX:comment", "TXXX:description"))
 
 
-def recommendation_warnings(sample_rate: int, channels: int, bitrate: int) -> tuple[str, ...]:
-    """Warnings for audio that works but is below what podcast apps recommend."""
-    warnings: list[str] = []
-    wanted = RECOMMENDED_BITRATE.get(min(channels, 2), 128_000)
-    if bitrate < wanted * 0.95:
-        layout = "mono" if channels == 1 else "stereo"
-        warnings.append(
-            f"bitrate {round(bitrate / 1000)} kbps is below Apple's recommended "
-            f"{wanted // 1000} kbps for {layout}; export at {wanted // 1000} kbps or more"
-        )
-    if sample_rate not in RECOMMENDED_SAMPLE_RATES:
-        warnings.append(
-            f"sample rate {sample_rate} Hz is unusual for podcasts; export at 44100 or 48000 Hz"
-        )
-    if channels > 2:
-        warnings.append(f"{channels} channels; podcasts should be mono or stereo")
-    return tuple(warnings)
-
-
 def _inspect_mp3(path: Path) -> AudioInfo:
-    audio = _load(MP3, path, "MP3 audio")
+    audio = _load(MP3, path, ("MP3-ljud", "MP3 audio"))
     info: Any = audio.info  # mutagen declares FileType.info as None
     if info.layer != 3:
-        raise AudioError(
-            f"{path}: this is MPEG-{info.version} Layer {info.layer} audio, not MP3 (Layer III). "
-            f"{_FIX_EXPORT}"
+        kind = f"MPEG-{info.version} Layer {info.layer}"
+        raise _refused(
+            path,
+            (f"är {kind}-ljud, inte MP3 (Layer III)", f"this is {kind} audio, not MP3 (Layer III)"),
         )
     if info.sketchy:
-        raise AudioError(
-            f"{path}: too few MPEG frames to be sure this is MP3 audio; it is damaged or not "
-            f"audio. {_FIX_EXPORT}"
+        raise _refused(
+            path,
+            (
+                "för få MPEG-ramar för att vara säkert MP3-ljud; filen är skadad eller inget ljud",
+                "too few MPEG frames to be sure this is MP3 audio; it is damaged or not audio",
+            ),
         )
     _check_duration(path, info.length)
     start, end = mp3_audio_range(path)
@@ -427,17 +457,22 @@ def _inspect_mp3(path: Path) -> AudioInfo:
         bitrate=int(info.bitrate),
         title=_first_text(audio.tags, ("TIT2",)),
         description=_id3_description(audio.tags),
-        warnings=recommendation_warnings(info.sample_rate, info.channels, info.bitrate),
+        warnings=recommendation_warnings(info.sample_rate, info.channels, info.bitrate, path.name),
     )
 
 
 def _inspect_m4a(path: Path) -> AudioInfo:
-    audio = _load(MP4, path, "an MP4/M4A file")
+    audio = _load(MP4, path, ("en MP4/M4A-fil", "an MP4/M4A file"))
     info: Any = audio.info  # mutagen declares FileType.info as None
     codec = getattr(info, "codec", "")
     if not codec.startswith("mp4a"):
-        raise AudioError(
-            f"{path}: the MP4 file has no AAC audio track (found {codec or 'none'}). {_FIX_EXPORT}"
+        found = codec or "none"
+        raise _refused(
+            path,
+            (
+                f"MP4-filen har inget AAC-ljudspår (hittade {found})",
+                f"the MP4 file has no AAC audio track (found {found})",
+            ),
         )
     _check_duration(path, info.length)
     _check_mp4_boxes(path)
@@ -454,15 +489,18 @@ def _inspect_m4a(path: Path) -> AudioInfo:
         bitrate=bitrate,
         title=_first_text(audio.tags, ("©nam",)),
         description=_first_text(audio.tags, ("ldes", "desc", "©cmt")),
-        warnings=recommendation_warnings(info.sample_rate, info.channels, bitrate),
+        warnings=recommendation_warnings(info.sample_rate, info.channels, bitrate, path.name),
     )
 
 
 def _check_duration(path: Path, length: float) -> None:
     if not length or length <= 0:
-        raise AudioError(
-            f"{path}: the audio has no duration (0 seconds): the export holds no sound. "
-            f"{_FIX_EXPORT}"
+        raise _refused(
+            path,
+            (
+                "ljudet är 0 sekunder långt: exporten innehåller inget ljud",
+                "the audio has no duration (0 seconds): the export holds no sound",
+            ),
         )
 
 
@@ -471,16 +509,32 @@ def _check_readable(path: Path) -> None:
         with path.open("rb") as f:
             first = f.read(1)
     except FileNotFoundError:
-        raise AudioError(f"{path}: the file does not exist; drop the audio file again.") from None
+        raise _refused(
+            path,
+            ("filen finns inte", "the file does not exist"),
+            ("Kopiera in ljudfilen i inbox/ igen", "Copy the audio file into inbox/ again"),
+            f"inbox/{path.name}",
+        ) from None
     except OSError as exc:
-        raise AudioError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Check that it is a regular file "
-            "with read permission, then drop it in again."
+        cause = exc.strerror or exc
+        raise _refused(
+            path,
+            (f"går inte att läsa ({cause})", f"cannot be read ({cause})"),
+            (
+                "Kontrollera att det är en vanlig fil som får läsas och lägg in den igen",
+                "Check that it is a regular file with read permission, then drop it in again",
+            ),
+            f"inbox/{path.name}",
         ) from None
     if not first:
-        raise AudioError(
-            f"{path}: the file is empty (0 bytes): the copy failed or is not finished. "
-            "Copy the audio file again."
+        raise _refused(
+            path,
+            (
+                "filen är tom (0 byte): kopieringen misslyckades eller är inte klar",
+                "the file is empty (0 bytes): the copy failed or is not finished",
+            ),
+            _FIX_COPY,
+            f"inbox/{path.name}",
         )
 
 
@@ -501,13 +555,20 @@ def inspect_audio(path: Path) -> AudioInfo:
             return _inspect_mp3(path)
         except AudioError:
             if kind is None:
-                raise AudioError(
-                    f"{path}: not an audio file we can publish: no MP3 or M4A audio was found "
-                    f"(random or damaged data?). {_FIX_EXPORT}"
+                raise _refused(
+                    path,
+                    (
+                        "ingen ljudfil vi kan publicera: inget MP3- eller M4A-ljud hittades "
+                        "(slumpdata eller en skadad fil?)",
+                        "not an audio file we can publish: no MP3 or M4A audio was found "
+                        "(random or damaged data?)",
+                    ),
                 ) from None
             raise
-    raise AudioError(
-        f"{path}: this is {kind} file, not MP3 or M4A, whatever its name says. "
-        "Export it as MP3 (44.1 kHz, 64 kbps mono or 128 kbps stereo) or M4A (AAC) "
-        "and drop it in again."
+    raise _refused(
+        path,
+        (
+            f"innehåller {_sv_kind(kind)}, inte MP3 eller M4A, vad filnamnet än säger",
+            f"this is {kind} file, not MP3 or M4A, whatever its name says",
+        ),
     )

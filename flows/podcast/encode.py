@@ -40,7 +40,16 @@ from typing import TYPE_CHECKING, Literal
 
 from flows.core.errors import AudioError
 from flows.core.fsio import atomic_replace
-from flows.podcast.ffmpeg import ffmpeg_exe, ffmpeg_timeout, input_args, run_ffmpeg
+from flows.core.schema import Text
+from flows.podcast.ffmpeg import (
+    CHECKING,
+    ENCODING,
+    MEASURING,
+    ffmpeg_exe,
+    ffmpeg_timeout,
+    input_args,
+    run_ffmpeg,
+)
 from flows.podcast.loudness import (
     Loudness,
     LoudnessTarget,
@@ -53,6 +62,7 @@ from flows.podcast.loudness import (
     parse_loudnorm_json,
     probe_master,
 )
+from flows.podcast.report import file_note
 
 if TYPE_CHECKING:
     from flows.core.settings import Settings
@@ -153,21 +163,36 @@ def encode_command(
 
 
 def _check_settings(src: Path, bitrate_kbps: int, channels: int | None) -> None:
+    """The encode settings a technician chose (mp3_bitrate_kbps, force_channels)."""
     if not 32 <= bitrate_kbps <= 320:
-        raise AudioError(f"{src}: MP3 bitrate {bitrate_kbps} kbps: choose 32 to 320 kbps.")
+        what = (f"MP3-bithastigheten {bitrate_kbps} kbit/s", f"MP3 bitrate {bitrate_kbps} kbps")
+        fix = ("Välj 32 till 320 kbit/s", "Choose 32 to 320 kbps")
+        raise AudioError(file_note(src, what, fix, "KRAFTSAMLING_MP3_BITRATE_KBPS=128"))
     if channels not in (None, 1, 2):
-        raise AudioError(f"{src}: forced channels {channels}: choose 1 (mono) or 2 (stereo).")
+        what = (f"tvingade kanaler {channels}", f"forced channels {channels}")
+        fix = ("Välj 1 (mono) eller 2 (stereo)", "Choose 1 (mono) or 2 (stereo)")
+        raise AudioError(file_note(src, what, fix, "KRAFTSAMLING_FORCE_CHANNELS=2"))
 
 
-def _describe_miss(out: Loudness, aim: float, ceiling: float, tolerance: float) -> list[str]:
+def _describe_miss(out: Loudness, aim: float, ceiling: float, tolerance: float) -> list[Text]:
+    """How an encoded MP3 missed the target, (Swedish, English) per miss."""
     misses = []
-    if abs(out.integrated_lufs - aim) > tolerance:
+    off = abs(out.integrated_lufs - aim)
+    if off > tolerance:
         misses.append(
-            f"measures {out.integrated_lufs:.1f} LUFS, {abs(out.integrated_lufs - aim):.1f} LU "
-            f"off the {aim:g} LUFS target"
+            (
+                f"mäter {out.integrated_lufs:.1f} LUFS, {off:.1f} LU från målet {aim:g} LUFS",
+                f"measures {out.integrated_lufs:.1f} LUFS, {off:.1f} LU off the {aim:g} LUFS "
+                "target",
+            )
         )
     if out.true_peak_dbtp > ceiling:
-        misses.append(f"peaks at {out.true_peak_dbtp:.1f} dBTP, above the {ceiling:g} dBTP limit")
+        misses.append(
+            (
+                f"toppar på {out.true_peak_dbtp:.1f} dBTP, över gränsen {ceiling:g} dBTP",
+                f"peaks at {out.true_peak_dbtp:.1f} dBTP, above the {ceiling:g} dBTP limit",
+            )
+        )
     return misses
 
 
@@ -198,7 +223,7 @@ def normalise_to_mp3(
     measure = measure_command(exe, src, fmt)
     commands.append(tuple(measure))
     source_run = run_ffmpeg(
-        measure, subject=src, doing="measuring loudness", timeout=timeout, report="ebur128"
+        measure, subject=src, doing=MEASURING, timeout=timeout, report="ebur128"
     )
     source = loudness_from_report(src, source_run)
 
@@ -250,13 +275,13 @@ class _Encode:
         check = measure_command(self.exe, tmp, "mp3")
         self.commands.extend([tuple(command), tuple(check)])
         run = run_ffmpeg(
-            command, subject=self.src, doing="encoding MP3", timeout=self.timeout, report="loudnorm"
+            command, subject=self.src, doing=ENCODING, timeout=self.timeout, report="loudnorm"
         )
         mode = parse_loudnorm_json(run.report).get("normalization_type", "unknown")
         check_run = run_ffmpeg(
             check,
             subject=self.src,
-            doing="measuring the MP3",
+            doing=CHECKING,
             timeout=self.timeout,
             report="ebur128",
         )
@@ -315,16 +340,30 @@ def _encode_warnings(
 ) -> list[str]:
     """An encode still off target after every attempt, and a very quiet source."""
     warnings = [
-        f"{src.name}: the encoded MP3 {miss} after {attempts} attempts; "
-        "check the master for clipping or extreme dynamics."
-        for miss in _describe_miss(out, goal, target.true_peak, target.tolerance_lu)
-    ]
+        file_note(
+            src.name,
+            (f"den kodade MP3-filen {sv} efter {attempts} försök",
+             f"the encoded MP3 {en} after {attempts} attempts"),
+            ("Kontrollera mastern: är den överstyrd (klipper) eller har den mycket stor "
+             "dynamik? Exportera den igen", "Check the master for clipping or extreme "
+             "dynamics, and export it again"),
+            "WAV, 24 bit, 48000 Hz, -1 dBTP",
+        )
+        for sv, en in _describe_miss(out, goal, target.true_peak, target.tolerance_lu)
+    ]  # fmt: skip
     gain = goal - source.integrated_lufs
     if gain > QUIET_GAIN_WARNING:
+        level = source.integrated_lufs
         warnings.append(
-            f"{src.name}: the source is very quiet ({source.integrated_lufs:.1f} LUFS) and was "
-            f"raised {gain:.0f} dB, which makes its noise audible; record or export it louder."
-        )
+            file_note(
+                src.name,
+                (f"källan är mycket tyst ({level:.1f} LUFS) och höjdes {gain:.0f} dB, så "
+                 "bruset i den hörs", f"the source is very quiet ({level:.1f} LUFS) and was "
+                 f"raised {gain:.0f} dB, which makes its noise audible"),
+                ("Spela in eller exportera den starkare", "Record or export it louder"),
+                f"{src.stem}.wav, -16 LUFS",
+            )
+        )  # fmt: skip
     return warnings
 
 
@@ -398,6 +437,21 @@ class PreparedAudio:
     encode: EncodeResult | None = None  # what the encode did (commands, modes) for the artifact
 
 
+def _reencoded_note(src: Path, measured: Loudness, result: EncodeResult) -> str:
+    """The note on an MP3/M4A that was off target and re-encoded (`normalise_lossy`)."""
+    before, after = measured.integrated_lufs, result.measured.integrated_lufs
+    return file_note(
+        src.name,
+        (f"kodades om till MP3 (normalise_lossy är på): {before:.1f} -> {after:.1f} LUFS; "
+         "varje omkodning kostar lite ljudkvalitet",
+         f"re-encoded to MP3 (normalise_lossy is on): {before:.1f} -> {after:.1f} LUFS; "
+         "each re-encode costs some sound quality"),
+        ("Lägg hellre in mastern (WAV/FLAC) nästa gång",
+         "Drop the master (WAV/FLAC) next time instead"),
+        f"{src.stem}.wav",
+    )  # fmt: skip
+
+
 def prepare_audio(
     src: Path,
     work_dir: Path,
@@ -460,11 +514,7 @@ def prepare_audio(
             publish_path=out,
             kind="reencoded",
             loudness=result.loudness_record(),
-            warnings=(
-                f"{src.name}: re-encoded to MP3 (normalise_lossy is on): "
-                f"{measured.integrated_lufs:.1f} -> {result.measured.integrated_lufs:.1f} LUFS",
-                *result.warnings,
-            ),
+            warnings=(_reencoded_note(src, measured, result), *result.warnings),
             encode=result,
         )
     return PreparedAudio(

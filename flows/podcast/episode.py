@@ -24,7 +24,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,8 +36,15 @@ from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, CACHE_PRIVATE, Storage
 from flows.podcast.encode import PreparedAudio, max_parallel_encodes, prepare_audio
 from flows.podcast.inbox import Candidate, master_title_reason, open_regular, read_chunk
+from flows.podcast.limits import (
+    check_image,
+    check_transcript,
+    duplicate_note,
+    episode_problems,
+    refusal,
+)
 from flows.podcast.loudness import master_format, master_key, probe_master
-from flows.podcast.sidecar import MAX_TITLE, TRANSCRIPT_TYPES, clean_text
+from flows.podcast.sidecar import TRANSCRIPT_TYPES, clean_text
 
 AUDIO_PREFIX = "podcast/audio/"
 TRANSCRIPT_PREFIX = "podcast/transcripts/"
@@ -45,7 +52,6 @@ CHAPTERS_PREFIX = "podcast/chapters/"
 ART_PREFIX = "podcast/art/"
 CHAPTERS_TYPE = "application/json+chapters"
 CHAPTERS_VERSION = "1.2.0"
-IMAGE_TYPES = {"JPEG": (".jpg", "image/jpeg"), "PNG": (".png", "image/png")}
 DESCRIPTION_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote"}
 _BLOCK = r"</?(?:p|br|ul|ol|li|blockquote)\b[^>]*>"
 # A newline right after or right before a block-level tag (with the spaces around it).
@@ -205,45 +211,6 @@ def description_to_html(markdown: str) -> str:
 # --- prepare: check, make the audio, tag, describe uploads -------------------------------------
 
 
-def _check_transcript(path: Path) -> None:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(
-            f"{path.name}: the transcript is not UTF-8 text. Save it as UTF-8 and drop it again."
-        ) from None
-    if path.suffix.lower() == ".vtt" and not text.startswith("WEBVTT"):
-        raise InputError(
-            f"{path.name}: a WebVTT transcript must start with the line 'WEBVTT'. "
-            "Export it again as WebVTT (.vtt)."
-        )
-    if not text.strip():
-        raise InputError(f"{path.name}: the transcript is empty. Export it again.")
-
-
-def _check_image(path: Path) -> tuple[str, str, list[str]]:
-    """Extension, MIME type and warnings of an episode image (JPEG/PNG, ideally square)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            fmt, (width, height) = image.format, image.size
-    except (UnidentifiedImageError, OSError):
-        raise InputError(
-            f"{path.name}: the episode image is not a readable JPEG or PNG. Export it again."
-        ) from None
-    if fmt not in IMAGE_TYPES:
-        raise InputError(f"{path.name}: the episode image is {fmt}; use JPEG or PNG.")
-    warnings = []
-    if width != height or not 1400 <= width <= 3000:
-        warnings.append(
-            f"{path.name}: Apple wants square episode art of 1400-3000 px; this is "
-            f"{width}x{height}."
-        )
-    extension, mime = IMAGE_TYPES[fmt]
-    return extension, mime, warnings
-
-
 def _content_format(path: Path) -> str | None:
     """`master_format`, with an unreadable file left for the audio checks to explain."""
     try:
@@ -331,10 +298,13 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     """
     meta = candidate.meta
     existing = context.published.get(candidate.slug)
+    # What apps refuse is refused first, before the audio is encoded (`flows.podcast.limits`).
+    _check_limits(candidate, meta.title or "", meta.description)
     # Each dropped file is copied once, never through a link; the steps below read the copy.
     inbox, dropped = candidate.audio.parent, _dropped_dir(candidate, context)
     source = dropped / candidate.audio.name
     source_sha256 = copy_dropped(candidate.audio, inbox, source)
+    _refuse_duplicate(candidate, source_sha256, context.published.values())
     prepared_audio, info, source_format = make_audio(candidate, source, context)
     warnings = [
         *meta.warnings,
@@ -344,6 +314,7 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     ]
     title = _episode_title(candidate, info)
     description = _episode_description(candidate, info)
+    _check_limits(candidate, title, description)  # the file's own tags may be longer
     if not description:
         warnings.append(f"{candidate.audio.name}: no description; apps will show only the title.")
     _check_chapters(candidate, info.duration)
@@ -410,12 +381,24 @@ def _episode_title(candidate: Candidate, info: Any) -> str:
             f"give one. Drop a {candidate.name}.md next to it with 'title: …' in its front "
             "matter (see episodes/README.md)."
         )
-    if len(title) > MAX_TITLE:
-        raise InputError(
-            f"{candidate.audio.name}: the title is {len(title)} characters; at most {MAX_TITLE} "
-            "are allowed. Shorten it in the sidecar."
-        )
     return title
+
+
+def _check_limits(candidate: Candidate, title: str, description: str) -> None:
+    """Refuse an episode whose text podcast apps would refuse (`limits.episode_problems`)."""
+    meta = candidate.meta
+    found = episode_problems(title, description, meta.chapters, meta.guests)
+    if found:
+        source = candidate.sidecar.name if candidate.sidecar else candidate.audio.name
+        raise InputError(refusal(source, found))
+
+
+def _refuse_duplicate(candidate: Candidate, sha256: str, published: Iterable[Episode]) -> None:
+    """Refuse audio that another episode of the catalog already is (the same SHA-256 as its
+    dropped file or its published audio); a re-drop under its own slug is not a duplicate."""
+    for record in published:
+        if record.slug != candidate.slug and sha256 in (record.source_sha256, record.sha256):
+            raise InputError(duplicate_note(candidate.audio.name, record))
 
 
 def _episode_description(candidate: Candidate, info: Any) -> str:
@@ -489,7 +472,7 @@ def _transcript_upload(candidate: Candidate, inbox: Path, dropped: Path) -> Uplo
         return None
     transcript = dropped / candidate.transcript.name
     transcript_hash = copy_dropped(candidate.transcript, inbox, transcript)
-    _check_transcript(transcript)
+    check_transcript(transcript)
     suffix = candidate.transcript.suffix.lower()
     key = f"{TRANSCRIPT_PREFIX}{candidate.slug}-{transcript_hash[:8]}{suffix}"
     return Upload(key, TRANSCRIPT_TYPES[suffix], path=transcript)
@@ -512,7 +495,7 @@ def _image_upload(
         return None, []
     art = dropped / candidate.image.name
     art_hash = copy_dropped(candidate.image, inbox, art)
-    ext, mime, image_warnings = _check_image(art)
+    ext, mime, image_warnings = check_image(art)
     key = f"{ART_PREFIX}{candidate.slug}-{art_hash[:8]}{ext}"
     return Upload(key, mime, path=art), image_warnings
 

@@ -34,11 +34,12 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import html
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -230,12 +231,16 @@ def build_feed(
     analytics_prefix: str | None = None,
     feed_url: str | None = None,
     cover_key: str | None = None,
+    kept: Mapping[str, etree._Element] | None = None,
 ) -> bytes:
     """The feed's bytes: RSS 2.0, UTF-8, newest first, scheduled and removed episodes left out.
 
     `public_url` is the base URL of the storage's public objects. `cover_key` is the
     uploaded cover art's key (see `cover_art_key`); without it the image is assumed at
-    `podcast/art/<file name of show.image>`. Pure: the same inputs give the same bytes.
+    `podcast/art/<file name of show.image>`. `kept` maps a guid to an `<item>` of the live
+    feed that goes in as it is instead of one built from the record (an episode already
+    live whose record cannot make an item keeps its last good one, see
+    `flows.podcast.feedpublish`). Pure: the same inputs give the same bytes.
     """
     base = public_url  # the parameter; links go through `urls` (storage.public_url)
     urls = _Urls.for_feed(base, analytics_prefix)
@@ -258,56 +263,80 @@ def build_feed(
     text(channel, "description", show.description)
     text(channel, "language", show.language)
     text(channel, "copyright", show.copyright or f"© {show.author}")
+    text(channel, "pubDate", rfc2822(items[0].publish_at if items else EMPTY_FEED_DATE))
     gone = [e for e in episodes if e.removed_at is not None and e.removed_at <= now]
     text(channel, "lastBuildDate", rfc2822(last_build_date(items, gone)))
     text(channel, "generator", GENERATOR)
+    cover = urls.object(cover_key or ART_PREFIX + PurePosixPath(show.image).name)
+    image = sub(channel, "image")
+    sub(image, "url").text = cover
+    text(image, "title", one_line(show.title))
+    text(image, "link", show.website)
     sub(channel, _ATOM_LINK, {"href": c(feed_url), "rel": "self", "type": "application/rss+xml"})
     text(channel, _IT + "author", show.author)
     owner = sub(channel, _IT + "owner")
     text(owner, _IT + "name", show.owner_name)
     text(owner, _IT + "email", show.owner_email)
-    cover = cover_key or ART_PREFIX + PurePosixPath(show.image).name
-    sub(channel, _IT_IMAGE, {"href": urls.object(cover)})
+    sub(channel, _IT_IMAGE, {"href": cover})
     category = sub(channel, _IT + "category", {"text": c(show.category)})
     if show.subcategory:
         sub(category, _IT + "category", {"text": c(show.subcategory)})
     text(channel, _IT_EXPLICIT, "true" if show.explicit else "false")
     text(channel, _IT + "type", show.type)
-    if show.new_feed_url:
-        text(channel, _IT + "new-feed-url", show.new_feed_url)
-    if show.block:
-        text(channel, _IT + "block", "Yes")
-    if show.complete:
-        text(channel, _IT + "complete", "Yes")
-    text(channel, _PC + "guid", show.podcast_guid or podcast_guid(feed_url))
-    locked = text(channel, _PC + "locked", "yes" if show.locked else "no")
-    locked.set("owner", c(show.owner_email))
-    text(channel, _PC + "medium", show.medium)
-    if show.funding_url:
-        funding = text(channel, _PC + "funding", show.funding_text or show.title)
-        funding.set("url", c(show.funding_url))
+    _optional_channel_tags(channel, show, feed_url)
     hosts = [one_line(name) for name in show.hosts]
     for name in hosts:
         sub(channel, _PC_PERSON, role="host").text = name
 
-    template = _item_template(hosts)
+    template = _item_template(hosts, c(show.author))
+    kept = kept or {}
     for episode in items:
-        _add_item(channel, template, episode, urls, show.language)
+        if episode.guid in kept:
+            last_good = copy.deepcopy(kept[episode.guid])
+            last_good.tail = None
+            channel.append(last_good)
+        else:
+            _add_item(channel, template, episode, urls, show.language)
 
     return etree.tostring(rss, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def _item_template(hosts: Sequence[str]) -> etree._Element:
+def _optional_channel_tags(channel: etree._Element, show: Show, feed_url: str) -> None:
+    """The iTunes flags a show may set, then the Podcasting 2.0 channel tags."""
+
+    def text(tag: str, value: str) -> etree._Element:
+        element = etree.SubElement(channel, tag)
+        element.text = clean_text(value)
+        return element
+
+    if show.new_feed_url:
+        text(_IT + "new-feed-url", show.new_feed_url)
+    if show.block:
+        text(_IT + "block", "Yes")
+    if show.complete:
+        text(_IT + "complete", "Yes")
+    text(_PC + "guid", show.podcast_guid or podcast_guid(feed_url))
+    locked = text(_PC + "locked", "yes" if show.locked else "no")
+    locked.set("owner", clean_text(show.owner_email))
+    text(_PC + "medium", show.medium)
+    if show.funding_url:
+        funding = text(_PC + "funding", show.funding_text or show.title)
+        funding.set("url", clean_text(show.funding_url))
+
+
+def _item_template(hosts: Sequence[str], author: str) -> etree._Element:
     """The fixed part of every <item>, built once per feed; `_add_item` copies and fills it.
 
     Copying one small tree in C is about twice as fast as a dozen SubElement calls per
-    item. The show's hosts are the same in every item, so they are part of the template.
+    item. The show's author and hosts are the same in every item, so they are part of the
+    template.
     """
     channel = etree.SubElement(etree.Element("rss", nsmap=NSMAP), "channel")
     item = etree.SubElement(channel, "item")
     for tag in _TEMPLATE_TAGS:
         etree.SubElement(item, tag)
     item[_GUID].set("isPermaLink", "false")
+    etree.SubElement(item, _IT + "author").text = author
     for name in hosts:
         etree.SubElement(item, _PC_PERSON, role="host").text = name
     return item

@@ -1,7 +1,9 @@
 """The gate before a feed goes out: cover art podcast apps accept, and a feed they can read.
 
 - `check_cover_art(data, source)`: Pillow reads the header; square, 1400-3000 px, JPEG or PNG,
-  RGB (what Apple Podcasts demands). A refusal is an `InputError` naming the file and the fix.
+  RGB without transparency (what Apple Podcasts demands). A refusal is an `InputError` naming
+  the file and the fix. A publish run checks it first, before any upload
+  (`flows.podcast.show.read_show_files`).
 - `check_feed(new_xml, live_xml=..., episodes=...)`: the new feed is read by real client
   parsers (feedparser, podcastparser) and lxml; it must carry Apple's required tags, every
   item a guid, an absolute enclosure with a byte length and a duration; and it must not lose
@@ -34,13 +36,14 @@ COVER_FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png")}
 
 
 def check_cover_art(data: bytes, source: str) -> None:
-    """Refuse cover art podcast apps reject: square, 1400-3000 px, JPEG or PNG, RGB."""
+    """Refuse cover art podcast apps reject: square, 1400-3000 px, JPEG or PNG, RGB, opaque."""
     from PIL import Image, UnidentifiedImageError
 
     fix = f"Export it as a {COVER_MAX}x{COVER_MAX} px RGB JPEG or PNG and run again."
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             fmt, (width, height), mode = image.format, image.size, image.mode
+            transparent = "transparency" in image.info  # a PNG's tRNS chunk
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         raise InputError(
             f"{source}: the cover art is not a readable image ({exc}). {fix}"
@@ -56,6 +59,8 @@ def check_cover_art(data: bytes, source: str) -> None:
         )
     if mode != "RGB":
         problems.append(f"its colour mode is {mode}, but Apple requires RGB (convert it to RGB)")
+    elif transparent:
+        problems.append("it has a transparent colour, but Apple requires no transparency")
     if problems:
         raise InputError(f"{source}: the cover art is refused: {'; '.join(problems)}. {fix}")
 

@@ -5,7 +5,8 @@
 - `run_ffmpeg(command, ...)` streams stderr and keeps only its last lines (a 6-hour file does
   not fill memory) plus the filter's report block (loudnorm's JSON, ebur128's summary); a
   timeout proportional to the audio's duration (`ffmpeg_timeout`) stops ffmpeg and anything
-  it started; a failure raises `AudioError` that quotes ffmpeg's own last lines.
+  it started; a failure raises `AudioError`, a note in Swedish and English (what ffmpeg was
+  doing, the fix, an example) followed once by ffmpeg's own last lines.
 - `input_args(path, fmt)` names the demuxer of a format we know: ffmpeg's content sniffing
   can tie (a 1 kHz tone in a WAV or AIFF also probes as MPEG-TS, and the file fails to open).
 
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import IO
 
 from flows.core.errors import AudioError
+from flows.core.schema import Text
+from flows.podcast.report import file_note
 
 TAIL_LINES = 40  # how much of ffmpeg's stderr is kept
 ERROR_LINES = 12  # how much of it an error message quotes
@@ -36,10 +39,16 @@ _MAX_PARTIAL_LINE = 64 * 1024  # a line longer than this (no newline) is cut, no
 TIMEOUT_BASE_SECONDS = 60.0
 TIMEOUT_PER_AUDIO_SECOND = 0.5  # ffmpeg must manage 2x real time; it does 20-100x
 INPUT_DEMUXERS = {"wav": "wav", "flac": "flac", "aiff": "aiff", "mp3": "mp3", "m4a": "mov"}
-_FIX_FFMPEG = (
-    "Reinstall imageio-ffmpeg (`pip install --force-reinstall imageio-ffmpeg`), or point "
-    "IMAGEIO_FFMPEG_EXE at a working ffmpeg with libmp3lame."
+_FIX_FFMPEG: Text = (
+    "Be en tekniker installera om imageio-ffmpeg, eller peka IMAGEIO_FFMPEG_EXE på en "
+    "fungerande ffmpeg med libmp3lame",
+    "Reinstall imageio-ffmpeg, or point IMAGEIO_FFMPEG_EXE at a working ffmpeg with libmp3lame",
 )
+_REINSTALL = "pip install --force-reinstall imageio-ffmpeg"
+# What a run was doing, for its notes: (Swedish, English).
+MEASURING: Text = ("mäta ljudnivån", "measuring loudness")
+ENCODING: Text = ("koda MP3-filen", "encoding MP3")
+CHECKING: Text = ("mäta den kodade MP3-filen", "measuring the MP3")
 
 
 def ffmpeg_exe() -> str:
@@ -48,16 +57,23 @@ def ffmpeg_exe() -> str:
         import imageio_ffmpeg
     except ImportError:
         raise AudioError(
-            "ffmpeg is not available: the imageio-ffmpeg package is not installed. "
-            "Install it with `pip install imageio-ffmpeg`."
-        ) from None
+            file_note(
+                "ffmpeg",
+                ("finns inte: paketet imageio-ffmpeg är inte installerat",
+                 "is not available: the imageio-ffmpeg package is not installed"),
+                ("Be en tekniker installera det", "Install it"),
+                "pip install imageio-ffmpeg",
+            )
+        ) from None  # fmt: skip
     try:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
-        raise AudioError(f"ffmpeg could not be found ({exc}). {_FIX_FFMPEG}") from None
+        what = (f"hittades inte ({exc})", f"could not be found ({exc})")
+        raise AudioError(file_note("ffmpeg", what, _FIX_FFMPEG, _REINSTALL)) from None
     # imageio-ffmpeg returns IMAGEIO_FFMPEG_EXE without checking it.
     if os.sep in exe and not os.access(exe, os.X_OK):
-        raise AudioError(f"ffmpeg {exe} does not exist or is not executable. {_FIX_FFMPEG}")
+        what = ("finns inte eller är inte körbar", "does not exist or is not executable")
+        raise AudioError(file_note(f"ffmpeg {exe}", what, _FIX_FFMPEG, _REINSTALL))
     return exe
 
 
@@ -126,15 +142,16 @@ def run_ffmpeg(
     command: Sequence[str],
     *,
     subject: Path,
-    doing: str,
+    doing: Text,
     timeout: float,
     report: str | None = None,
 ) -> FfmpegRun:
     """Run one ffmpeg command (stdin closed, stdout discarded, stderr streamed).
 
-    `report`: the filter whose end-of-run report to keep ("loudnorm", "ebur128").
-    A non-zero exit, a timeout or a missing binary raises AudioError naming `subject`, what
-    was being done, and ffmpeg's own last lines.
+    `doing`: what the run does, (Swedish, English), e.g. `MEASURING`. `report`: the filter
+    whose end-of-run report to keep ("loudnorm", "ebur128"). A non-zero exit, a timeout or a
+    missing binary raises AudioError naming `subject`, what was being done, the fix, and
+    ffmpeg's own last lines.
     """
     command = tuple(str(part) for part in command)
     keeper = _StderrKeeper(report)
@@ -148,10 +165,12 @@ def run_ffmpeg(
             start_new_session=True,
         )
     except OSError as exc:
-        raise AudioError(
-            f"{subject}: cannot start ffmpeg ({command[0]}) for {doing}: "
-            f"{exc.strerror or exc}. {_FIX_FFMPEG}"
-        ) from None
+        cause = exc.strerror or exc
+        what = (
+            f"ffmpeg ({command[0]}) gick inte att starta för att {doing[0]}: {cause}",
+            f"cannot start ffmpeg ({command[0]}) for {doing[1]}: {cause}",
+        )
+        raise AudioError(file_note(subject, what, _FIX_FFMPEG, _REINSTALL)) from None
     assert proc.stderr is not None
     timed_out = threading.Event()
 
@@ -174,18 +193,27 @@ def run_ffmpeg(
         if proc.poll() is None:  # interrupted (KeyboardInterrupt): never leave it running
             _kill_group(proc)
             proc.wait()
+    said = f"ffmpeg said:\n{quote_tail(keeper.tail)}"
     if timed_out.is_set():
-        raise AudioError(
-            f"{subject}: ffmpeg did not finish {doing} within {timeout:.0f} s and was stopped. "
-            f"Its last lines:\n{quote_tail(keeper.tail)}\n"
-            "Check that the file is not on a stalled network drive, then run again."
+        what = (
+            f"ffmpeg blev inte klar med att {doing[0]} inom {timeout:.0f} s och stoppades",
+            f"ffmpeg did not finish {doing[1]} within {timeout:.0f} s and was stopped",
         )
+        fix = (
+            "Kontrollera att filen inte ligger på en nätverksenhet som hänger, och kör igen",
+            "Check that the file is not on a stalled network drive, then run again",
+        )
+        raise AudioError(file_note(subject, what, fix, "python -m flows podcast", said))
     if proc.returncode != 0:
-        raise AudioError(
-            f"{subject}: ffmpeg failed {doing} (exit status {proc.returncode}). "
-            f"ffmpeg said:\n{quote_tail(keeper.tail)}\n"
-            "If the file plays in an audio editor, export it again from there and drop it in."
+        what = (
+            f"ffmpeg misslyckades med att {doing[0]} (slutstatus {proc.returncode})",
+            f"ffmpeg failed {doing[1]} (exit status {proc.returncode})",
         )
+        fix = (
+            "Går filen att spela i ett ljudprogram: exportera den igen därifrån och lägg in den",
+            "If the file plays in an audio editor, export it again from there and drop it in",
+        )
+        raise AudioError(file_note(subject, what, fix, "WAV, 24 bit, 48000 Hz", said))
     return FfmpegRun(command, tuple(keeper.tail), tuple(keeper.report))
 
 

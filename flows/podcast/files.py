@@ -2,9 +2,11 @@
 
 `settle_files` moves the files of every published episode to `published/` and those of every
 refused one to `failed/`, with an `<name>.error.txt` saying what is wrong and how to fix it
-(Swedish and English). Files of episodes that storage could not take stay in the inbox and
-are retried by the next run. Producers' files are never deleted or overwritten: a taken name
-gets a number (`name-2.mp3`).
+(Swedish and English). A published episode with warnings (loudness off target, a low bitrate,
+a title changed to plain text …) gets `<name>.notes.txt` beside it, with each warning and its
+fix: the producer reads it where the file went, not only in the run's console. Files of
+episodes that storage could not take stay in the inbox and are retried by the next run.
+Producers' files are never deleted or overwritten: a taken name gets a number (`name-2.mp3`).
 
 Each group moves through a journal (`inbox/.moving-<slug>.json`, hidden, so the scan never
 sees it): written whole first (`flows.core.fsio`), then carried out, then deleted. A run
@@ -34,9 +36,24 @@ from flows.core.fsio import atomic_write
 from flows.core.models import STOCKHOLM
 from flows.podcast.episode import Failed, Prepared
 from flows.podcast.inbox import file_kind, slugify
+from flows.podcast.report import NOTES_SUFFIX, SV_KINDS, file_note
 
 MOVE_JOURNAL = ".moving-{}.json"  # in the inbox: hidden, so the scan never sees it
 _JOURNAL_TMP = ".tmp"  # a journal being written: `.moving-<slug>.json.tmp<random>`
+
+
+def _visible(path: Path) -> tuple[str, str]:
+    """(stem, suffix) of a file as it is put in published/ or failed/: a hidden name loses
+    its leading dots there, so the producer sees the file and its note.
+
+    >>> _visible(Path(".avsnitt.mp3")), _visible(Path("...mp3")), _visible(Path("a.b.mp3"))
+    (('avsnitt', '.mp3'), ('utan-namn', '.mp3'), ('a.b', '.mp3'))
+    """
+    if not path.name.startswith("."):
+        return path.stem, path.suffix
+    name = path.name.lstrip(".")
+    stem, dot, suffix = name.rpartition(".")
+    return (stem, f".{suffix}") if stem else ("utan-namn", f"{dot}{suffix}" if dot else f".{name}")
 
 
 def _free_names(folder: Path, files: Sequence[Path], extra_suffix: str | None) -> dict[Path, Path]:
@@ -44,10 +61,10 @@ def _free_names(folder: Path, files: Sequence[Path], extra_suffix: str | None) -
     number = 1
     while True:
         tag = "" if number == 1 else f"-{number}"
-        targets = {f: folder / f"{f.stem}{tag}{f.suffix}" for f in files}
+        targets = {f: folder / f"{_visible(f)[0]}{tag}{_visible(f)[1]}" for f in files}
         names = list(targets.values())
         if extra_suffix is not None:
-            names.append(folder / f"{files[0].stem}{tag}{extra_suffix}")
+            names.append(folder / f"{_visible(files[0])[0]}{tag}{extra_suffix}")
         if not any(os.path.lexists(path) for path in names):
             return targets
         number += 1
@@ -113,10 +130,17 @@ def _left_note(here: Path, source: Path, target: Path, mode: int, exc: OSError) 
     cause = exc.strerror or str(exc)
     if exc.errno == errno.EXDEV:
         cause += f": {here.name}/ is on another file system than {target.parent.name}/"
-    return (
-        f"{source.name} was left in {here.name}/: it is {file_kind(mode)}, not a regular "
-        f"file, and could not be moved to {target.parent.name}/ ({cause}). It stays refused "
-        f"and is never read. Remove it from {here.name}/ by hand."
+    kind, into = file_kind(mode), target.parent.name
+    sv_kind = SV_KINDS.get(kind, kind)
+    return file_note(
+        source.name,
+        (
+            f"lämnades kvar i {here.name}/: den är {sv_kind} (ingen vanlig fil) och kunde inte "
+            f"flyttas till {into}/ ({cause}); den läses aldrig",
+            f"was left in {here.name}/: it is {kind}, not a regular file, and could not be "
+            f"moved to {into}/ ({cause}). It stays refused and is never read",
+        ),
+        (f"Ta bort den ur {here.name}/ för hand", f"Remove it from {here.name}/ by hand"),
     )
 
 
@@ -185,11 +209,16 @@ def _do_moves(journal: Path, document: dict[str, Any]) -> list[str]:
 
 
 def move_group(
-    files: Sequence[Path], folder: Path, error_text: str | None = None
+    files: Sequence[Path],
+    folder: Path,
+    error_text: str | None = None,
+    *,
+    suffix: str = ".error.txt",
 ) -> tuple[Path, list[str]]:
     """Move a group of files (audio first) into `folder`; never overwrites, never deletes.
 
-    With `error_text`, `<name>.error.txt` is written beside them. Returns the audio's path
+    With `error_text`, `<name><suffix>` is written beside them (`<name>.error.txt`, or
+    `<name>.notes.txt` for a published episode's warnings). Returns the audio's path
     and notes on entries left in the inbox (a link, FIFO or folder that a rename cannot move
     across file systems; the notes are in the error file too). The moves are first written
     to a journal (`inbox/.moving-<slug>.json`): a run killed halfway leaves it, and the next
@@ -203,7 +232,7 @@ def move_group(
         what = f"move {files[0].name} to {folder.name}/"
         raise MoveFailed(journal, what, exc, kept=False) from exc
     present = [f for f in files if os.path.lexists(f)]
-    targets = _free_names(folder, present, ".error.txt" if error_text is not None else None)
+    targets = _free_names(folder, present, suffix if error_text is not None else None)
     audio_target = targets.get(files[0], folder / files[0].name)
 
     def relative(path: Path) -> str:
@@ -215,8 +244,8 @@ def move_group(
         "error_text": error_text,
     }
     if error_text is not None:
-        document["error_file"] = relative(folder / f"{audio_target.stem}.error.txt")
-        document["error_seen"] = relative(folder / f"{files[0].stem}.error.txt")
+        document["error_file"] = relative(folder / f"{audio_target.stem}{suffix}")
+        document["error_seen"] = relative(folder / f"{files[0].stem}{suffix}")
     try:
         _write_journal(journal, document)
     except OSError as exc:
@@ -282,13 +311,37 @@ def error_text(failed: Failed, now: datetime) -> str:
     )
 
 
+def notes_text(prepared: Prepared) -> str:
+    """The content of `published/<name>.notes.txt`: the episode was published, and each of
+    its warnings with the fix (Swedish and English); "" without warnings. No time in it: the
+    same files give the same notes, also when a crashed run's moves are finished later."""
+    if not prepared.warnings:
+        return ""
+    notes = "\n".join("  " + w.replace("\n", "\n  ") for w in prepared.warnings)
+    return (
+        "Avsnittet publicerades, men läs anmärkningarna. / The episode was published; read "
+        "the notes.\n"
+        "\n"
+        f"Fil / File: {prepared.candidate.audio.name}\n"
+        "\n"
+        "Anmärkningar och vad du kan göra / Notes and what you can do:\n"
+        f"{notes}\n"
+        "\n"
+        "Avsnittet ligger redan i flödet. Vill du rätta något: lägg in den rättade filen i\n"
+        "inbox/ med samma filnamn, så ersätts ljudet och avsnittet behåller sin plats.\n"
+        "The episode is already in the feed. To fix something, drop the corrected file in\n"
+        "inbox/ under the same name: the audio is replaced and the episode keeps its place.\n"
+    )
+
+
 def settle_files(
     show_dir: Path,
     published: Sequence[Prepared],
     failed: Sequence[Failed],
     now: datetime,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Move published episodes to published/ and refused ones to failed/ (with error files).
+    """Move published episodes to published/ (with a notes file when they have warnings)
+    and refused ones to failed/ (with error files).
 
     `retry` failures stay in the inbox. Returns ({audio file name: where it went}, {audio
     file name: a note}): the note names what stayed in the inbox and why, with the fix. A
@@ -298,13 +351,17 @@ def settle_files(
     moved: dict[str, str] = {}
     notes: dict[str, str] = {}
     groups: list[tuple[str, tuple[Path, ...], str, str | None]]
-    groups = [(p.candidate.audio.name, p.candidate.files, "published", None) for p in published]
+    groups = [
+        (p.candidate.audio.name, p.candidate.files, "published", notes_text(p) or None)
+        for p in published
+    ]
     groups += [
         (f.name, f.files, "failed", error_text(f, now)) for f in failed if not f.retry and f.files
     ]
     for name, files, folder, text in groups:
+        suffix = NOTES_SUFFIX if folder == "published" else ".error.txt"
         try:
-            target, left = move_group(files, show_dir / folder, text)
+            target, left = move_group(files, show_dir / folder, text, suffix=suffix)
         except MoveFailed as exc:
             notes[name] = exc.note()
             continue

@@ -13,7 +13,10 @@ text); it never moves or changes a file. It sorts what it sees into:
 - waiting: files still being copied (temporary suffixes, or changed in the last
   `settle_seconds`), left alone for a later run.
 
-Everything else in the folder (notes, stray images, dotfiles, folders) is left alone.
+Everything else in the folder (notes, stray images, dotfiles, folders) is left alone, but a
+hidden file named like audio (`.avsnitt.mp3`, `...mp3`; not macOS's `._x.mp3`) is refused
+with a note once settled, not left unseen for ever. Every reason is a note: the file, what
+is wrong, the fix and an example, in Swedish and English (`flows.podcast.report.file_note`).
 
 The drop folder is a boundary: only regular files inside it are read. A symlink, FIFO,
 device or directory with an episode file's name (audio, sidecar, transcript, chapters,
@@ -37,13 +40,16 @@ import os
 import re
 import stat
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from flows.core.errors import InputError
 from flows.core.models import Episode
+from flows.core.schema import Problem, Text, note
+from flows.podcast.report import SV_KINDS, file_note
 from flows.podcast.sidecar import IMAGE_SUFFIXES, TRANSCRIPT_TYPES, EpisodeMeta, parse_sidecar
+from flows.podcast.sidecar_values import sidecar_text
 
 LOSSY_SUFFIXES = (".mp3", ".m4a")  # published as they are (measured, maybe re-encoded)
 MASTER_SUFFIXES = (".wav", ".flac", ".aiff", ".aif")  # lossless masters, encoded to MP3
@@ -52,6 +58,16 @@ CHAPTERS_SUFFIXES = (".json",)  # Podcasting 2.0 chapters; never read, but never
 # An episode's files: a link, FIFO or folder with one of these names is refused, never read.
 DROP_SUFFIXES = (*AUDIO_SUFFIXES, ".md", *TRANSCRIPT_TYPES, *CHAPTERS_SUFFIXES, *IMAGE_SUFFIXES)
 TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".download", ".partial", ".filepart")
+NOT_OURS = ("._", ".moving-")  # hidden files that are never a producer's episode
+_HIDDEN: tuple[Text, Text] = (
+    ("namnet börjar med en punkt, så filen är dold (i Finder och Utforskaren) och publiceras "
+     "aldrig", "the name starts with a dot, so the file is hidden (in Finder and Explorer) "
+     "and would never be published"),
+    ("Byt namn på filen så att namnet börjar med en bokstav eller siffra, och lägg in den "
+     "igen (den ligger i failed/ utan punkten)", "Rename it so that the name starts with a "
+     "letter or digit, and drop it in again (it is in failed/ without the dot)"),
+)  # fmt: skip
+_AGAIN: Text = ("Lägg in den igen", "Drop it again")
 
 
 @dataclass(frozen=True)
@@ -129,44 +145,62 @@ def find_number_clashes(candidates: list[Candidate], published: list[Episode]) -
         if number is None:
             continue
         key = (cand.meta.season, number)
-        label = f"episode {number}" + (f" of season {key[0]}" if key[0] is not None else "")
+        sv, en = _number_label(*key)
         owner = taken.get(key)
         if owner is not None and owner != cand.slug:
-            reasons[cand.slug] = (
-                f"{cand.audio.name}: {label} is already published as {owner!r}. "
-                "Give this file another episode number in its sidecar, or use the same "
-                f"file name as {owner!r} to replace that episode."
-            )
+            what = (f"{sv} är redan publicerat som {owner!r}",
+                    f"{en} is already published as {owner!r}")  # fmt: skip
+            fix = (f"Ge filen ett annat avsnittsnummer i sin .md-fil, eller samma filnamn som "
+                   f"{owner!r} för att ersätta det avsnittet", "Give this file another episode "
+                   f"number in its sidecar, or use the same file name as {owner!r} to replace "
+                   "that episode")  # fmt: skip
+            reasons[cand.slug] = file_note(cand.audio.name, what, fix, f"episode: {number + 1}")
             continue
         claims.setdefault(key, []).append(cand)
     for (season, number), group in claims.items():
         if len(group) > 1:
-            names = " and ".join(c.audio.name for c in group)
-            label = f"episode {number}" + (f" of season {season}" if season is not None else "")
+            names = [c.audio.name for c in group]
+            sv, en = _number_label(season, number)
+            what = (f"{' och '.join(names)} gör båda anspråk på {sv}",
+                    f"{' and '.join(names)} both claim {en}")  # fmt: skip
+            fix = ("Ge varje fil ett eget nummer i sin .md-fil och lägg in dem igen",
+                   "Give each file its own number in its sidecar and drop them again")  # fmt: skip
             for cand in group:
-                reasons[cand.slug] = (
-                    f"{names} both claim {label}. Give each file its own number in its "
-                    "sidecar and drop them again."
-                )
+                reasons[cand.slug] = file_note(cand.audio.name, what, fix, f"episode: {number}")
     return reasons
+
+
+def _number_label(season: int | None, number: int) -> Text:
+    """`avsnitt 4 i säsong 1`, `episode 4 of season 1`."""
+    if season is None:
+        return f"avsnitt {number}", f"episode {number}"
+    return f"avsnitt {number} i säsong {season}", f"episode {number} of season {season}"
 
 
 def master_title_reason(audio: Path, sidecar: Path | None, kind: str | None = None) -> str:
     """Why a lossless master without a sidecar title is refused, and the fix.
 
-    >>> master_title_reason(Path("Avsnitt 3.aif"), None).split(" (")[0]
+    >>> master_title_reason(Path("Avsnitt 3.aif"), None).splitlines()[1].split(" (")[0]
     'Avsnitt 3.aif: the AIFF master has no episode title. Add Avsnitt 3.md next to it'
     """
     suffix = audio.suffix.lower()
-    kind = kind or {".aif": "aiff"}.get(suffix, suffix.lstrip("."))  # by content when known
+    kind = (kind or {".aif": "aiff"}.get(suffix, suffix.lstrip("."))).upper()  # by content
     where = (
-        f"Add {audio.stem}.md next to it"
+        (f"Lägg {audio.stem}.md bredvid den", f"Add {audio.stem}.md next to it")
         if sidecar is None
-        else f"Add a 'title:' line to the front matter of {sidecar.name}"
-    )
-    return (
-        f"{audio.name}: the {kind.upper()} master has no episode title. {where} "
-        "(---, then 'title: …', then ---; see episodes/README.md) and drop the files again."
+        else (f"Skriv en rad 'title:' i inställningarna i {sidecar.name}",
+              f"Add a 'title:' line to the front matter of {sidecar.name}")
+    )  # fmt: skip
+    return file_note(
+        audio.name,
+        (f"{kind}-mastern har ingen avsnittstitel", f"the {kind} master has no episode title"),
+        (
+            f"{where[0]} (---, sedan 'title: …', sedan ---; se episodes/README.md) och lägg in "
+            "filerna igen",
+            f"{where[1]} (---, then 'title: …', then ---; see episodes/README.md) and drop "
+            "the files again",
+        ),
+        "title: Öppna data i kommunen",
     )
 
 
@@ -206,30 +240,34 @@ def not_readable(path: Path, folder: Path) -> str | None:
     """
     place = Path(folder).absolute().name
     mode = path.lstat().st_mode
+    copy = (f"Kopiera in själva filen (inte en länk till den) i {place}/",
+            f"Copy the file itself (not a link to it) into {place}/")  # fmt: skip
     if not stat.S_ISREG(mode):
-        what = file_kind(mode)
-        return (
-            f"{path.name} is {what}, not a regular file, so it was not read. "
-            f"Copy the file itself (not a link to it) into {place}/."
-        )
+        kind = file_kind(mode)
+        what = (f"är {SV_KINDS.get(kind, kind)}, ingen vanlig fil, så den lästes inte",
+                f"is {kind}, not a regular file, so it was not read")  # fmt: skip
+        return file_note(path.name, what, copy, f"{place}/{path.name}")
     if not path.resolve().is_relative_to(Path(folder).resolve()):
-        return (
-            f"{path.name} is outside {place}/ (its path leads through a link or '..'), so it "
-            f"was not read. Copy the file itself into {place}/."
-        )
+        what = (f"ligger utanför {place}/ (vägen dit går via en länk eller '..'), så den "
+                "lästes inte", f"is outside {place}/ (its path leads through a link or "
+                "'..'), so it was not read")  # fmt: skip
+        return file_note(path.name, what, copy, f"{place}/{path.name}")
     return None
 
 
-def unreadable(path: Path, exc: OSError, fix: str = "drop it again") -> InputError:
+def unreadable(path: Path, exc: OSError, fix: Text | str = _AGAIN) -> InputError:
     """The error for a file that vanished or cannot be read: it fails its episode only.
 
-    >>> str(unreadable(Path("a.mp3"), FileNotFoundError(2, "No such file or directory")))
-    'a.mp3 cannot be read (No such file or directory); drop it again.'
+    >>> str(unreadable(Path("a.mp3"), FileNotFoundError(2, "No such file"))).splitlines()[1]
+    'a.mp3: cannot be read (No such file). Drop it again, e.g. `inbox/a.mp3`.'
     """
-    return InputError(f"{path.name} cannot be read ({exc.strerror or exc}); {fix}.")
+    cause = exc.strerror or exc
+    fix = (fix, fix) if isinstance(fix, str) else fix
+    what = (f"går inte att läsa ({cause})", f"cannot be read ({cause})")
+    return InputError(file_note(path.name, what, fix, f"inbox/{path.name}"))
 
 
-def open_regular(path: Path, folder: Path, *, fix: str = "drop it again") -> BinaryIO:
+def open_regular(path: Path, folder: Path, *, fix: Text | str = _AGAIN) -> BinaryIO:
     """Open a file of the drop folder `folder` for reading, never through a link.
 
     Checked with `not_readable`, opened without following a link, and checked again on the
@@ -252,13 +290,14 @@ def open_regular(path: Path, folder: Path, *, fix: str = "drop it again") -> Bin
         if stat.S_ISREG(os.fstat(fd).st_mode):
             return os.fdopen(fd, "rb")
         os.close(fd)
+    changed = ("ändrades medan den lästes", "changed while it was read")
+    again = (f"Kopiera in den i {folder.name}/ igen", f"Copy it into {folder.name}/ again")
     raise InputError(
-        not_readable(path, folder)
-        or f"{path.name} changed while it was read. Copy it into {folder.name}/ again."
+        not_readable(path, folder) or file_note(path.name, changed, again, f"inbox/{path.name}")
     )
 
 
-def read_chunk(handle: BinaryIO, path: Path, size: int = -1, fix: str = "drop it again") -> bytes:
+def read_chunk(handle: BinaryIO, path: Path, size: int = -1, fix: Text | str = _AGAIN) -> bytes:
     """`handle.read(size)` of a file opened with `open_regular`; a read error (a disk or
     network share failing) is an InputError naming `path` (`unreadable`)."""
     try:
@@ -267,7 +306,7 @@ def read_chunk(handle: BinaryIO, path: Path, size: int = -1, fix: str = "drop it
         raise unreadable(path, exc, fix) from None
 
 
-def read_regular(path: Path, folder: Path, *, fix: str = "drop it again") -> bytes:
+def read_regular(path: Path, folder: Path, *, fix: Text | str = _AGAIN) -> bytes:
     """The bytes of a drop-folder file, read as `open_regular` opens it. Raises InputError
     naming the file and `fix` (`unreadable`) when it vanished or cannot be read."""
     with open_regular(path, folder, fix=fix) as handle:
@@ -304,12 +343,16 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
     """
     inbox = Path(inbox)
     if not inbox.is_dir():
-        raise InputError(
-            f"{inbox}: the drop folder does not exist. Create it or pass --episodes DIR "
-            "(the folder that holds inbox/ and show.yaml)."
+        what = ("mappen för inlämning finns inte", "the drop folder does not exist")
+        fix = (
+            "Skapa den, eller ge --episodes MAPP (mappen med inbox/ och show.yaml)",
+            "Create it or pass --episodes DIR (the folder that holds inbox/ and show.yaml)",
         )
-    entries, special = _inbox_entries(inbox)
+        raise InputError(file_note(inbox, what, fix, "--episodes episodes"))  # fmt: skip
+    entries, special, hidden = _inbox_entries(inbox)
     sorting = _Sorting(inbox, now, settle_seconds, entries, special)
+    for path in hidden:
+        sorting.refuse_hidden(path)
     for path in sorted([*entries, *special], key=lambda p: p.name):
         if path in sorting.claimed:
             continue
@@ -324,15 +367,31 @@ def read_inbox(inbox: Path, now: float, settle_seconds: float) -> ScanResult:
     return ScanResult(tuple(sorting.candidates), tuple(sorting.refused), tuple(sorting.waiting))
 
 
-def _inbox_entries(inbox: Path) -> tuple[list[Path], dict[Path, str]]:
-    """The regular files of the inbox (hidden ones left out), and the entries named like an
+def is_hidden_audio(name: str) -> bool:
+    """A hidden file named like audio that a producer may have dropped (never macOS's `._`
+    companions or our journals).
+
+    >>> is_hidden_audio(".avsnitt.mp3"), is_hidden_audio("...mp3"), is_hidden_audio("._a.mp3")
+    (True, True, False)
+    """
+    low = name.lower()
+    return low.startswith(".") and not low.startswith(NOT_OURS) and low.endswith(AUDIO_SUFFIXES)
+
+
+def _inbox_entries(inbox: Path) -> tuple[list[Path], dict[Path, str], list[Path]]:
+    """The regular files of the inbox (hidden ones left out); the entries named like an
     episode's files that are not regular files, each with its note: those are refused (with
-    their episode, if they have one) and never read."""
+    their episode, if they have one) and never read; and the hidden regular audio files."""
     special: dict[Path, str] = {}
     entries: list[Path] = []
+    hidden: list[Path] = []
     for path in sorted(inbox.iterdir(), key=lambda p: p.name):
         if path.name.startswith((".", "~")):
-            continue  # hidden files (e.g. macOS "._x.mp3") are never ours to touch
+            # Hidden files (macOS "._x.mp3", our journals) are never ours to touch, but for
+            # audio a producer hid by its name: it is refused with a note, not left unseen.
+            if is_hidden_audio(path.name) and path.is_file() and not path.is_symlink():
+                hidden.append(path)
+            continue
         try:
             problem = not_readable(path, inbox)
         except FileNotFoundError:
@@ -342,7 +401,7 @@ def _inbox_entries(inbox: Path) -> tuple[list[Path], dict[Path, str]]:
         elif path.suffix.lower() in DROP_SUFFIXES:
             special[path] = problem
         # else: a folder of old files, a link to notes: not an episode's, left alone
-    return entries, special
+    return entries, special, hidden
 
 
 @dataclass
@@ -370,7 +429,8 @@ class _Sorting:
         """Sort one audio file with its sidecar and attachments: waiting, refused or a
         candidate (or nothing, when it was removed while we looked)."""
         sidecar = self.by_lower.get(path.stem.lower() + ".md")
-        group = [path] + ([sidecar] if sidecar else [])
+        twins = [p for p in self.entries if p.name.lower() == f"{path.stem.lower()}.md"]
+        group = [path, *dict.fromkeys([*([sidecar] if sidecar else []), *twins])]
         odd, files = self.claim(path, group)
         regular = [p for p in group if p not in self.special]
         if _temporary_twin(path, self.names) or any(self.settling(p) for p in regular):
@@ -390,12 +450,27 @@ class _Sorting:
         except FileNotFoundError:
             return  # removed since we looked: nothing to publish or to move
         try:
+            if len(twins) > 1:  # `ep.md` and `EP.md`: which one the producer meant is unknown
+                names = [p.name for p in twins]
+                raise InputError(file_note(path.name, *_twins(names), f"{path.stem}.md"))
             meta = _checked_meta(self.inbox, path, sidecar, empty=empty, slug=slug)
             transcript, image = self.attachments(path, sidecar, meta)
         except InputError as exc:
             self.refused.append(Refused(name, tuple(group), str(exc), slug))
             return
         self.add_settled(Candidate(name, slug, path, sidecar, meta, transcript, image), group)
+
+    def refuse_hidden(self, path: Path) -> None:
+        """A hidden file named like audio (and its hidden sidecar): refused once settled."""
+        sidecar = path.with_name(path.name[: -len(path.suffix)] + ".md") if path.suffix else None
+        group = [path] + ([sidecar] if sidecar and sidecar.is_file() else [])
+        if any(self.settling(p) for p in group):
+            self.waiting.extend(group)
+            return
+        visible = path.name.lstrip(".")
+        example = visible if "." in visible else f"avsnitt-12.{visible}"
+        reason = file_note(path.name, *_HIDDEN, example)
+        self.refused.append(Refused(path.name, tuple(group), reason, slugify(path.stem)))
 
     def claim(self, path: Path, group: list[Path]) -> tuple[list[Path], list[Path]]:
         """Claim an audio file's group: (the odd entries with its name, all files claimed).
@@ -428,17 +503,18 @@ class _Sorting:
         """The transcript and image of an episode: named by its sidecar, or (a transcript)
         `<name>.vtt` / `<name>.srt` next to the audio. InputError when a named one is missing."""
         transcript = _attached(self.inbox, self.by_lower, meta.transcript, "transcript", sidecar)
-        if transcript is None:
-            transcript = next(
-                (
-                    self.by_lower[n]
-                    for s in TRANSCRIPT_TYPES
-                    if (n := path.stem.lower() + s) in self.by_lower
-                ),
-                None,
-            )
+        named = [self.by_lower.get(path.stem.lower() + suffix) for suffix in TRANSCRIPT_TYPES]
+        transcript = transcript or next((p for p in named if p is not None), None)
         image = _attached(self.inbox, self.by_lower, meta.image, "image", sidecar)
         return transcript, image
+
+
+def _twins(names: list[str]) -> tuple[Text, Text]:
+    """What is wrong with two sidecars of one audio file, and the fix."""
+    return ((f"har två .md-filer, {' och '.join(names)}; bara en kan gälla",
+             f"has two sidecars, {' and '.join(names)}; only one can count"),
+            ("Behåll en av dem och lägg in filerna igen",
+             "Keep one of them and drop the files again"))  # fmt: skip
 
 
 def _checked_meta(
@@ -447,21 +523,22 @@ def _checked_meta(
     """The sidecar of the audio at `path`, read and parsed; InputError (the reason and the
     fix) when the audio is empty or unnameable, the sidecar unreadable, or a master untitled."""
     if empty:
-        raise InputError(f"{path.name} is empty (0 bytes). Copy it again.")
+        what = ("är tom (0 byte)", "is empty (0 bytes)")
+        fix = ("Kopiera in den igen", "Copy it again")
+        raise InputError(file_note(path.name, what, fix, f"inbox/{path.name}"))
     if not slug:
-        raise InputError(
-            f"{path.name}: the file name has no letters or digits to name the episode "
-            "by. Rename it, e.g. avsnitt-3.mp3."
+        what = (
+            "filnamnet har inga bokstäver eller siffror att döpa avsnittet efter",
+            "the file name has no letters or digits to name the episode by",
         )
+        fix, example = ("Byt namn på filen", "Rename it"), f"avsnitt-3{path.suffix.lower()}"
+        raise InputError(file_note(path.name, what, fix, example))  # fmt: skip
     meta = EpisodeMeta()
     if sidecar is not None:
-        try:
-            text = read_regular(sidecar, inbox).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(
-                f"{sidecar.name} is not UTF-8 text. Save it as UTF-8 and drop it again."
-            ) from None
+        text, warning = sidecar_text(read_regular(sidecar, inbox), sidecar.name)
         meta = parse_sidecar(text, sidecar.name)
+        if warning:
+            meta = replace(meta, warnings=(warning, *meta.warnings))
     if path.suffix.lower() in MASTER_SUFFIXES and meta.title is None:
         raise InputError(master_title_reason(path, sidecar))
     return meta
@@ -483,11 +560,19 @@ def refuse_clashes(found: ScanResult, published: list[Episode]) -> ScanResult:
     for cand in candidates:
         group = by_slug[cand.slug]
         if len(group) > 1:
-            names_text = " and ".join(c.audio.name for c in group)
-            reason = (
-                f"{names_text} would both be published as {cand.slug!r}. Rename one of them "
-                "(letters, digits and dashes decide the episode's address) and drop it again."
+            what = (
+                f"{' och '.join(c.audio.name for c in group)} skulle båda publiceras som "
+                f"{cand.slug!r}",
+                f"{' and '.join(c.audio.name for c in group)} would both be published as "
+                f"{cand.slug!r}",
             )
+            fix = (
+                "Byt namn på en av dem (bokstäver, siffror och bindestreck bestämmer "
+                "avsnittets adress) och lägg in den igen",
+                "Rename one of them (letters, digits and dashes decide the episode's "
+                "address) and drop it again",
+            )
+            reason = file_note(cand.audio.name, what, fix, f"{cand.slug}-2{cand.audio.suffix}")
             refused.append(Refused(cand.name, cand.files, reason, cand.slug))
         elif cand.slug in clashes:
             refused.append(Refused(cand.name, cand.files, clashes[cand.slug], cand.slug))
@@ -505,8 +590,8 @@ def _attached(
     found = by_lower.get(name.lower())
     if found is None or found.parent != inbox:
         where = sidecar.name if sidecar is not None else "sidecar"
-        raise InputError(
-            f"{where}: {key} {name!r} is not in the inbox. Drop that file next to the audio "
-            f"or remove the {key} line."
-        )
+        what = (f"{name!r} finns inte i inbox/", f"{name!r} is not in the inbox")
+        fix = (f"Lägg den filen bredvid ljudet, eller ta bort raden {key}",
+               f"Drop that file next to the audio or remove the {key} line")  # fmt: skip
+        raise InputError(note(where, [Problem((key,), None, what, fix, f"{key}: {name}")]))
     return found

@@ -13,7 +13,11 @@ Reading, top to bottom:
    reads duration, channels and sample rate with mutagen and refuses corrupt, truncated and
    empty files; `master_key` is where a kept master lives in private storage.
 5. Lossy files (MP3/M4A): `check_lossy` words a warning when a file is more than a margin off
-   target.
+   target, `recommendation_warnings` when its bitrate or sample rate is below what apps
+   recommend.
+
+Errors and warnings are notes a producer can act on (`flows.podcast.report.file_note`): the
+file, what is wrong, the fix and an example, in Swedish and English.
 
 ffmpeg is run by `flows.podcast.ffmpeg`; encoding to a normalised MP3 is `flows.podcast.encode`.
 """
@@ -34,7 +38,9 @@ from mutagen.flac import FLAC
 from mutagen.wave import WAVE
 
 from flows.core.errors import AudioError
+from flows.core.schema import Text
 from flows.podcast.ffmpeg import (
+    MEASURING,
     FfmpegRun,
     ffmpeg_exe,
     ffmpeg_timeout,
@@ -42,6 +48,7 @@ from flows.podcast.ffmpeg import (
     quote_tail,
     run_ffmpeg,
 )
+from flows.podcast.report import file_note
 
 if TYPE_CHECKING:
     from flows.core.settings import Settings
@@ -51,10 +58,20 @@ MIN_BYTES_PER_SECOND = 4_000  # 32 kbps: an upper bound on duration when nothing
 
 WAV_PCM_FORMATS = (1, 3, 0xFFFE)  # PCM, IEEE float, extensible (PCM or float inside)
 MASTER_MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "aiff": "audio/aiff"}
-_FIX_MASTER = (
-    "Export the master again from the editor (WAV, FLAC or AIFF, 16 or 24 bit, "
-    "44.1 or 48 kHz) and drop it in again."
+_FIX_MASTER: Text = (
+    "Exportera mastern igen från redigeringsprogrammet (WAV, FLAC eller AIFF, 16 eller 24 "
+    "bitar, 44,1 eller 48 kHz) och lägg in den igen",
+    "Export the master again from the editor (WAV, FLAC or AIFF, 16 or 24 bit, 44.1 or 48 "
+    "kHz) and drop it in again",
 )
+_MASTER_EXAMPLE = "WAV, 24 bit, 48000 Hz"
+
+
+def _refused(
+    path: Path, what: Text, fix: Text = _FIX_MASTER, example: str = "", detail: str = ""
+) -> AudioError:
+    """The error for a master (or any audio) we cannot use: a note on `path`."""
+    return AudioError(file_note(path, what, fix, example or _MASTER_EXAMPLE, detail))
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,9 +245,7 @@ def measure_loudness(
     command = measure_command(ffmpeg or ffmpeg_exe(), path, fmt or _sniff_format(path))
     if timeout is None:
         timeout = ffmpeg_timeout(duration if duration is not None else _duration_hint(path))
-    run = run_ffmpeg(
-        command, subject=path, doing="measuring loudness", timeout=timeout, report="ebur128"
-    )
+    run = run_ffmpeg(command, subject=path, doing=MEASURING, timeout=timeout, report="ebur128")
     return loudness_from_report(path, run)
 
 
@@ -239,16 +254,32 @@ def loudness_from_report(path: Path, run: FfmpegRun) -> Loudness:
     figures = parse_ebur128_summary(run.report)
     missing = sorted(set(_EBUR128_FIELDS.values()) - set(figures))
     if missing:
-        raise AudioError(
-            f"{path}: ffmpeg gave no loudness figures ({', '.join(missing)} missing); the file "
-            f"may hold no audio stream. ffmpeg said:\n{quote_tail(run.tail)}\n{_FIX_MASTER}"
+        gone = ", ".join(missing)
+        raise _refused(
+            path,
+            (
+                f"ffmpeg gav inga ljudnivåsiffror ({gone} saknas); filen har kanske inget ljudspår",
+                f"ffmpeg gave no loudness figures ({gone} missing); the file may hold no audio "
+                "stream",
+            ),
+            detail=f"ffmpeg said:\n{quote_tail(run.tail)}",
         )
     integrated = figures["integrated_lufs"]
     if not math.isfinite(integrated) or integrated <= SILENCE_LUFS:
-        raise AudioError(
-            f"{path}: the audio is silent (integrated loudness -inf: nothing above "
-            f"{SILENCE_LUFS:g} LUFS), so it cannot be normalised. Check the export: a muted "
-            "track, an empty timeline or the wrong channels? Export it again and drop it in."
+        raise _refused(
+            path,
+            (
+                f"ljudet är helt tyst (inget över {SILENCE_LUFS:g} LUFS), så det går inte att "
+                "normalisera",
+                f"the audio is silent (integrated loudness -inf: nothing above {SILENCE_LUFS:g} "
+                "LUFS), so it cannot be normalised",
+            ),
+            (
+                "Kontrollera exporten (ett avstängt spår, en tom tidslinje, fel kanaler?), "
+                "exportera igen och lägg in filen",
+                "Check the export: a muted track, an empty timeline or the wrong channels? "
+                "Export it again and drop it in",
+            ),
         )
     return Loudness(
         integrated_lufs=integrated,
@@ -288,24 +319,38 @@ def probe_master(path: Path) -> MasterInfo:
     channels = int(getattr(info, "channels", 0) or 0)
     sample_rate = int(getattr(info, "sample_rate", 0) or 0)
     bits = getattr(info, "bits_per_sample", None)
+    name = kind.upper()
     if duration <= 0:
-        raise AudioError(
-            f"{path}: the {kind.upper()} file holds no audio (0 seconds). {_FIX_MASTER}"
-        )
+        raise _refused(
+            path,
+            (f"{name}-filen innehåller inget ljud (0 sekunder)",
+             f"the {name} file holds no audio (0 seconds)"),
+        )  # fmt: skip
     if channels < 1 or sample_rate < 1:
-        raise AudioError(
-            f"{path}: the {kind.upper()} header names {channels} channels at {sample_rate} Hz; "
-            f"the file is damaged. {_FIX_MASTER}"
+        raise _refused(
+            path,
+            (
+                f"{name}-huvudet anger {channels} kanaler med {sample_rate} Hz; filen är skadad",
+                f"the {name} header names {channels} channels at {sample_rate} Hz; the file "
+                "is damaged",
+            ),
         )
     if bits and _is_plain_pcm(kind, header, info):
         # PCM: the header promises duration x rate x frame size bytes; a cut copy holds fewer.
         bytes_per_second = sample_rate * channels * ((int(bits) + 7) // 8)
         if size < duration * bytes_per_second * 0.99:
             held = size / bytes_per_second
-            raise AudioError(
-                f"{path}: the {kind.upper()} file is cut short: its header promises "
-                f"{duration:.1f} s of audio but the file holds about {held:.1f} s (the copy "
-                f"or export did not finish). Copy or export it again."
+            raise _refused(
+                path,
+                (
+                    f"{name}-filen är avklippt: huvudet utlovar {duration:.1f} s ljud men filen "
+                    f"har ungefär {held:.1f} s (kopieringen eller exporten blev inte klar)",
+                    f"the {name} file is cut short: its header promises {duration:.1f} s of "
+                    f"audio but the file holds about {held:.1f} s (the copy or export did not "
+                    "finish)",
+                ),
+                ("Kopiera eller exportera den igen", "Copy or export it again"),
+                f"inbox/{path.name}",
             )
     return MasterInfo(
         path=path,
@@ -324,21 +369,41 @@ def _master_kind(path: Path) -> tuple[int, str, bytes]:
         size = path.stat().st_size
         kind = master_format(path) if size else None
     except OSError as exc:
-        raise AudioError(
-            f"{path}: cannot be read ({exc.strerror or exc}). Check that the file exists and "
-            "is readable, then drop it in again."
+        cause = exc.strerror or exc
+        raise _refused(
+            path,
+            (f"går inte att läsa ({cause})", f"cannot be read ({cause})"),
+            (
+                "Kontrollera att filen finns och får läsas, och lägg in den igen",
+                "Check that the file exists and is readable, then drop it in again",
+            ),
+            f"inbox/{path.name}",
         ) from None
     if size == 0:
-        raise AudioError(f"{path}: the file is empty (0 bytes): the copy failed. Copy it again.")
+        raise _refused(
+            path,
+            ("filen är tom (0 byte): kopieringen misslyckades",
+             "the file is empty (0 bytes): the copy failed"),
+            ("Kopiera in den igen", "Copy it again"),
+            f"inbox/{path.name}",
+        )  # fmt: skip
     if kind is None:
-        raise AudioError(f"{path}: not a WAV, FLAC or AIFF file (by its content). {_FIX_MASTER}")
+        raise _refused(
+            path,
+            ("är ingen WAV-, FLAC- eller AIFF-fil (efter innehållet)",
+             "not a WAV, FLAC or AIFF file (by its content)"),
+        )  # fmt: skip
     with path.open("rb") as f:
         header = f.read(12)
         if header[:4] in (b"RF64", b"BW64"):
-            raise AudioError(
-                f"{path}: an RF64 WAV (over 4 GB), which we cannot read. "
-                "Export the master as FLAC instead (it is lossless and far smaller)."
-            )
+            raise _refused(
+                path,
+                ("en RF64-WAV (över 4 GB), som vi inte kan läsa",
+                 "an RF64 WAV (over 4 GB), which we cannot read"),
+                ("Exportera mastern som FLAC i stället (förlustfri och mycket mindre)",
+                 "Export the master as FLAC instead (it is lossless and far smaller)"),
+                "FLAC, 24 bit, 48000 Hz",
+            )  # fmt: skip
     return size, kind, header
 
 
@@ -348,18 +413,30 @@ def _master_header(path: Path, kind: str) -> Any:
     try:
         info: Any = loader(path).info  # mutagen declares FileType.info as None
     except (mutagen.MutagenError, ValueError, EOFError, OSError) as exc:
-        detail = str(exc).strip() or type(exc).__name__
-        raise AudioError(
-            f"{path}: a damaged {kind.upper()} file: its header cannot be read ({detail}). "
-            f"{_FIX_MASTER}"
+        cause = str(exc).strip() or type(exc).__name__
+        raise _refused(
+            path,
+            (
+                f"en skadad {kind.upper()}-fil: huvudet går inte att läsa ({cause})",
+                f"a damaged {kind.upper()} file: its header cannot be read ({cause})",
+            ),
         ) from None
     if kind == "wav" and getattr(info, "audio_format", 1) not in WAV_PCM_FORMATS:
         # ADPCM, MP3-in-WAV...: mutagen cannot tell their duration, and no editor exports
         # them for podcast masters by default.
-        raise AudioError(
-            f"{path}: a compressed WAV (format tag {info.audio_format}), not PCM. Export the "
-            "master as a PCM WAV (16 or 24 bit) or as FLAC and drop it in again."
-        )
+        tag = info.audio_format
+        if not tag:  # 0 is no format at all: a damaged header, not a codec
+            what = ("WAV-huvudet är skadat (formatkod 0)", "the WAV header is damaged (format 0)")
+            raise _refused(path, what)
+        raise _refused(
+            path,
+            (f"en komprimerad WAV (formatkod {tag}), inte PCM",
+             f"a compressed WAV (format tag {tag}), not PCM"),
+            ("Exportera mastern som PCM-WAV (16 eller 24 bitar) eller som FLAC och lägg in den "
+             "igen", "Export the master as a PCM WAV (16 or 24 bit) or as FLAC and drop it in "
+             "again"),
+            "WAV (PCM), 24 bit, 48000 Hz",
+        )  # fmt: skip
     return info
 
 
@@ -383,6 +460,60 @@ def master_key(slug: str, sha256: str, fmt: str, prefix: str = "podcast/masters"
 # --------------------------------------------------------------------------------------------
 # Lossy files: tell the producer
 
+# Apple Podcasts' recommendation; below it a warning is recorded, not an error.
+RECOMMENDED_BITRATE = {1: 64_000, 2: 128_000}
+RECOMMENDED_SAMPLE_RATES = (44_100, 48_000)
+
+
+def recommendation_warnings(
+    sample_rate: int, channels: int, bitrate: int, name: str = "audio"
+) -> tuple[str, ...]:
+    """Warnings (notes on the file `name`) for audio that works but is below what podcast
+    apps recommend; the episode is published all the same."""
+    warnings: list[str] = []
+    wanted = RECOMMENDED_BITRATE.get(min(channels, 2), 128_000) // 1000
+    if bitrate < wanted * 1000 * 0.95:
+        kbps, layout = round(bitrate / 1000), ("mono" if channels == 1 else "stereo")
+        warnings.append(
+            file_note(
+                name,
+                (
+                    f"bithastigheten {kbps} kbit/s är lägre än de {wanted} kbit/s för {layout} "
+                    "som Apple rekommenderar; rösten kan låta burkig",
+                    f"bitrate {kbps} kbps is below Apple's recommended {wanted} kbps for "
+                    f"{layout}; voices may sound muffled",
+                ),
+                (
+                    f"Exportera med {wanted} kbit/s eller mer nästa gång, eller lägg in mastern",
+                    f"Export at {wanted} kbps or more next time, or drop the master",
+                ),
+                f"MP3, {wanted} kbps, {layout}",
+            )
+        )
+    if sample_rate not in RECOMMENDED_SAMPLE_RATES:
+        warnings.append(
+            file_note(
+                name,
+                (
+                    f"samplingsfrekvensen {sample_rate} Hz är ovanlig för poddar",
+                    f"sample rate {sample_rate} Hz is unusual for podcasts",
+                ),
+                ("Exportera med 44100 eller 48000 Hz", "Export at 44100 or 48000 Hz"),
+                "MP3, 128 kbps, 44100 Hz",
+            )
+        )
+    if channels > 2:
+        warnings.append(
+            file_note(
+                name,
+                (f"{channels} kanaler; en podd ska vara mono eller stereo",
+                 f"{channels} channels; podcasts should be mono or stereo"),
+                ("Exportera i mono eller stereo", "Export in mono or stereo"),
+                "MP3, 128 kbps, stereo",
+            )
+        )  # fmt: skip
+    return tuple(warnings)
+
 
 def check_lossy(
     path: Path,
@@ -393,21 +524,58 @@ def check_lossy(
     channels: int = 2,
 ) -> list[str]:
     """Warnings for an MP3/M4A published as it is: more than `margin_lu` off the integrated
-    target, or peaking above the true-peak ceiling. Each says by how much and what to do."""
-    name = Path(path).name
+    target, or peaking above the true-peak ceiling. Each says by how much and what to do.
+
+    >>> quiet = Loudness(-30.0, -9.0, 5.0, -40.0)
+    >>> check_lossy(Path("tyst.mp3"), quiet, LoudnessTarget())[0].splitlines()[1][:62]
+    'tyst.mp3: -30.0 LUFS, 14.0 LU quieter than the -16 LUFS target'
+    """
+    name, stem = Path(path).name, Path(path).stem
     goal = target.for_channels(channels)
-    fix = "set KRAFTSAMLING_NORMALISE_LOSSY=true to re-encode, or fix it in the editor"
     warnings = []
     off = loudness.integrated_lufs - goal
     if abs(off) > margin_lu:
-        direction = "quieter" if off < 0 else "louder"
+        quiet = off < 0
         warnings.append(
-            f"{name}: {loudness.integrated_lufs:.1f} LUFS, {abs(off):.1f} LU {direction} than "
-            f"the {goal:g} LUFS target; {fix}"
+            file_note(
+                name,
+                (
+                    f"{loudness.integrated_lufs:.1f} LUFS, {abs(off):.1f} LU "
+                    f"{'tystare' if quiet else 'starkare'} än målet {goal:g} LUFS; lyssnarna "
+                    f"får skruva {'upp' if quiet else 'ner'} ljudet mellan avsnitten",
+                    f"{loudness.integrated_lufs:.1f} LUFS, {abs(off):.1f} LU "
+                    f"{'quieter' if quiet else 'louder'} than the {goal:g} LUFS target; "
+                    f"listeners have to turn it {'up' if quiet else 'down'} between episodes",
+                ),
+                _fix_lossy(("höj" if quiet else "sänk", "raise" if quiet else "lower"), abs(off)),
+                f"{stem}.wav",
+            )
         )
     if loudness.true_peak_dbtp > target.true_peak:
+        peak, ceiling = loudness.true_peak_dbtp, target.true_peak
         warnings.append(
-            f"{name}: true peak {loudness.true_peak_dbtp:.1f} dBTP is above the "
-            f"{target.true_peak:g} dBTP ceiling, so it may distort on some players; {fix}"
+            file_note(
+                name,
+                (
+                    f"toppar på {peak:.1f} dBTP, över taket {ceiling:g} dBTP, så det kan "
+                    "spraka i vissa spelare",
+                    f"true peak {peak:.1f} dBTP is above the {ceiling:g} dBTP ceiling, so it "
+                    "may distort on some players",
+                ),
+                _fix_lossy(("sänk", "lower"), peak - ceiling),
+                f"{stem}.wav",
+            )
         )
     return warnings
+
+
+def _fix_lossy(verb: Text, by: float) -> Text:
+    """What a producer can do about a lossy file off target (and what a technician can)."""
+    return (
+        f"Lägg hellre in mastern (WAV/FLAC), som vi normaliserar själva, eller {verb[0]} nivån "
+        f"{by:.1f} dB i redigeringsprogrammet och exportera igen (en tekniker kan också slå på "
+        "omkodning: KRAFTSAMLING_NORMALISE_LOSSY=true)",
+        f"Drop the master (WAV/FLAC) instead, which we normalise, or {verb[1]} the level by "
+        f"{by:.1f} dB in the editor and export again (a technician can also turn on "
+        "re-encoding: KRAFTSAMLING_NORMALISE_LOSSY=true)",
+    )

@@ -8,18 +8,25 @@ Plan, then execute:
    dated and aged by the wall clock (`scan_time`), never by the run's `now`, which may be a
    pinned `--now` for a backfill. Holding it, a
    run first finishes the file moves of a run killed while moving (`complete_moves`), and
-   after taking over a stale lock it rebuilds the feed even if it publishes nothing. An
-   inbox with nothing to do takes no lock (a no-op run writes nothing).
+   after taking over a stale lock it rebuilds the feed even if it publishes nothing. First of
+   all the show's own files are checked (`read_show_files`: show.yaml and the cover art; a
+   problem there stops the run before any upload), and whether the live feed is what the
+   catalog gives now (`feed_staleness`, three requests whatever the catalog's size). An
+   inbox with nothing to do and a current feed takes no lock (a no-op run writes nothing);
+   a stale feed is rebuilt under the lock, even with an empty inbox.
 1. `plan_run`: read show.yaml and the cover, scan the inbox (pure sorting of files into
    candidates, refused and waiting), and load the catalog only if the inbox holds work.
 2. `run_episodes`, the one run loop: the candidates in batches of `upload_concurrency`;
-   each batch's episodes are prepared (`flows.podcast.episode.try_prepare`: checked,
-   encoded, tagged; bad input becomes a `Failed`) and each prepared episode uploaded
+   each batch's episodes are prepared (`flows.podcast.episode.try_prepare`: checked against
+   `flows.podcast.limits`, encoded, tagged; bad input, or a copy of an episode's audio,
+   becomes a `Failed`; so does the second of two identical files of one run) and each
+   prepared episode uploaded
    (`upload_episode`; a storage failure leaves its files in the inbox for the next run).
 3. `commit_catalog`: ONE catalog update for all good episodes, conditional on the ETag the
    plan read, so a concurrent run is detected instead of overwritten.
-4. `finish`: the feed regenerated from the new catalog, then `settle_files` moves each
-   episode's files to `published/` or `failed/` (`flows.podcast.files`), and the report.
+4. `finish`: the feed regenerated from the new catalog (an episode the feed leaves out is
+   reported failed, with its fix), then `settle_files` moves each episode's files to
+   `published/` or `failed/` (`flows.podcast.files`), and the report.
 
 The loop takes `Steps`: how prepare, upload and commit are executed. `publish` passes
 `ThreadSteps` (a thread pool) unless told otherwise; the Prefect flow passes `TaskSteps`
@@ -44,8 +51,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from flows.core.clock import system_clock
-from flows.core.errors import CatalogError, InputError, KraftsamlingError, StorageError
-from flows.core.models import STOCKHOLM, Episode, Show
+from flows.core.errors import CatalogError, KraftsamlingError, StorageError
+from flows.core.models import STOCKHOLM, Episode
 from flows.core.settings import Settings
 from flows.core.storage import Storage
 from flows.core.storage import public_url as object_url
@@ -59,12 +66,13 @@ from flows.podcast.episode import (
     upload_episode,
 )
 from flows.podcast.feed import resolve_public_url
-from flows.podcast.feedpublish import publish_feed
+from flows.podcast.feedpublish import FeedResult, feed_staleness, publish_feed
 from flows.podcast.files import complete_moves, moves_left, settle_files
-from flows.podcast.inbox import Candidate, ScanResult, read_inbox, read_regular, refuse_clashes
+from flows.podcast.inbox import Candidate, ScanResult, read_inbox, refuse_clashes
+from flows.podcast.limits import duplicate_note
 from flows.podcast.lock import RunLock, acquire_run_lock, release_run_lock
 from flows.podcast.report import EpisodeOutcome, PublishReport
-from flows.podcast.show import load_show
+from flows.podcast.show import read_show_files
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +99,6 @@ def inbox_has_work(settings: Settings, scan_time: float) -> bool:
     scan uses the same `scan_time`, so it cannot find a file this scan did not (a newer file
     counts as still being copied).
     """
-    # show.yaml first: a broken one stops the run before its lock, the first thing it writes.
-    load_show(Path(settings.episodes_dir) / "show.yaml")
     inbox = Path(settings.episodes_dir) / "inbox"
     scan = read_inbox(inbox, scan_time, settings.settle_seconds)
     if scan.candidates or scan.refused:
@@ -108,19 +114,26 @@ def locked_run(
     scan_time: float,
     work: Callable[[bool], PublishReport],
     *,
+    now: datetime | None = None,
     run_id: str | None = None,
 ) -> PublishReport:
     """Run `work` holding the publish lock; if another run holds it, do nothing and say so.
 
     `clock` is the wall clock at the run's start: the lock's `started_at` and the time its
     holder's age is measured against (never the run's `now`, see `publish`).
-    With nothing in the inbox to work on, `work` runs without the lock (it only reads).
-    Holding the lock, the file moves of a run killed halfway are finished first
-    (`complete_moves`). `work(repair_feed)` is told whether a stale lock was taken over:
-    the run before crashed, maybe between its catalog and its feed, so the feed is rebuilt
-    even if this run changes nothing (`publish_feed` uploads nothing when it is current).
+    First the show's own files are checked (`read_show_files`), and whether the live feed
+    is what the catalog gives at `now` (`feed_staleness`: three requests, whatever the
+    catalog's size). With nothing in the inbox to work on and a current feed, `work` runs
+    without the lock (it only reads). Holding the lock, the file moves of a run killed
+    halfway are finished first (`complete_moves`). `work(repair_feed)` is told to rebuild
+    the feed even if this run changes nothing when the feed is stale, or when a stale lock
+    was taken over: the run before crashed, maybe between its catalog and its feed
+    (`publish_feed` uploads nothing when the feed is current).
     """
-    if not inbox_has_work(settings, scan_time):
+    show, _, _ = read_show_files(settings)
+    has_work = inbox_has_work(settings, scan_time)
+    stale = feed_staleness(storage, show, Path(settings.episodes_dir), settings, now or clock)
+    if not has_work and not stale:
         return work(False)
     run_id = run_id or uuid.uuid4().hex
     try:
@@ -135,10 +148,12 @@ def locked_run(
         return PublishReport(storage.describe(), locked_by=held)
     try:
         finished = complete_moves(Path(settings.episodes_dir) / "inbox")
-        report = work(attempt.took_over is not None)
+        report = work(attempt.took_over is not None or bool(stale))
     finally:
         release_run_lock(storage, attempt.lock)
     notes = list(finished)
+    if stale:
+        notes.append(f"The live feed was checked against the catalog: {stale}.")
     if attempt.took_over is not None:
         notes.append(
             f"Took over the publish lock of {attempt.took_over.describe()}: {attempt.why}. "
@@ -150,18 +165,6 @@ def locked_run(
 
 
 # --- 1. the plan ------------------------------------------------------------------------------
-
-
-def read_cover(show: Show, show_dir: Path) -> tuple[bytes, str]:
-    """The show's cover art bytes and MIME type (embedded in every episode's tags)."""
-    path = show_dir / show.image
-    # A regular file in the episodes folder, never through a link.
-    data = read_regular(path, show_dir, fix="check the cover art file and run again")
-    if data.startswith(b"\x89PNG"):
-        return data, "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return data, "image/jpeg"
-    raise InputError(f"{path}: the cover art must be a JPEG or PNG file. Export it as one.")
 
 
 def plan_run(
@@ -182,8 +185,7 @@ def plan_run(
     plan carries an empty, unread `Catalog` (etag None) that nothing writes.
     """
     show_dir = Path(settings.episodes_dir)
-    show = load_show(show_dir / "show.yaml")
-    cover, cover_mime = read_cover(show, show_dir)
+    show, cover, cover_mime = read_show_files(settings)
     found = read_inbox(show_dir / "inbox", scan_time, settings.settle_seconds)
     if found.candidates or found.refused or need_catalog:
         catalog = load_catalog(storage)
@@ -263,6 +265,7 @@ def run_episodes(
     """
     failures = refused_as_failed(plan)
     prepared: list[Prepared] = []
+    first_with: dict[str, Prepared] = {}  # audio SHA-256 -> the first episode with it
     uploads = 0
     candidates = list(plan.scan.candidates)
     step = plan.context.settings.upload_concurrency
@@ -271,6 +274,8 @@ def run_episodes(
         started: list[tuple[Prepared, Pending[int]]] = []
         for pending in batch:
             result = pending.result()
+            if isinstance(result, Prepared):
+                result = first_of_its_audio(result, first_with)
             if isinstance(result, Failed):
                 failures.append(result)
             else:
@@ -292,6 +297,22 @@ def run_episodes(
         lambda base, records: steps.commit(storage, base, records, now),
         repair_feed=repair_feed,
     )
+
+
+def first_of_its_audio(prepared: Prepared, first_with: dict[str, Prepared]) -> Prepared | Failed:
+    """`prepared`, or a `Failed` naming the episode of this run that has the same audio.
+
+    Two identical files dropped under two names would become two episodes of one audio; the
+    first in the run's order is published, the other refused. (A copy of an episode already
+    in the catalog is refused by `try_prepare`.)
+    """
+    record = prepared.record
+    first = first_with.setdefault(record.source_sha256 or record.sha256, prepared)
+    if first is prepared:
+        return prepared
+    cand = prepared.candidate
+    reason = duplicate_note(cand.audio.name, first.record, first.candidate.audio.name)
+    return Failed(cand.audio.name, cand.slug, cand.files, reason)
 
 
 # --- 3. the catalog -----------------------------------------------------------------------------
@@ -363,15 +384,38 @@ def refused_as_failed(plan: Plan) -> list[Failed]:
 
 def publish_feed_step(
     plan: Plan, storage: Storage, catalog: Catalog, now: datetime
-) -> tuple[str, str]:
-    """Regenerate the feed from the new catalog: (summary, error)."""
+) -> tuple[FeedResult | None, str]:
+    """Regenerate the feed from the new catalog: (what it did, or None; the error)."""
     try:
         result = publish_feed(
             storage, plan.context.show, plan.show_dir, catalog, plan.context.settings, now
         )
     except KraftsamlingError as exc:
-        return "", str(exc)
-    return result.summary(), ""
+        return None, str(exc)
+    return result, ""
+
+
+def left_out_of_feed(
+    good: Sequence[Prepared], update: CatalogUpdate | None, feed: FeedResult | None
+) -> tuple[list[Prepared], list[Failed]]:
+    """This run's episodes that are in the feed, and the ones it left out as failures: an
+    episode in the catalog but not in the feed is not "published" (its fix is in the note)."""
+    out = {u.guid: u for u in feed.left_out} if feed and update else {}
+    if not out or update is None:
+        return list(good), []
+    kept, failed = [], []
+    for prep in good:
+        unfit = out.get(update.guids[prep.candidate.slug])
+        if unfit is None:
+            kept.append(prep)
+            continue
+        cand = prep.candidate
+        reason = (
+            f"{cand.audio.name}: recorded in the catalog as {cand.slug!r}, but left out of the "
+            f"feed: {unfit.reason}."
+        )
+        failed.append(Failed(cand.audio.name, cand.slug, cand.files, reason))
+    return kept, failed
 
 
 def prune_catalog_backups(storage: Storage, keep: int) -> None:
@@ -410,14 +454,18 @@ def finish(
     failures += not_committed
     if update is not None and update.changed:
         prune_catalog_backups(storage, context.settings.catalog_backups_keep)
+    feed: FeedResult | None = None
     if update is not None:
         # Also when the catalog did not change: a run that crashed between its catalog and
         # its feed leaves a stale feed, and a re-drop must repair it. publish_feed uploads
         # nothing when the live feed is already what the catalog gives.
-        report.feed, report.feed_error = publish_feed_step(plan, storage, update.catalog, now)
+        feed, report.feed_error = publish_feed_step(plan, storage, update.catalog, now)
     elif repair_feed and not prepared:
         # Nothing was committed (and no commit failed): the catalog as planned is current.
-        report.feed, report.feed_error = publish_feed_step(plan, storage, plan.catalog, now)
+        feed, report.feed_error = publish_feed_step(plan, storage, plan.catalog, now)
+    report.feed = feed.summary() if feed else ""
+    good, left_out = left_out_of_feed(good, update, feed)
+    failures += left_out
 
     moved, move_notes = settle_files(plan.show_dir, good, failures, now)
     report.outcomes += [
@@ -541,4 +589,4 @@ def publish(
             ) as pool:
                 return run_episodes(plan, storage, ThreadSteps(pool), repair_feed=repair_feed)
 
-    return locked_run(storage, settings, clock, scanned, work, run_id=run_id)
+    return locked_run(storage, settings, clock, scanned, work, now=now, run_id=run_id)

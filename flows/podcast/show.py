@@ -1,9 +1,13 @@
-"""Reading the show's metadata (`episodes/show.yaml`) with clear errors.
+"""Reading the show's own files (`episodes/show.yaml` and its cover art) with clear errors.
 
 The schema of show.yaml is `flows.core.models.Show` (keys, types, ranges, defaults; an
 unknown key is refused). Everything wrong in the file is refused at once with one InputError
 that names, for each problem, the line, the key, the fix and an example (`SHOW_EXAMPLES`),
 in Swedish and English, as for a sidecar (`flows.core.schema.note`).
+
+`read_show_files` reads both and checks the cover art as podcast apps will
+(`flows.podcast.feedgate.check_cover_art`): a publish run calls it first, so a problem with
+the show's own files stops the run before anything is uploaded.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pydantic import ValidationError
 from flows.core.errors import InputError
 from flows.core.models import Show
 from flows.core.schema import Problem, load_yaml, note, problems, yaml_lines, yaml_problem
+from flows.core.settings import Settings
+from flows.podcast.feedgate import check_cover_art
 from flows.podcast.inbox import not_readable, read_regular
 
 # A line as it could be written, for each key of show.yaml (the example in a message).
@@ -100,3 +106,29 @@ def load_show(path: Path) -> Show:
     if problem is not None:
         raise InputError(f"{path}: {problem}")
     return show
+
+
+def read_cover(show: Show, show_dir: Path) -> tuple[bytes, str]:
+    """The show's cover art bytes and MIME type (embedded in every episode's tags)."""
+    path = show_dir / show.image
+    # A regular file in the episodes folder, never through a link.
+    data = read_regular(path, show_dir, fix="check the cover art file and run again")
+    check_cover_art(data, str(path))  # what Apple accepts: square, 1400-3000 px, RGB, opaque
+    if data.startswith(b"\x89PNG"):
+        return data, "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return data, "image/jpeg"
+    raise InputError(f"{path}: the cover art must be a JPEG or PNG file. Export it as one.")
+
+
+def read_show_files(settings: Settings) -> tuple[Show, bytes, str]:
+    """show.yaml and the cover art, checked: (show, cover bytes, cover MIME type).
+
+    The show's own files come first: a problem there (a broken show.yaml, cover art that is
+    not square, too small or large, CMYK or transparent) stops the run before its lock, the
+    first thing it writes, and so before any upload.
+    """
+    show_dir = Path(settings.episodes_dir)
+    show = load_show(show_dir / "show.yaml")
+    cover, cover_mime = read_cover(show, show_dir)
+    return show, cover, cover_mime

@@ -19,15 +19,21 @@ the key and the fix, in Swedish and English (`flows.core.schema.note`). An unkno
 refused with a "did you mean" hint, since a misspelt `publish-at` would otherwise be ignored
 and the episode published at once. The transcript and image a sidecar names must be plain
 file names next to the audio (`TRANSCRIPT_TYPES`, `IMAGE_SUFFIXES`).
+
+The values are read by `flows.podcast.sidecar_values`: times (`publish_at`: Stockholm time,
+an offset or a zone; a year outside 2000-2099 refused) and plain text. Titles, guests and
+chapter titles are plain text: an HTML entity (`&amp;`) is read as its character, HTML tags
+and the controls that reverse the direction of text are removed, each change a warning.
+Episode and season numbers start at 1 (Apple's rule; 0 is refused). Warnings (`EpisodeMeta.
+warnings`) are notes like the errors, Swedish and English, with the line and the fix.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -45,8 +51,9 @@ from pydantic import (
 
 from flows.core import text as text_policy
 from flows.core.errors import InputError
-from flows.core.models import STOCKHOLM, Chapter
+from flows.core.models import Chapter
 from flows.core.schema import (
+    Loc,
     Problem,
     Text,
     Wrong,
@@ -57,12 +64,18 @@ from flows.core.schema import (
     yaml_lines,
     yaml_problem,
 )
+from flows.podcast.sidecar_values import (
+    BIDI_CONTROLS,
+    CHANGES,
+    plain_text,
+    publish_time,
+    timecode,
+)
 
 TRANSCRIPT_TYPES = {".vtt": "text/vtt", ".srt": "application/x-subrip"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MAX_TITLE = 255  # ID3 and the feed take more, but apps cut titles far sooner
 MAX_NUMBER = 65535  # episode and season numbers: MP4 stores them in 16 bits
-DEFAULT_RELEASE_TIME = time(7, 0)  # a publish date without a time means 07:00 Stockholm
 
 
 class _SidecarLoader(yaml.SafeLoader):
@@ -76,7 +89,6 @@ _SidecarLoader.yaml_implicit_resolvers = {
 }
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_TIMECODE = re.compile(r"\d+(:\d{1,2}){0,2}(\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -101,39 +113,18 @@ class EpisodeMeta:
 
 
 def clean_text(text: str, *, multiline: bool) -> tuple[str, bool]:
-    """Text without control characters (tab/newline kept when multiline); True if any removed.
+    """Text without control characters (tab/newline kept when multiline) and without the
+    controls that reverse the direction of text (`BIDI_CONTROLS`); True if any removed.
 
-    >>> clean_text("A\\x07B", multiline=False)
+    >>> clean_text("A\\x07B\\u202e", multiline=False)
     ('AB', True)
     """
-    cleaned = text_policy.multiline(text)  # the one character policy; CR/CRLF become LF
+    # The one character policy (CR/CRLF become LF), and no direction overrides: a title
+    # from the audio file's own tags passes here too.
+    cleaned = BIDI_CONTROLS.sub("", text_policy.multiline(text))
     if not multiline:
         cleaned = re.sub(r"[\t\n]+", " ", cleaned)
     return cleaned.strip(), cleaned.strip() != text.strip()
-
-
-def timecode(value: Any) -> float:
-    """Seconds from `HH:MM:SS(.mmm)`, `MM:SS` or a number of seconds; Wrong if it is none.
-
-    >>> timecode("01:02:03.5"), timecode(90)
-    (3723.5, 90.0)
-    """
-    fix = ("Skriv den som HH:MM:SS", "Write it as HH:MM:SS")
-    shown = repr(value)[:60]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-        if not math.isfinite(seconds):  # YAML's .nan / .inf
-            raise Wrong((f"{shown} är ingen tid", f"{shown} is not a time"), fix, '"00:12:30"')
-    elif isinstance(value, str) and _TIMECODE.fullmatch(value.strip()):
-        seconds = 0.0
-        for part in value.strip().split(":"):
-            seconds = seconds * 60 + float(part)
-    else:
-        raise Wrong((f"{shown} är ingen tid", f"{shown} is not a time"), fix, '"00:12:30"')
-    if seconds < 0:
-        what = (f"{shown} är negativ", f"{shown} is negative")
-        raise Wrong(what, ("Skriv en tid från 00:00:00", "Use a time from 00:00:00"), '"00:00:00"')
-    return seconds
 
 
 def parse_timecode(value: Any, where: str) -> float:
@@ -143,64 +134,6 @@ def parse_timecode(value: Any, where: str) -> float:
     3723.5
     """
     return _or_input_error(timecode, value, where, ("start",))
-
-
-def publish_time(value: Any) -> datetime:
-    """A timezone-aware publish time; naive means Stockholm, a date alone 07:00 Stockholm.
-
-    A Stockholm time that does not exist (the hour skipped when the clocks go forward) is
-    Wrong: the producer meant some time, and no one can tell which.
-
-    >>> publish_time("2026-03-01").isoformat()
-    '2026-03-01T07:00:00+01:00'
-    >>> publish_time("2026-07-01 09:30").isoformat()
-    '2026-07-01T09:30:00+02:00'
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        # An empty `publish_at:` must not mean "now": the producer meant a time.
-        raise Wrong(
-            ("är tom", "is empty"),
-            ("Skriv en tid eller ta bort raden", "Give a time or remove the line"),
-        )
-    moment = _moment(value)
-    if moment.tzinfo is not None and moment.utcoffset() is not None:
-        return moment
-    local = moment.replace(tzinfo=STOCKHOLM)
-    real = local.astimezone(UTC).astimezone(STOCKHOLM)
-    if real.replace(tzinfo=None) != moment:  # in the gap: 02:30 on spring-forward night
-        raise Wrong(
-            (
-                f"{moment:%Y-%m-%d %H:%M} finns inte i svensk tid: klockan ställs fram en "
-                "timme den natten",
-                f"{moment:%Y-%m-%d %H:%M} does not exist in Stockholm: the clocks go forward "
-                "an hour that night",
-            ),
-            ("Välj en tid som finns", "Choose a time that exists"),
-            f"{real:%Y-%m-%d %H:%M}",
-        )
-    return local
-
-
-def _moment(value: Any) -> datetime:
-    """A date (at 07:00) or a date and time, maybe naive; Wrong if it is neither."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return datetime.combine(value, DEFAULT_RELEASE_TIME)
-    text = value.strip() if isinstance(value, str) else ""
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return datetime.combine(date.fromisoformat(text), DEFAULT_RELEASE_TIME)
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        shown = repr(value)[:60]
-        raise Wrong(
-            (f"{shown} är inget datum", f"{shown} is not a date"),
-            (
-                "Skriv ett datum, ett datum och en tid (svensk tid) eller en tid med tidszon",
-                "Write a date, a date and a time (Stockholm time) or a time with an offset",
-            ),
-        ) from None
 
 
 def parse_publish_at(value: Any, where: str) -> datetime:
@@ -235,6 +168,22 @@ def _one_line(value: str) -> str:
             ),
         )
     return clean_text(value, multiline=False)[0]
+
+
+def _plain_line(value: str) -> str:
+    """A title or name as plain text (`plain_text`), on one line."""
+    return clean_text(plain_text(_one_line(value))[0], multiline=False)[0]
+
+
+def _from_one(value: int) -> int:
+    """Episode and season numbers count from 1: Apple Podcasts refuses 0."""
+    if value == 0:
+        raise Wrong(
+            ("är 0; podd-apparna räknar från 1", "is 0; podcast apps count from 1"),
+            ("Skriv 1 för det första, eller ta bort raden (en trailer behöver inget nummer)",
+             "Use 1 for the first, or leave the line out (a trailer needs no number)"),
+        )  # fmt: skip
+    return value
 
 
 def _number_as_text(value: Any) -> Any:
@@ -314,9 +263,11 @@ def _file_name(kind: str, suffixes: Sequence[str]) -> Callable[[str], str]:
 # --- the schema -------------------------------------------------------------------------------
 
 Line = Annotated[
-    StrictStr, BeforeValidator(_number_as_text), AfterValidator(_one_line), Field(min_length=1)
+    StrictStr, BeforeValidator(_number_as_text), AfterValidator(_plain_line), Field(min_length=1)
 ]
-Number = Annotated[StrictInt, BeforeValidator(_digits), Field(ge=0, le=MAX_NUMBER)]
+Number = Annotated[
+    StrictInt, BeforeValidator(_digits), Field(ge=0, le=MAX_NUMBER), AfterValidator(_from_one)
+]
 
 
 class ChapterEntry(BaseModel):
@@ -330,7 +281,7 @@ class ChapterEntry(BaseModel):
         examples=['"00:04:30"'],
     )
     title: Annotated[
-        StrictStr, BeforeValidator(_chapter_title), AfterValidator(_one_line), Field(min_length=1)
+        StrictStr, BeforeValidator(_chapter_title), AfterValidator(_plain_line), Field(min_length=1)
     ] = Field(description="Kapitlets rubrik.", examples=["Vad är öppna data?"])
 
 
@@ -342,14 +293,15 @@ class SidecarFront(BaseModel):
     title: Annotated[Line, Field(max_length=MAX_TITLE)] | None = Field(
         None,
         description=f"Avsnittets titel, högst {MAX_TITLE} tecken (apparna visar ungefär 60). "
-        "Krävs för WAV/FLAC/AIFF; annars tas den från ljudfilens taggar.",
+        "Krävs för WAV/FLAC/AIFF; annars tas den från ljudfilens taggar. Vanlig text: "
+        "`&amp;` läses som `&`, och HTML-taggar tas bort.",
         examples=["Öppna data i kommunen – var börjar man?"],
     )
     episode: Number | None = Field(
-        None, description=f"Avsnittsnummer: ett heltal 0–{MAX_NUMBER}.", examples=["12"]
+        None, description=f"Avsnittsnummer: ett heltal 1–{MAX_NUMBER}.", examples=["12"]
     )
     season: Number | None = Field(
-        None, description=f"Säsong: ett heltal 0–{MAX_NUMBER}.", examples=["2"]
+        None, description=f"Säsong: ett heltal 1–{MAX_NUMBER}.", examples=["2"]
     )
     episode_type: Literal["full", "trailer", "bonus"] = Field(
         "full", description="`full`, `trailer` eller `bonus`.", examples=["full"]
@@ -357,8 +309,9 @@ class SidecarFront(BaseModel):
     publish_at: Annotated[datetime | None, BeforeValidator(publish_time)] = Field(
         None,
         description="När avsnittet syns i flödet, i svensk tid; bara ett datum betyder kl. "
-        "07:00. Utan raden: nu. En tid som inte finns (natten då klockan ställs fram) "
-        "stoppas.",
+        "07:00, och en annan tidszon skrivs efter tiden (`+01:00`, `Europe/London`). Utan "
+        "raden: nu. En tid som inte finns (natten då klockan ställs fram), en okänd tidszon "
+        "och ett år före 2000 eller efter 2099 stoppas.",
         examples=["2026-03-05 07:00"],
     )
     explicit: StrictBool | None = Field(
@@ -368,7 +321,7 @@ class SidecarFront(BaseModel):
         examples=["false"],
     )
     guests: Annotated[
-        list[Annotated[StrictStr, AfterValidator(_one_line), Field(min_length=1)]],
+        list[Annotated[StrictStr, AfterValidator(_plain_line), Field(min_length=1)]],
         BeforeValidator(_names),
     ] = Field(
         [],
@@ -521,22 +474,25 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
     text = text.lstrip("\ufeff")
     _refuse_surrogates(text, source)
     front_lines, body_lines = _front_matter(text.splitlines(), source)
-    warnings: list[str] = []
-    if front_lines is None:
-        warnings.append(
-            f"{source}: no front matter ('---' lines); the whole file is the description."
-        )
     front, node = _front_keys(front_lines or [], source)
+    lines = yaml_lines(node, first_line=2)
     try:
         fields = SidecarFront.model_validate(front)
     except ValidationError as exc:
-        found = problems(exc, SidecarFront, yaml_lines(node, first_line=2))
-        raise InputError(note(source, found)) from None
-    if fields.title and clean_text(str(front["title"]), multiline=False)[1]:
-        warnings.append(f"{source}: control characters or line breaks removed from title.")
-    description, changed = clean_text("\n".join(body_lines), multiline=True)
-    if changed and description:
-        warnings.append(f"{source}: control characters removed from the description.")
+        raise InputError(note(source, problems(exc, SidecarFront, lines))) from None
+    body = "\n".join(body_lines)
+    description = clean_text(body, multiline=True)[0]
+    found = _text_warnings(front, lines)
+    if not text.strip():
+        found.append(Problem((), None, *_EMPTY))
+    elif front_lines is None:
+        found.append(Problem((), 1, *_NO_FRONT))
+    last = len(text.splitlines())
+    if description and BIDI_CONTROLS.search(body):
+        found.append(Problem(("description",), last, *CHANGES["bidi"]))
+    if description and clean_text(BIDI_CONTROLS.sub("", body), multiline=True)[1]:
+        found.append(Problem(("description",), last, *_CONTROLS))
+    warnings = (note(source, found),) if found else ()
     return EpisodeMeta(
         title=fields.title,
         description=description,
@@ -549,5 +505,52 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
         chapters=tuple(Chapter(start=c.start, title=c.title) for c in fields.chapters),
         transcript=fields.transcript,
         image=fields.image,
-        warnings=tuple(warnings),
+        warnings=warnings,
     )
+
+
+_CONTROLS: tuple[Text, Text] = (
+    (
+        "innehöll styrtecken eller radbrytningar; de togs bort",
+        "contained control characters or line breaks; they were removed",
+    ),
+    ("Skriv den som vanlig text", "Write it as plain text"),
+)
+_EMPTY: tuple[Text, Text, str] = (
+    (
+        "är tom; titel och beskrivning tas från ljudfilens taggar",
+        "is empty; the title and description come from the audio file's own tags",
+    ),
+    (
+        "Skriv titel och beskrivning i den, eller ta bort den",
+        "Write the title and description in it, or remove it",
+    ),
+    "title: Öppna data i kommunen",
+)
+_NO_FRONT: tuple[Text, Text, str] = (
+    ("har inga '---'-rader; hela filen blir beskrivningen",
+     "no front matter ('---' lines); the whole file is the description"),
+    ("Titel och datum skrivs mellan två rader '---' överst",
+     "Give a title or date between two '---' lines at the top"),
+    "title: Öppna data i kommunen",
+)  # fmt: skip
+
+
+def _text_warnings(front: dict[str, Any], lines: dict[Loc, int]) -> list[Problem]:
+    """What was changed in the title, guests and chapter titles to make them plain text on
+    one line: one warning per change, at the key's line."""
+    written: list[tuple[Loc, Any]] = [(("title",), front.get("title"))]
+    written += [(("guests", n), name) for n, name in enumerate(_names(front.get("guests")))]
+    chapters = front.get("chapters") or []
+    written += [(("chapters", n, "title"), c.get("title")) for n, c in enumerate(chapters)]
+    found = []
+    for loc, value in written:
+        if not isinstance(value, str):
+            continue
+        text, made = _plain_line(value), plain_text(value)[1]
+        kinds = [CHANGES[kind] for kind in made]
+        if clean_text(BIDI_CONTROLS.sub("", value), multiline=False)[1]:
+            kinds.insert(0, _CONTROLS)
+        example = f"- {text}" if loc[0] == "guests" else f"title: {text}"
+        found += [Problem(loc, lines.get(loc), what, fix, example[:80]) for what, fix in kinds]
+    return found

@@ -1,12 +1,15 @@
 """Tag episode audio with mutagen: ID3v2.3 for MP3, MP4 atoms for M4A.
 
 1. `build_id3_frames(tags, duration)` and `build_mp4_atoms(tags)`: pure, EpisodeTags -> tags.
+   Tags carry plain text: the description (the producer's Markdown) goes into the ID3 comment
+   and the MP4 description as `markdown_to_text` reads it (no `**`, links as `text (url)`),
+   since players show a tag as it is.
 2. `tag_audio(src, dst, tags, info)`: copy the audio without its old tags and write the new ones
    with fixed padding, so the output bytes depend only on the audio and the tags. `info` comes
    from `flows.podcast.audio.inspect_audio`, which has already checked the file.
 
-Errors are `AudioError` (flows/core/errors.py); each message names the file, what is wrong
-and the fix.
+Errors are `AudioError` (flows/core/errors.py); each is a note that names the file, what is
+wrong, the fix and an example, in Swedish and English (`flows.podcast.report.file_note`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import mutagen
 from mutagen.id3 import (
@@ -48,8 +51,13 @@ from mutagen.mp4 import MP4, MP4Cover
 from flows.core.errors import AudioError
 from flows.core.fsio import atomic_replace
 from flows.core.models import Chapter
+from flows.core.schema import Problem, Text, note
 from flows.core.text import multiline, one_line
 from flows.podcast.audio import AudioInfo, mp3_audio_range
+from flows.podcast.report import file_note
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 COVER_MIME_TYPES = ("image/jpeg", "image/png")
 # Fixed tag padding: the output must not depend on how much room the old tags left.
@@ -81,25 +89,81 @@ class EpisodeTags:
 # --------------------------------------------------------------------------------------------
 # Tag building: pure
 
+_SAVE_AS: Text = ("Spara omslaget som JPEG eller PNG", "Save the cover as JPEG or PNG")
+
 
 def cover_mime(cover: bytes, declared: str | None = None) -> str:
     """The cover's MIME type: the declared one if allowed, else sniffed from its bytes."""
     if declared is not None:
         if declared not in COVER_MIME_TYPES:
-            raise AudioError(f"cover art of type {declared!r}: use a JPEG or PNG image.")
+            what = (f"är av typen {declared!r}", f"is of type {declared!r}")
+            raise AudioError(file_note("cover art", what, _SAVE_AS, "cover.jpg"))
         return declared
     if cover.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if cover.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
-    raise AudioError("cover art is neither JPEG nor PNG: save the cover as JPEG or PNG.")
+    what = ("är varken JPEG eller PNG", "is neither JPEG nor PNG")
+    raise AudioError(file_note("cover art", what, _SAVE_AS, "cover.jpg"))
 
 
 def tag_date(value: datetime) -> str:
     """A tag timestamp: tags carry no time zone, so it is written in UTC."""
     if value.tzinfo is None:
-        raise AudioError(f"tag date {value.isoformat()} has no time zone: give an aware time.")
+        what = (f"{value.isoformat()} saknar tidszon", f"{value.isoformat()} has no time zone")
+        fix = ("Ge en tid med tidszon", "Give an aware time")
+        raise AudioError(file_note("tag date", what, fix, "2026-03-05T07:00+01:00"))
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def markdown_to_text(markdown: str) -> str:
+    """The producer's Markdown as the plain text a tag carries: no `**` or `#`, a link as
+    `text (url)`, list items on their own lines, paragraphs apart by a blank line.
+
+    >>> markdown_to_text("Om **öppna data** &amp; [mer](https://k.example).\\n\\n- ett\\n- två")
+    'Om öppna data & mer (https://k.example).\\n\\n- ett\\n- två'
+    """
+    from markdown_it import MarkdownIt
+
+    blocks: list[tuple[str, bool]] = []  # (text, a list item's)
+    depth, marker = 0, ""
+    for token in MarkdownIt("commonmark", {"html": False}).parse(markdown):
+        if token.type.endswith("_list_open") or token.type.endswith("_list_close"):
+            depth += 1 if token.type.endswith("open") else -1
+        elif token.type == "list_item_open":
+            marker = f"{token.info}{token.markup}" if token.info else "-"
+        elif token.type == "inline":
+            text = _inline_text(token.children or [])
+            if marker:
+                text = f"{'  ' * (depth - 1)}{marker} {text}"
+            blocks.append((text, bool(marker)))
+            marker = ""
+        elif token.type in ("fence", "code_block"):
+            blocks.append((token.content.rstrip("\n"), False))
+    out = ""
+    for index, (text, item) in enumerate(blocks):
+        tight = item and index > 0 and blocks[index - 1][1]
+        out += ("\n" if tight else "\n\n" if index else "") + text
+    return out.strip()
+
+
+def _inline_text(children: list[Token]) -> str:
+    """One paragraph's inline Markdown as plain text: soft line breaks kept as line breaks."""
+    out: list[str] = []
+    links: list[tuple[int, str]] = []
+    for child in children:
+        if child.type in ("text", "code_inline", "image"):  # an image: its alt text
+            out.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            out.append("\n")
+        elif child.type == "link_open":
+            links.append((len(out), str(child.attrs.get("href", ""))))
+        elif child.type == "link_close" and links:
+            start, url = links.pop()
+            label = "".join(out[start:])
+            if url and url not in (label, f"mailto:{label}"):
+                out.append(f" ({url})")
+    return "".join(out)
 
 
 def chapter_times(chapters: tuple[Chapter, ...], duration: float) -> list[tuple[int, int, str]]:
@@ -111,14 +175,22 @@ def chapter_times(chapters: tuple[Chapter, ...], duration: float) -> list[tuple[
     starts = [round(c.start * 1000) for c in chapters]
     end_ms = round(duration * 1000)
     if any(b <= a for a, b in itertools.pairwise(starts)):
-        raise AudioError(
-            "chapters are not in order: give each chapter a later start than the one before."
+        what = ("kapitlen är inte i tidsordning", "chapters are not in order")
+        fix = (
+            "Ge varje kapitel en senare start än kapitlet före",
+            "Give each chapter a later start than the one before",
         )
+        raise AudioError(note("chapters", [Problem((), None, what, fix, 'start: "00:04:30"')]))
     if starts and starts[-1] >= end_ms:
-        raise AudioError(
-            f"chapter {chapters[-1].title!r} starts at {chapters[-1].start:g} s, at or after the "
-            f"end of the audio ({duration:.1f} s): fix its start time."
+        last = chapters[-1]
+        what = (
+            f"kapitlet {last.title!r} börjar vid {last.start:g} s, vid eller efter ljudets slut "
+            f"({duration:.1f} s)",
+            f"chapter {last.title!r} starts at {last.start:g} s, at or after the end of the "
+            f"audio ({duration:.1f} s)",
         )
+        fix = ("Rätta dess starttid", "Fix its start time")
+        raise AudioError(note("chapters", [Problem((), None, what, fix, 'start: "00:04:30"')]))
     ends = [*starts[1:], end_ms]
     return [(s, e, one_line(c.title)) for s, e, c in zip(starts, ends, chapters, strict=True)]
 
@@ -130,7 +202,7 @@ def build_id3_frames(tags: EpisodeTags, duration: float) -> list[Frame]:
         TIT2(encoding=enc, text=one_line(tags.title)),
         TPE1(encoding=enc, text=one_line(tags.artist)),
         TALB(encoding=enc, text=one_line(tags.album)),
-        COMM(encoding=enc, lang="swe", desc="", text=multiline(tags.description).strip()),
+        COMM(encoding=enc, lang="swe", desc="", text=markdown_to_text(multiline(tags.description))),
         TCON(encoding=enc, text=one_line(tags.genre)),
         TLAN(encoding=enc, text=one_line(tags.language)),
     ]
@@ -188,7 +260,7 @@ def _chapter_frames(chapters: tuple[Chapter, ...], duration: float) -> list[Fram
 
 def build_mp4_atoms(tags: EpisodeTags) -> dict[str, list]:
     """The MP4 (iTunes) atoms for an episode."""
-    description = multiline(tags.description).strip()
+    description = markdown_to_text(multiline(tags.description))
     atoms: dict[str, list] = {
         "©nam": [one_line(tags.title)],
         "©ART": [one_line(tags.artist)],
@@ -266,7 +338,9 @@ def tag_audio(src: Path, dst: Path, tags: EpisodeTags, info: AudioInfo) -> None:
     """
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
-        raise AudioError(f"{dst}: tagging in place is not supported; give another destination.")
+        what = ("att tagga filen på plats går inte", "tagging in place is not supported")
+        fix = ("Ge ett annat mål", "Give another destination")
+        raise AudioError(file_note(dst, what, fix, f"work/{dst.name}"))
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tagging", dir=dst.parent)
     os.close(fd)
@@ -277,16 +351,23 @@ def tag_audio(src: Path, dst: Path, tags: EpisodeTags, info: AudioInfo) -> None:
         elif info.format == "m4a":
             _write_m4a(src, tmp, tags)
         else:
-            raise AudioError(f"{src}: unknown audio format {info.format!r}; expected mp3 or m4a.")
+            what = (f"okänt ljudformat {info.format!r}", f"unknown audio format {info.format!r}")
+            raise AudioError(file_note(src, what, ("Ge mp3 eller m4a", "Expected mp3 or m4a")))
         atomic_replace(tmp, dst)
     except AudioError as exc:
         if str(exc).startswith(str(src)):
             raise
-        raise AudioError(f"{src}: {exc}") from None
+        # A note on the cover or the chapters: every line names the episode's file too.
+        raise AudioError("\n".join(f"{src}: {line}" for line in str(exc).splitlines())) from None
     except (OSError, mutagen.MutagenError) as exc:
-        raise AudioError(
-            f"{src}: writing the tagged copy {dst} failed ({exc}). Check the disk space and "
-            "permissions, then run again."
-        ) from exc
+        what = (
+            f"den taggade kopian {dst} gick inte att skriva ({exc})",
+            f"writing the tagged copy {dst} failed ({exc})",
+        )
+        fix = (
+            "Kontrollera diskutrymmet och behörigheterna, och kör igen",
+            "Check the disk space and permissions, then run again",
+        )
+        raise AudioError(file_note(src, what, fix, "df -h")) from exc
     finally:
         tmp.unlink(missing_ok=True)
