@@ -70,3 +70,9 @@ def test_debug_prints_the_traceback(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert "Traceback" in err and "_explode" in err
     assert err.rstrip().endswith("error: feed: KeyError: 'episode'")
+
+
+def test_an_http_public_url_is_refused_except_on_this_machine() -> None:
+    with pytest.raises(SettingsError, match="public_url: .*must be https"):
+        Settings.load(public_url="http://cdn.kraftsamling.example/")
+    assert Settings.load(public_url="http://127.0.0.1:9000/bucket/").public_url.startswith("http:")

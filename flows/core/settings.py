@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -264,6 +265,19 @@ class Settings(BaseSettings):
     def _absolute_https(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _https_for_listeners(cls, value: str) -> str:
+        # Apps and mail clients refuse or warn about http media; only a test server on this
+        # machine may go without TLS.
+        host = (urlsplit(value).hostname or "").lower()
+        if value.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError(
+                f"must be https (podcast apps refuse http enclosures), got {value!r}; "
+                "use the https address of the storage or its CDN"
+            )
         return value
 
     @field_validator("public_url")
