@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import Any
 
 from flows.core.errors import KraftsamlingError
@@ -54,6 +55,34 @@ def producer_emails(
         _message(settings, address, _producer_subject(told), _producer_body(told, report))
         for address, told in by_address.items()
     ]
+
+
+def sidecar_contacts(report: PublishReport, show_dir: Path) -> dict[str, str]:
+    """{audio file name: the `contact:` of its sidecar}, read where the run moved it."""
+    from flows.podcast.sidecar import parse_sidecar
+
+    contacts = {}
+    for outcome in report.outcomes:
+        if not outcome.moved_to:
+            continue
+        sidecar = (show_dir / outcome.moved_to).with_suffix(".md")
+        try:
+            contact = parse_sidecar(sidecar.read_text(encoding="utf-8"), sidecar.name).contact
+        except (OSError, ValueError, KraftsamlingError):
+            continue  # no sidecar, or a broken one: the show's producers are told
+        if contact:
+            contacts[outcome.name] = contact
+    return contacts
+
+
+def notify_producers(
+    report: PublishReport, producers: Sequence[str], show_dir: Path, settings: Settings
+) -> int:
+    """Email the producers (and sidecar contacts) what the run did; how many emails went."""
+    if not settings.notify:
+        return 0
+    contacts = sidecar_contacts(report, show_dir)
+    return send_notifications(producer_emails(report, producers, contacts, settings), settings)
 
 
 def _worth_telling(outcome: EpisodeOutcome) -> bool:

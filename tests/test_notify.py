@@ -1,5 +1,7 @@
 """People told by email (issue 21), against a real SMTP server (aiosmtpd) on 127.0.0.1."""
 
+# ruff: noqa: F811  (the fixtures imported from test_podcast are test arguments here)
+
 from __future__ import annotations
 
 import email
@@ -9,9 +11,10 @@ import logging
 import pytest
 from loopback import free_port, smtp_server
 from prefect import flow
+from test_podcast import audio, cover_bytes, put, show_dir  # noqa: F401  (fixtures)
 from test_release import Recorder
 
-from flows.core.errors import StorageError
+from flows.core.errors import PublishIncompleteError, StorageError
 from flows.core.settings import Settings
 from flows.notify import notify_failure, producer_emails, send_notifications
 from flows.podcast.report import EpisodeOutcome, PublishReport
@@ -140,3 +143,37 @@ def test_a_failure_email_that_cannot_be_sent_leaves_the_runs_error(
     with caplog.at_level(logging.WARNING), pytest.raises(StorageError, match="access denied"):
         failing_flow()
     assert "Could not send 1 notification(s)" in caplog.text
+
+
+def test_a_publish_run_tells_each_producer_once_of_both_episodes(
+    prefect_harness, show_dir, audio, tmp_path, monkeypatch
+) -> None:
+    from flows.podcast.flow import publish_episodes
+
+    show = show_dir / "show.yaml"
+    show.write_text(show.read_text("utf-8") + f"producers:\n  - {PRODUCER}\n", "utf-8")
+    put(show_dir, "bra.mp3", audio["mp3"])
+    put(show_dir, "bra.md", f"---\ntitle: Ett bra avsnitt\ncontact: {GUEST}\n---\nOm AI.\n")
+    put(show_dir, "trasig.mp3", b"ID3 this is no audio at all" * 10)
+    put(show_dir, "trasig.md", "---\ntitle: Trasigt\n---\n")
+    recorder = Recorder()
+    with smtp_server(recorder) as port:
+        monkeypatch.setenv("KRAFTSAMLING_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("KRAFTSAMLING_SMTP_PORT", str(port))
+        monkeypatch.setenv("KRAFTSAMLING_SMTP_SECURITY", "none")
+        with pytest.raises(PublishIncompleteError):  # one was refused: the run says so
+            publish_episodes(
+                episodes=str(show_dir), storage=str(tmp_path / "storage"), settle_seconds=0
+            )
+        got = bodies(recorder)
+        (to_producer,) = got[PRODUCER]
+        text = to_producer.get_content()
+        assert "Publicerat: Ett bra avsnitt" in text and "Refuserat: trasig.mp3" in text
+        (to_guest,) = got[GUEST]  # the sidecar's contact: its own episode only
+        assert "Ett bra avsnitt" in to_guest.get_content()
+        assert "trasig" not in to_guest.get_content()
+
+        # A run with nothing to do sends nothing.
+        recorder.envelopes.clear()
+        publish_episodes(episodes=str(show_dir), storage=str(tmp_path / "storage"))
+        assert recorder.envelopes == []

@@ -24,6 +24,7 @@ from flows.core.errors import PublishIncompleteError
 from flows.core.models import Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import Storage, retry_on_storage_error
+from flows.notify import notify_failure, notify_producers
 from flows.podcast.catalog import Catalog, Removal, load_catalog, remove_episodes
 from flows.podcast.episode import Failed, Prepared, RunContext, try_prepare, upload_episode
 from flows.podcast.feedpublish import FeedResult, publish_feed
@@ -102,7 +103,8 @@ class TaskSteps:
         return catalog_task(storage, quoted(base), records, now)
 
 
-@flow(name="publish-episodes")
+# A failed or crashed run (a schedule's too) tells the KRAFTSAMLING_NOTIFY_FAILURES addresses.
+@flow(name="publish-episodes", on_failure=[notify_failure], on_crashed=[notify_failure])
 def publish_episodes(
     episodes: str | None = None,
     storage: str | None = None,
@@ -131,6 +133,9 @@ def publish_episodes(
         key="publish-episodes",
         description=report.summary().splitlines()[0],
     )
+    show_dir = Path(settings.episodes_dir)
+    if report.outcomes and (show_dir / "show.yaml").is_file():
+        notify_producers(report, load_show(show_dir / "show.yaml").producers, show_dir, settings)
     if report.failed or report.feed_error:
         raise PublishIncompleteError(
             "Some episodes were not published (the others were):\n" + report.summary()
@@ -174,7 +179,7 @@ def publish_feed_task(
     return publish_feed(storage, show, show_dir, catalog, settings, now)
 
 
-@flow(name="regenerate-feed")
+@flow(name="regenerate-feed", on_failure=[notify_failure], on_crashed=[notify_failure])
 def regenerate_feed(
     episodes: str | None = None,
     storage: str | None = None,

@@ -105,6 +105,7 @@ class EpisodeMeta:
     guests: tuple[str, ...] = ()
     chapters: tuple[Chapter, ...] = ()
     transcript: str | None = None  # a file name next to the audio
+    contact: str | None = None  # told of this episode by email (flows.notify)
     image: str | None = None  # a file name next to the audio
     warnings: tuple[str, ...] = ()
 
@@ -349,6 +350,12 @@ class SidecarFront(BaseModel):
         description="Egen avsnittsbild (`.jpg`/`.png`, kvadratisk 1400–3000 px) bredvid ljudet.",
         examples=["avsnitt-12.jpg"],
     )
+    contact: Annotated[StrictStr, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = Field(
+        None,
+        description="E-postadress som får besked om just det här avsnittet (publicerat, "
+        "refuserat, varningar), utöver `producers:` i show.yaml.",
+        examples=["reporter@kraftsamling.example"],
+    )
 
 
 KNOWN_KEYS = tuple(SidecarFront.model_fields)
@@ -505,6 +512,7 @@ def parse_sidecar(text: str, source: str = "sidecar.md") -> EpisodeMeta:
         chapters=tuple(Chapter(start=c.start, title=c.title) for c in fields.chapters),
         transcript=fields.transcript,
         image=fields.image,
+        contact=fields.contact,
         warnings=warnings,
     )
 
