@@ -186,6 +186,20 @@ def test_prune_keeps_the_newest_backups_in_time_order(tmp_path):
     assert prune_backups(storage, 2) == []
 
 
+def test_a_missing_catalog_is_not_started_afresh_over_a_published_feed(tmp_path):
+    storage = LocalStorage(tmp_path)
+    assert load_catalog(storage).episodes == []  # a first publish: nothing there yet
+    storage.put_bytes(
+        "podcast/feed.xml",
+        b"<rss/>",
+        content_type="application/rss+xml",
+        cache_control="no-cache",
+        public=True,
+    )
+    with pytest.raises(CatalogError, match="storage holds a feed: a new catalog would give"):
+        load_catalog(storage)
+
+
 def test_save_of_unchanged_content_writes_nothing(tmp_path):
     storage = LocalStorage(tmp_path)
     saved = save_catalog(storage, upsert(Catalog(), record(), T0)[0], T0)

@@ -556,9 +556,9 @@ def test_catalog_changed_by_another_run_loses_nothing(show_dir, audio, tmp_path)
         [candidate] = plan.scan.candidates
         prepared = try_prepare(candidate, plan.context)
         assert not isinstance(prepared, Failed)
+        other = load_catalog(storage)  # another run, started before our upload, ...
         upload_episode(storage, prepared)
-        # Meanwhile another run publishes its own episode.
-        other = load_catalog(storage)
+        # ... meanwhile publishes its own episode.
         theirs = prepared.record.model_copy(  # their own audio: not a copy of ours
             update={"slug": "theirs", "title": "Deras", "sha256": "f" * 64, "source_sha256": None}
         )

@@ -11,6 +11,9 @@ The feed is regenerated from this file, so it is written with care:
   (a publish run that changed the catalog then prunes all but the newest ones). Backups are
   named by the wall clock when they are written, never by a run's pinned `--now`: a
   backfill's backup dated last year would sort oldest and be pruned at once.
+- a missing catalog is never silently started afresh where storage already holds published
+  audio or a feed: that would give every episode a new guid. The run stops before any
+  upload and points at the backups.
 
 The pure parts are `upsert`: it decides whether a freshly built record is new, unchanged, a
 replacement of the audio or a metadata update, and keeps the guid assigned at first publish;
@@ -153,6 +156,7 @@ def load_catalog(storage: Storage) -> Catalog:
     """Read the catalog from storage (an empty Catalog if there is none yet)."""
     found = storage.get_bytes(CATALOG_KEY)
     if found is None:
+        refuse_a_fresh_catalog(storage)
         return Catalog([], None)
     data, etag = found
     return Catalog(parse_catalog(data, f"{storage.describe()}/{CATALOG_KEY}"), etag)
@@ -182,12 +186,7 @@ def prune_backups(storage: Storage, keep: int) -> list[str]:
     the backup folder stay."""
     if keep <= 0:
         return []
-    ours = [
-        key
-        for key in storage.list_keys(BACKUP_PREFIX)
-        if key.startswith(f"{BACKUP_PREFIX}catalog-") and key.endswith(".json")
-    ]
-    old = sorted(ours, key=_backup_order)[:-keep]
+    old = backup_keys(storage)[:-keep]
     for key in old:
         storage.delete(key)
     return old
@@ -214,16 +213,7 @@ def save_catalog(storage: Storage, catalog: Catalog, saved_at: datetime | None =
             raise CatalogError(f"{where} changed while this run was working. {again}")
         if previous == data:
             return Catalog(list(catalog.episodes), etag)  # nothing to write
-        attempt = 1
-        while storage.head(backup_key(now, attempt)) is not None:
-            attempt += 1
-        storage.put_bytes(
-            backup_key(now, attempt),
-            previous,
-            content_type="application/json",
-            cache_control=CACHE_PRIVATE,
-            public=False,
-        )
+        _put_backup(storage, previous, now)
     try:
         info = storage.put_bytes(
             CATALOG_KEY,
@@ -237,6 +227,47 @@ def save_catalog(storage: Storage, catalog: Catalog, saved_at: datetime | None =
     except ConcurrentWriteError as exc:
         raise CatalogError(f"{where} changed while this run was working. {again}") from exc
     return Catalog(sort_episodes(catalog.episodes), info.etag)
+
+
+def _put_backup(storage: Storage, data: bytes, now: datetime) -> None:
+    attempt = 1
+    while storage.head(backup_key(now, attempt)) is not None:
+        attempt += 1
+    storage.put_bytes(
+        backup_key(now, attempt),
+        data,
+        content_type="application/json",
+        cache_control=CACHE_PRIVATE,
+        public=False,
+    )
+
+
+def backup_keys(storage: Storage) -> list[str]:
+    """The catalog backups this module wrote, oldest first."""
+    ours = [
+        key
+        for key in storage.list_keys(BACKUP_PREFIX)
+        if key.startswith(f"{BACKUP_PREFIX}catalog-") and key.endswith(".json")
+    ]
+    return sorted(ours, key=_backup_order)
+
+
+def refuse_a_fresh_catalog(storage: Storage) -> None:
+    """CatalogError when the catalog is missing but storage holds a feed or published
+    audio: starting afresh would give every episode a new guid (apps list them twice)."""
+    from flows.podcast.episode import AUDIO_PREFIX
+    from flows.podcast.feed import FEED_KEY
+
+    has_feed = storage.head(FEED_KEY) is not None
+    if not has_feed and not storage.list_keys(AUDIO_PREFIX):
+        return
+    held = "a feed" if has_feed else "published audio"
+    raise CatalogError(
+        f"{storage.describe()}/{CATALOG_KEY} is missing, but storage holds {held}: a new "
+        "catalog would give every episode a new guid. Restore the newest good copy from "
+        f"{BACKUP_PREFIX} (copy it over {CATALOG_KEY}), then run again. Nothing was uploaded "
+        "or changed by this run."
+    )
 
 
 def _content(episode: Episode) -> dict[str, Any]:
