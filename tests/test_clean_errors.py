@@ -73,6 +73,6 @@ def test_debug_prints_the_traceback(monkeypatch, capsys) -> None:
 
 
 def test_an_http_public_url_is_refused_except_on_this_machine() -> None:
-    with pytest.raises(SettingsError, match="public_url: .*must be https"):
+    with pytest.raises(SettingsError, match=r"public_url: .*must be https"):
         Settings.load(public_url="http://cdn.kraftsamling.example/")
     assert Settings.load(public_url="http://127.0.0.1:9000/bucket/").public_url.startswith("http:")

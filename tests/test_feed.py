@@ -643,7 +643,7 @@ def test_an_empty_catalog_gives_a_valid_feed_without_items(place):
     ("image", "expected"),
     [
         (("1000", 1000, "RGB", "JPEG"), ["1000x1000 px", "1400-3000 px"]),
-        (("1400", 1600, "RGB", "PNG"), ["1400x1600 px, not square", "crop it"]),
+        (("1400", 1600, "RGB", "PNG"), ["1400x1600 px, not square", "Crop it to a square"]),
         (("3200", 3200, "RGB", "JPEG"), ["3200x3200 px", "1400-3000 px"]),
         (("1400", 1400, "CMYK", "JPEG"), ["colour mode is CMYK", "RGB"]),
         (("1400", 1400, "RGBA", "PNG"), ["colour mode is RGBA"]),
@@ -671,7 +671,7 @@ def test_good_cover_art_passes_and_a_non_image_does_not():
 def test_publish_refuses_bad_cover_art_before_touching_storage(place):
     (place["show_dir"] / "cover.jpg").write_bytes(image_bytes(1400, 1400, "CMYK", "JPEG"))
     recorder = Recorder(place["storage"])
-    with pytest.raises(InputError, match=r"cover\.jpg: the cover art is refused"):
+    with pytest.raises(InputError, match=r"cover\.jpg: the cover art's colour mode is CMYK"):
         publish(place, [], storage=recorder)
     assert recorder.puts == []
 

@@ -6,7 +6,10 @@ master is encoded to a loudness-normalised MP3; an MP3/M4A is measured and publi
 is, with a warning when it is off target, or re-encoded if the settings ask), inspects it,
 checks the metadata, tags a work copy, hashes it, and describes every object to upload (a
 master goes to private storage, for a later re-encode). Bad input becomes a `Failed` with the
-reason (`try_prepare`); nothing is uploaded yet. At most `max_parallel_encodes()` ffmpeg jobs
+reason (`try_prepare`), a note in Swedish and English (`flows.podcast.limits`); a missing ffmpeg
+is the server's trouble, so its episode stays in the inbox (a retry). Nothing is uploaded yet.
+A title or description from the audio file's own tags is read as a sidecar's title is
+(`flows.podcast.limits.tag_text`). At most `max_parallel_encodes()` ffmpeg jobs
 run at once in this process, however many episodes are prepared concurrently.
 
 `upload_episode` uploads what storage does not have yet: keys are content-addressed, so a
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -35,16 +39,24 @@ from flows.core.models import Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, CACHE_PRIVATE, Storage
 from flows.podcast.encode import PreparedAudio, max_parallel_encodes, prepare_audio
+from flows.podcast.ffmpeg import FfmpegMissing, waiting_for_ffmpeg
 from flows.podcast.inbox import Candidate, master_title_reason, open_regular, read_chunk
 from flows.podcast.limits import (
     check_image,
     check_transcript,
     duplicate_note,
     episode_problems,
+    late_chapter_note,
+    misnamed_note,
+    no_description_note,
+    no_title_note,
     refusal,
+    tag_text,
 )
 from flows.podcast.loudness import master_format, master_key, probe_master
-from flows.podcast.sidecar import TRANSCRIPT_TYPES, clean_text
+from flows.podcast.sidecar import TRANSCRIPT_TYPES
+
+log = logging.getLogger(__name__)
 
 AUDIO_PREFIX = "podcast/audio/"
 TRANSCRIPT_PREFIX = "podcast/transcripts/"
@@ -284,11 +296,7 @@ def _name_warning(candidate: Candidate, source_format: str) -> list[str]:
     }.get(source_format, ())
     if suffix in fits or not fits:
         return []
-    return [
-        f"{candidate.audio.name} holds {source_format.upper()} audio, whatever its name says, "
-        f"and was treated as {source_format.upper()}. Name it {candidate.audio.stem}{fits[0]} "
-        "next time."
-    ]
+    return [misnamed_note(candidate.audio.name, candidate.audio.stem, source_format, fits[0])]
 
 
 def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
@@ -312,11 +320,7 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
         *prepared_audio.warnings,
         *info.warnings,
     ]
-    title = _episode_title(candidate, info)
-    description = _episode_description(candidate, info)
-    _check_limits(candidate, title, description)  # the file's own tags may be longer
-    if not description:
-        warnings.append(f"{candidate.audio.name}: no description; apps will show only the title.")
+    title, description = _episode_texts(candidate, info, warnings)
     _check_chapters(candidate, info.duration)
 
     publish_at = meta.publish_at or (existing.publish_at if existing else context.now)
@@ -370,18 +374,26 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     )
 
 
-def _episode_title(candidate: Candidate, info: Any) -> str:
-    """The sidecar's title, else the file's own; refused when missing or too long."""
-    title = candidate.meta.title
+def _episode_texts(candidate: Candidate, info: Any, warnings: list[str]) -> tuple[str, str]:
+    """The title and the description, the sidecar's, else the file's own tags' read as plain
+    text (`tag_text`); refused when there is no title or either is too long. Their warnings
+    (a change to the tags' text, no description) are added to `warnings`."""
+    meta, audio, stem = candidate.meta, candidate.audio.name, candidate.name
+    title = meta.title
     if title is None and info.title:
-        title, _ = clean_text(info.title, multiline=False)
+        title, notes = tag_text(audio, stem, "title", info.title)
+        warnings += notes
     if not title:
-        raise InputError(
-            f"{candidate.audio.name} has no title: neither a sidecar nor the file's own tags "
-            f"give one. Drop a {candidate.name}.md next to it with 'title: …' in its front "
-            "matter (see episodes/README.md)."
-        )
-    return title
+        sidecar = candidate.sidecar.name if candidate.sidecar else None
+        raise InputError(no_title_note(audio, stem, sidecar))
+    description = meta.description
+    if not description and candidate.sidecar is None and info.description:
+        description, notes = tag_text(audio, stem, "description", info.description)
+        warnings += notes
+    _check_limits(candidate, title, description)  # the file's own tags may be longer
+    if not description:
+        warnings.append(no_description_note(audio, stem))
+    return title, description
 
 
 def _check_limits(candidate: Candidate, title: str, description: str) -> None:
@@ -401,23 +413,12 @@ def _refuse_duplicate(candidate: Candidate, sha256: str, published: Iterable[Epi
             raise InputError(duplicate_note(candidate.audio.name, record))
 
 
-def _episode_description(candidate: Candidate, info: Any) -> str:
-    """The sidecar's description, else (only without a sidecar) the file's own; may be empty."""
-    description = candidate.meta.description
-    if not description and candidate.sidecar is None and info.description:
-        description, _ = clean_text(info.description, multiline=True)
-    return description
-
-
 def _check_chapters(candidate: Candidate, duration: float) -> None:
     """Refuse a chapter that starts after the audio ends."""
-    for chapter in candidate.meta.chapters:
+    source = candidate.sidecar.name if candidate.sidecar else candidate.audio.name
+    for number, chapter in enumerate(candidate.meta.chapters):
         if chapter.start >= duration:
-            raise InputError(
-                f"{candidate.sidecar.name if candidate.sidecar else candidate.audio.name}: "
-                f"chapter {chapter.title!r} starts at {chapter.start:g} s but the audio is only "
-                f"{duration:.1f} s long. Fix the chapter's start time."
-            )
+            raise InputError(late_chapter_note(source, number, chapter, duration))
 
 
 def _tag_work_copy(
@@ -506,7 +507,12 @@ def _dropped_dir(candidate: Candidate, context: RunContext) -> Path:
 
 
 def try_prepare(candidate: Candidate, context: RunContext) -> Prepared | Failed:
-    """`prepare_episode`, with bad input turned into a `Failed` (it goes to failed/)."""
+    """`prepare_episode`, with bad input turned into a `Failed` (it goes to failed/).
+
+    A missing ffmpeg (`FfmpegMissing`) is the server's trouble, not the file's: the episode
+    stays in the inbox (a retry, which fails the run, so operators are told) and the note
+    says the producer need do nothing.
+    """
     try:
         return prepare_episode(candidate, context)
     except InputError as exc:  # AudioError is an InputError
@@ -514,7 +520,12 @@ def try_prepare(candidate: Candidate, context: RunContext) -> Prepared | Failed:
         reason = str(exc)
         for folder in (candidate.audio.parent, _dropped_dir(candidate, context)):
             reason = reason.replace(f"{folder}{os.sep}", "")
-        return Failed(candidate.audio.name, candidate.slug, candidate.files, reason)
+        name = candidate.audio.name
+        if isinstance(exc, FfmpegMissing):
+            log.error("ffmpeg is missing; %s stays in the inbox: %s", name, exc)
+            reason = waiting_for_ffmpeg(name, FfmpegMissing(reason))
+            return Failed(name, candidate.slug, candidate.files, reason, retry=True)
+        return Failed(name, candidate.slug, candidate.files, reason)
 
 
 # --- upload --------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The gate before a feed goes out: cover art podcast apps accept, and a feed they can read.
 
 - `check_cover_art(data, source)`: Pillow reads the header; square, 1400-3000 px, JPEG or PNG,
-  RGB without transparency (what Apple Podcasts demands). A refusal is an `InputError` naming
-  the file and the fix. A publish run checks it first, before any upload
-  (`flows.podcast.show.read_show_files`).
+  RGB without transparency (what Apple Podcasts demands). A refusal is an `InputError`, a
+  note in Swedish and English naming the file, each problem, the fix and an example. A
+  publish run checks it first, before any upload (`flows.podcast.show.read_show_files`).
 - `check_feed(new_xml, live_xml=..., episodes=...)`: the new feed is read by real client
   parsers (feedparser, podcastparser) and lxml; it must carry Apple's required tags, every
   item a guid, an absolute enclosure with a byte length and a duration; and it must not lose
@@ -27,6 +27,7 @@ from lxml import etree
 
 from flows.core.errors import InputError
 from flows.core.models import Episode
+from flows.core.schema import Problem, Text, note
 from flows.podcast.feed import FEED_KEY, ITUNES, PODCAST
 
 log = logging.getLogger(__name__)
@@ -35,34 +36,79 @@ COVER_MIN, COVER_MAX = 1400, 3000
 COVER_FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png")}
 
 
+_COVER_EXAMPLE = f"cover.jpg: {COVER_MAX}x{COVER_MAX} px, RGB, JPEG"
+
+
+def _cover_fix(sv: str, en: str) -> Text:
+    """A fix for the cover art, ending in what podcast apps accept."""
+    return (
+        f"{sv}, exportera den som en RGB-JPEG eller -PNG på {COVER_MAX}x{COVER_MAX} px och kör "
+        "igen",
+        f"{en}, export it as a {COVER_MAX}x{COVER_MAX} px RGB JPEG or PNG and run again",
+    )
+
+
 def check_cover_art(data: bytes, source: str) -> None:
-    """Refuse cover art podcast apps reject: square, 1400-3000 px, JPEG or PNG, RGB, opaque."""
+    """Refuse cover art podcast apps reject: square, 1400-3000 px, JPEG or PNG, RGB, opaque.
+
+    The InputError is a note in Swedish and English (`flows.core.schema.note`): one line per
+    problem and language, each with the fix and an example.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    fix = f"Export it as a {COVER_MAX}x{COVER_MAX} px RGB JPEG or PNG and run again."
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             fmt, (width, height), mode = image.format, image.size, image.mode
             transparent = "transparency" in image.info  # a PNG's tRNS chunk
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-        raise InputError(
-            f"{source}: the cover art is not a readable image ({exc}). {fix}"
-        ) from None
-    problems = []
+        what = (f"omslagsbilden går inte att läsa som bild ({exc})",
+                f"the cover art is not a readable image ({exc})")  # fmt: skip
+        fix = _cover_fix("Öppna den i ett bildprogram", "Open it in an image editor")
+        raise InputError(note(source, [Problem((), None, what, fix, _COVER_EXAMPLE)])) from None
+    found = _cover_problems(fmt or "", width, height, mode, transparent)
+    if found:
+        raise InputError(note(source, [Problem((), None, *p, _COVER_EXAMPLE) for p in found]))
+
+
+def _cover_problems(
+    fmt: str, width: int, height: int, mode: str, transparent: bool
+) -> list[tuple[Text, Text]]:
+    """(what, fix) of each thing podcast apps refuse in cover art with these properties."""
+    size = f"{width}x{height} px"
+    found: list[tuple[Text, Text]] = []
     if fmt not in COVER_FORMATS:
-        problems.append(f"its format is {fmt}, but podcast apps need JPEG or PNG")
+        found.append((
+            (f"omslagsbildens format är {fmt}, men poddappar kräver JPEG eller PNG",
+             f"the cover art's format is {fmt}, but podcast apps need JPEG or PNG"),
+            _cover_fix("Spara den i ett annat format", "Save it in another format"),
+        ))  # fmt: skip
     if width != height:
-        problems.append(f"it is {width}x{height} px, not square (crop it to a square)")
+        found.append((
+            (f"omslagsbilden är {size}, inte kvadratisk", f"the cover art is {size}, not square"),
+            _cover_fix("Beskär den till en kvadrat", "Crop it to a square"),
+        ))  # fmt: skip
     if not (COVER_MIN <= width <= COVER_MAX and COVER_MIN <= height <= COVER_MAX):
-        problems.append(
-            f"it is {width}x{height} px, but each side must be {COVER_MIN}-{COVER_MAX} px"
-        )
+        small = min(width, height) < COVER_MIN
+        found.append((
+            (f"omslagsbilden är {size}, men varje sida ska vara {COVER_MIN}-{COVER_MAX} px",
+             f"the cover art is {size}, but each side must be {COVER_MIN}-{COVER_MAX} px"),
+            _cover_fix("Gör den större från originalet", "Make it larger from the original")
+            if small else _cover_fix("Skala ned den", "Scale it down"),
+        ))  # fmt: skip
     if mode != "RGB":
-        problems.append(f"its colour mode is {mode}, but Apple requires RGB (convert it to RGB)")
+        found.append((
+            (f"omslagsbildens färgläge är {mode}, men Apple kräver RGB",
+             f"the cover art's colour mode is {mode}, but Apple requires RGB"),
+            _cover_fix("Konvertera den till RGB i bildprogrammet",
+                       "Convert it to RGB in an image editor"),
+        ))  # fmt: skip
     elif transparent:
-        problems.append("it has a transparent colour, but Apple requires no transparency")
-    if problems:
-        raise InputError(f"{source}: the cover art is refused: {'; '.join(problems)}. {fix}")
+        found.append((
+            ("omslagsbilden har en genomskinlig färg, men Apple kräver att inget är genomskinligt",
+             "the cover art has a transparent colour, but Apple requires no transparency"),
+            _cover_fix("Ta bort genomskinligheten", "Remove the transparency"),
+        ))  # fmt: skip
+    return found
 
 
 def cover_format(data: bytes) -> str:

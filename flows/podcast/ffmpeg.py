@@ -1,7 +1,9 @@
 """Running the ffmpeg that imageio-ffmpeg ships (no system package needed), safely.
 
-- `ffmpeg_exe()` finds the binary (or IMAGEIO_FFMPEG_EXE); a missing one is an `AudioError`
-  that says how to reinstall it.
+- `ffmpeg_exe()` finds the binary (or IMAGEIO_FFMPEG_EXE); a missing one, or one that cannot
+  be started, is an `FfmpegMissing` (an `AudioError`) that says how to reinstall it. It is the
+  server's trouble, not the file's: the episode stays in the inbox as a `retry`, and the
+  producer reads `waiting_for_ffmpeg` (`flows.podcast.episode.try_prepare`).
 - `run_ffmpeg(command, ...)` streams stderr and keeps only its last lines (a 6-hour file does
   not fill memory) plus the filter's report block (loudnorm's JSON, ebur128's summary); a
   timeout proportional to the audio's duration (`ffmpeg_timeout`) stops ffmpeg and anything
@@ -51,12 +53,39 @@ ENCODING: Text = ("koda MP3-filen", "encoding MP3")
 CHECKING: Text = ("mäta den kodade MP3-filen", "measuring the MP3")
 
 
+class FfmpegMissing(AudioError):
+    """ffmpeg cannot be found or started: nothing is wrong with the episode's files, so it
+    stays in the inbox for the next run (a `retry`) and an operator installs ffmpeg."""
+
+
+def waiting_for_ffmpeg(name: str, missing: FfmpegMissing) -> str:
+    """The note for an episode left in the inbox because ffmpeg is missing: nothing for the
+    producer to do; the operator's fix (`missing`'s own note) follows once.
+
+    >>> print(waiting_for_ffmpeg("a.wav", FfmpegMissing("ffmpeg: x")).splitlines()[1])
+    a.wav: could not be prepared: ffmpeg is missing on the server, so the files stay in the \
+inbox and the next run tries again. Nothing to do for you: an operator must install ffmpeg \
+(see below), e.g. `pip install --force-reinstall imageio-ffmpeg`.
+    """
+    what = (
+        "kunde inte förberedas: ffmpeg saknas på servern, så filerna ligger kvar i inkorgen "
+        "och nästa körning försöker igen",
+        "could not be prepared: ffmpeg is missing on the server, so the files stay in the inbox "
+        "and the next run tries again",
+    )
+    fix = (
+        "Du behöver inte göra något: en tekniker måste installera ffmpeg (se nedan)",
+        "Nothing to do for you: an operator must install ffmpeg (see below)",
+    )
+    return file_note(name, what, fix, _REINSTALL, str(missing))
+
+
 def ffmpeg_exe() -> str:
-    """The ffmpeg that imageio-ffmpeg ships (or IMAGEIO_FFMPEG_EXE); AudioError if missing."""
+    """The ffmpeg that imageio-ffmpeg ships (or IMAGEIO_FFMPEG_EXE); FfmpegMissing if missing."""
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise AudioError(
+        raise FfmpegMissing(
             file_note(
                 "ffmpeg",
                 ("finns inte: paketet imageio-ffmpeg är inte installerat",
@@ -69,11 +98,11 @@ def ffmpeg_exe() -> str:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
         what = (f"hittades inte ({exc})", f"could not be found ({exc})")
-        raise AudioError(file_note("ffmpeg", what, _FIX_FFMPEG, _REINSTALL)) from None
+        raise FfmpegMissing(file_note("ffmpeg", what, _FIX_FFMPEG, _REINSTALL)) from None
     # imageio-ffmpeg returns IMAGEIO_FFMPEG_EXE without checking it.
     if os.sep in exe and not os.access(exe, os.X_OK):
         what = ("finns inte eller är inte körbar", "does not exist or is not executable")
-        raise AudioError(file_note(f"ffmpeg {exe}", what, _FIX_FFMPEG, _REINSTALL))
+        raise FfmpegMissing(file_note(f"ffmpeg {exe}", what, _FIX_FFMPEG, _REINSTALL))
     return exe
 
 
@@ -149,9 +178,9 @@ def run_ffmpeg(
     """Run one ffmpeg command (stdin closed, stdout discarded, stderr streamed).
 
     `doing`: what the run does, (Swedish, English), e.g. `MEASURING`. `report`: the filter
-    whose end-of-run report to keep ("loudnorm", "ebur128"). A non-zero exit, a timeout or a
-    missing binary raises AudioError naming `subject`, what was being done, the fix, and
-    ffmpeg's own last lines.
+    whose end-of-run report to keep ("loudnorm", "ebur128"). A non-zero exit or a timeout
+    raises AudioError naming `subject`, what was being done, the fix, and ffmpeg's own last
+    lines; a binary that cannot be started raises FfmpegMissing.
     """
     command = tuple(str(part) for part in command)
     keeper = _StderrKeeper(report)
@@ -170,7 +199,7 @@ def run_ffmpeg(
             f"ffmpeg ({command[0]}) gick inte att starta för att {doing[0]}: {cause}",
             f"cannot start ffmpeg ({command[0]}) for {doing[1]}: {cause}",
         )
-        raise AudioError(file_note(subject, what, _FIX_FFMPEG, _REINSTALL)) from None
+        raise FfmpegMissing(file_note(subject, what, _FIX_FFMPEG, _REINSTALL)) from None
     assert proc.stderr is not None
     timed_out = threading.Event()
 

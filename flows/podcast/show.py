@@ -20,10 +20,19 @@ from pydantic import ValidationError
 
 from flows.core.errors import InputError
 from flows.core.models import Show
-from flows.core.schema import Problem, load_yaml, note, problems, yaml_lines, yaml_problem
+from flows.core.schema import (
+    Problem,
+    Text,
+    load_yaml,
+    note,
+    problems,
+    yaml_lines,
+    yaml_problem,
+)
 from flows.core.settings import Settings
 from flows.podcast.feedgate import check_cover_art
 from flows.podcast.inbox import not_readable, read_regular
+from flows.podcast.report import file_note
 
 # A line as it could be written, for each key of show.yaml (the example in a message).
 SHOW_EXAMPLES = {
@@ -51,6 +60,19 @@ SHOW_EXAMPLES = {
     "hosts": "[Anna Exempelsson, Bo Testström]",
     "podcast_guid": "917393e3-1b1e-5cef-ace4-edaa54e1f810",
 }
+# What to do when a show file cannot be read (`read_regular`'s fix).
+_CHECK_FILE: Text = (
+    "Kontrollera filen och mappen den ligger i, och kör igen",
+    "Check the file and its folder, and run again",
+)
+_CHECK_COVER: Text = (
+    "Kontrollera omslagsbilden och kör igen",
+    "Check the cover art file and run again",
+)
+_EXPORT_COVER: Text = (
+    "Exportera den som en RGB-JPEG eller -PNG på 3000x3000 px och kör igen",
+    "Export it as a 3000x3000 px RGB JPEG or PNG and run again",
+)
 
 
 def parse_show(text: str, source: str = "show.yaml") -> Show:
@@ -82,29 +104,38 @@ def load_show(path: Path) -> Show:
     """
     path = Path(path)
     if not os.path.lexists(path):
-        raise InputError(
-            f"{path}: the show's metadata file is missing. Create it (see episodes/README.md)."
-        )
-    data = read_regular(path, path.parent, fix="check the file and its folder, and run again")
+        what = ("showens metadatafil saknas", "the show's metadata file is missing")
+        fix = ("Skapa den (se episodes/README.md)", "Create it (see episodes/README.md)")
+        raise InputError(file_note(path, what, fix, "title: Digitalsamtal"))
+    data = read_regular(path, path.parent, fix=_CHECK_FILE)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"{path}: {path.name} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line "
-            f"{line}). Save it as UTF-8 (in the editor's Save As, choose the encoding UTF-8) "
-            "and run again."
-        ) from None
+        line, byte = data[: exc.start].count(b"\n") + 1, data[exc.start]
+        what = (
+            f"{path.name} är inte UTF-8-text (byten 0x{byte:02x} på rad {line})",
+            f"{path.name} is not UTF-8 text (byte 0x{byte:02x} on line {line})",
+        )
+        fix = (
+            "Spara den som UTF-8 (välj kodningen UTF-8 under Spara som i redigeraren) och kör igen",
+            "Save it as UTF-8 (in the editor's Save As, choose the encoding UTF-8) and run again",
+        )
+        raise InputError(file_note(path, what, fix, "UTF-8")) from None
     show = parse_show(text, str(path))
     try:
         problem = not_readable(path.parent / show.image, path.parent)
     except (FileNotFoundError, NotADirectoryError):
-        problem = (
-            f"image {show.image!r} does not exist next to show.yaml. "
-            "Put the cover art there or fix the path."
+        what = (
+            f"bilden {show.image!r} (image:) finns inte bredvid show.yaml",
+            f"the image {show.image!r} (image:) does not exist next to show.yaml",
         )
+        fix = (
+            "Lägg omslagsbilden där, eller rätta sökvägen i 'image:'",
+            "Put the cover art there, or fix the path in 'image:'",
+        )
+        problem = file_note(path, what, fix, f"image: {SHOW_EXAMPLES['image']}")
     if problem is not None:
-        raise InputError(f"{path}: {problem}")
+        raise InputError(problem)
     return show
 
 
@@ -112,13 +143,14 @@ def read_cover(show: Show, show_dir: Path) -> tuple[bytes, str]:
     """The show's cover art bytes and MIME type (embedded in every episode's tags)."""
     path = show_dir / show.image
     # A regular file in the episodes folder, never through a link.
-    data = read_regular(path, show_dir, fix="check the cover art file and run again")
+    data = read_regular(path, show_dir, fix=_CHECK_COVER)
     check_cover_art(data, str(path))  # what Apple accepts: square, 1400-3000 px, RGB, opaque
     if data.startswith(b"\x89PNG"):
         return data, "image/png"
     if data.startswith(b"\xff\xd8"):
         return data, "image/jpeg"
-    raise InputError(f"{path}: the cover art must be a JPEG or PNG file. Export it as one.")
+    what = ("omslagsbilden är ingen JPEG- eller PNG-fil", "the cover art is not a JPEG or PNG file")
+    raise InputError(file_note(path, what, _EXPORT_COVER, "cover.jpg"))
 
 
 def read_show_files(settings: Settings) -> tuple[Show, bytes, str]:
