@@ -11,9 +11,10 @@ The feed is regenerated from this file, so it is written with care:
   (a publish run that changed the catalog then prunes all but the newest ones). Backups are
   named by the wall clock when they are written, never by a run's pinned `--now`: a
   backfill's backup dated last year would sort oldest and be pruned at once.
-- a missing catalog is never silently started afresh where storage already holds published
-  audio or a feed: that would give every episode a new guid. The run stops before any
-  upload and points at the backups.
+- a missing catalog is never silently started afresh where storage already holds a feed or
+  catalog backups: that would give every episode a new guid. The run stops before any upload
+  and points at the backups. (Audio alone is a first publish that stopped before writing its
+  catalog; no guid was given out, so the next run starts it.)
 
 The pure parts are `upsert`: it decides whether a freshly built record is new, unchanged, a
 replacement of the audio or a metadata update, and keeps the guid assigned at first publish;
@@ -253,15 +254,16 @@ def backup_keys(storage: Storage) -> list[str]:
 
 
 def refuse_a_fresh_catalog(storage: Storage) -> None:
-    """CatalogError when the catalog is missing but storage holds a feed or published
-    audio: starting afresh would give every episode a new guid (apps list them twice)."""
-    from flows.podcast.episode import AUDIO_PREFIX
+    """CatalogError when the catalog is missing but storage holds a feed or catalog
+    backups: it was there, and starting afresh would give every episode a new guid (apps
+    would list them twice). Audio alone is a first publish that stopped before its catalog:
+    no guid was given out yet, so that run may start the catalog."""
     from flows.podcast.feed import FEED_KEY
 
     has_feed = storage.head(FEED_KEY) is not None
-    if not has_feed and not storage.list_keys(AUDIO_PREFIX):
+    if not has_feed and not backup_keys(storage):
         return
-    held = "a feed" if has_feed else "published audio"
+    held = "a feed" if has_feed else "catalog backups"
     raise CatalogError(
         f"{storage.describe()}/{CATALOG_KEY} is missing, but storage holds {held}: a new "
         "catalog would give every episode a new guid. Restore the newest good copy from "

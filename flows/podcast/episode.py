@@ -54,6 +54,7 @@ from flows.podcast.limits import (
     tag_text,
 )
 from flows.podcast.loudness import master_format, master_key, probe_master
+from flows.podcast.report import file_note
 from flows.podcast.sidecar import TRANSCRIPT_TYPES
 
 log = logging.getLogger(__name__)
@@ -526,6 +527,29 @@ def try_prepare(candidate: Candidate, context: RunContext) -> Prepared | Failed:
             reason = waiting_for_ffmpeg(name, FfmpegMissing(reason))
             return Failed(name, candidate.slug, candidate.files, reason, retry=True)
         return Failed(name, candidate.slug, candidate.files, reason)
+    except Exception as exc:  # a bug or a broken install: this episode waits, the others go on
+        return internal_failure(candidate, "prepare", exc)
+
+
+def internal_failure(candidate: Candidate, step: str, exc: BaseException) -> Failed:
+    """An unexpected exception at `step` for one episode: its files stay in the inbox (a
+    retry, so the run fails and operators are told), the traceback goes to the log."""
+    name = candidate.audio.name
+    log.error("%s: unexpected error at step %s", name, step, exc_info=exc)
+    error = f"{exc.__class__.__name__}: {exc}"
+    reason = file_note(
+        name,
+        (
+            f"ett internt fel i steget {step} ({error})",
+            f"an internal error at step {step} ({error})",
+        ),
+        (
+            "Du behöver inte göra något: filerna ligger kvar i inkorgen och driften har fått "
+            "besked",
+            "Nothing to do on your side: the files stay in the inbox and the operators are told",
+        ),
+    )
+    return Failed(name, candidate.slug, candidate.files, reason, retry=True)
 
 
 # --- upload --------------------------------------------------------------------------------------

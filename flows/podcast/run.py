@@ -61,6 +61,7 @@ from flows.podcast.episode import (
     Failed,
     Prepared,
     RunContext,
+    internal_failure,
     storage_failure,
     try_prepare,
     upload_episode,
@@ -285,6 +286,8 @@ def run_episodes(
                 uploads += upload.result()
             except StorageError as exc:
                 failures.append(storage_failure(result, exc))
+            except Exception as exc:  # a bug: this episode waits, the others go on
+                failures.append(internal_failure(result.candidate, "upload", exc))
             else:
                 prepared.append(result)
     now = plan.context.now
@@ -392,6 +395,9 @@ def publish_feed_step(
         )
     except KraftsamlingError as exc:
         return None, str(exc)
+    except Exception as exc:  # a bug: the catalog stands, the next run rebuilds the feed
+        log.error("unexpected error at step feed", exc_info=exc)
+        return None, f"feed: an internal error ({type(exc).__name__}: {exc}); retried next run"
     return result, ""
 
 
@@ -491,17 +497,14 @@ def _commit_good(
     try:
         return commit(plan.catalog, [p.record for p in good]), good, []
     except (CatalogError, StorageError) as exc:
+        reason = f"the catalog was not updated: {exc}"
         failed = [
-            Failed(
-                p.candidate.audio.name,
-                p.candidate.slug,
-                p.candidate.files,
-                f"the catalog was not updated: {exc}",
-                retry=True,
-            )
+            Failed(p.candidate.audio.name, p.candidate.slug, p.candidate.files, reason, True)
             for p in good
         ]
         return None, [], failed
+    except Exception as exc:  # a bug: nothing committed, every episode waits in the inbox
+        return None, [], [internal_failure(p.candidate, "catalog", exc) for p in good]
 
 
 def _published_outcome(
