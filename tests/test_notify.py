@@ -177,3 +177,12 @@ def test_a_publish_run_tells_each_producer_once_of_both_episodes(
         recorder.envelopes.clear()
         publish_episodes(episodes=str(show_dir), storage=str(tmp_path / "storage"))
         assert recorder.envelopes == []
+
+
+def test_every_scheduled_flow_tells_the_failure_addresses() -> None:
+    from flows.newsletter.flow import newsletter
+    from flows.podcast.flow import publish_episodes, regenerate_feed
+
+    for scheduled in (newsletter, publish_episodes, regenerate_feed):
+        assert notify_failure in scheduled.on_failure_hooks, scheduled.name
+        assert notify_failure in scheduled.on_crashed_hooks, scheduled.name
