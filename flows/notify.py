@@ -96,14 +96,13 @@ def _counts(told: Sequence[EpisodeOutcome]) -> tuple[int, int, int]:
 
 
 def _producer_subject(told: Sequence[EpisodeOutcome]) -> str:
-    published, refused, waiting = _counts(told)
-    swedish = [f"{published} publicerade"] if published else []
-    swedish += [f"{refused} refuserade"] if refused else []
-    swedish += [f"{waiting} väntar"] if waiting else []
-    english = [f"{published} published"] if published else []
-    english += [f"{refused} refused"] if refused else []
-    english += [f"{waiting} waiting"] if waiting else []
-    return f"{_SHOW}: {', '.join(swedish)} / {', '.join(english)}"
+    counts = list(zip(_counts(told), _SUBJECT_WORDS, strict=True))
+    swedish = ", ".join(f"{n} {sv}" for n, (sv, _) in counts if n)
+    english = ", ".join(f"{n} {en}" for n, (_, en) in counts if n)
+    return f"{_SHOW}: {swedish} / {english}"
+
+
+_SUBJECT_WORDS = (("publicerade", "published"), ("refuserade", "refused"), ("väntar", "waiting"))
 
 
 def _producer_body(told: Sequence[EpisodeOutcome], report: PublishReport) -> str:

@@ -27,7 +27,14 @@ CONCURRENCY = 8
 MAX_REDIRECTS = 10
 
 Verdict = Literal["ok", "redirected", "broken", "timeout", "tls", "unreachable", "unchecked"]
-PROBLEMS: tuple[Verdict, ...] = ("broken", "timeout", "tls", "unreachable", "unchecked")
+# The verdicts that are problems, with how a report names them (good links are not named).
+PROBLEMS: dict[Verdict, str] = {
+    "broken": "broken",
+    "timeout": "timed out",
+    "tls": "TLS error",
+    "unreachable": "not reached",
+    "unchecked": "not checked",
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class LinkReport:
         """The summary, then one line per problem and per redirect (good links are not named)."""
         lines = [self.summary()]
         for outcome in self.problems:
-            lines.append(f"  {_LABELS[outcome.verdict]}: {outcome.link.url} ({outcome.detail})")
+            lines.append(f"  {PROBLEMS[outcome.verdict]}: {outcome.link.url} ({outcome.detail})")
             lines.append(f"      in: {outcome.link.item}")
         for outcome in self.redirects:
             lines.append(f"  redirected: {outcome.link.url} -> {outcome.detail}")
@@ -106,15 +113,6 @@ class LinkReport:
             for row in data.get("outcomes") or []
         )
         return cls(outcomes, float(data.get("seconds") or 0.0), str(data.get("off") or ""))
-
-
-_LABELS: dict[Verdict, str] = {
-    "broken": "broken",
-    "timeout": "timed out",
-    "tls": "TLS error",
-    "unreachable": "not reached",
-    "unchecked": "not checked",
-}
 
 
 def draft_links(

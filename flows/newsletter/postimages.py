@@ -1,8 +1,8 @@
 """A post's image: found in the entry (media:content, media:thumbnail, an image enclosure,
 then the first <img> of the content or summary), never a tracking pixel, always https.
 
-`find_image` takes the first https image; `secure_image` then upgrades an http one (or
-drops it, for a host in `http_only_hosts`) and says so for the manifest.
+`find_image` takes the first https image, else upgrades an http one (or drops it, for a
+host in `http_only_hosts`) and says so for the manifest.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin
 
 import nh3
 
-from flows.core.models import Post
 from flows.core.text import clean_text
 from flows.core.urls import safe_url
 from flows.newsletter.sources import DROP_WITH_CONTENT, WHITESPACE, is_http
@@ -58,14 +56,22 @@ def find_image(
     content: str,
     summary_html: str,
     base: str,
-) -> tuple[str | None, str]:
-    """The entry's first image that is not a pixel and is https once made absolute, with
-    its alt text (`_secure_image` then looks at http ones)."""
+    http_only_hosts: Collection[str] = (),
+) -> tuple[str | None, str, str]:
+    """(url, alt text, note) of the entry's image: its first https image that is not a
+    pixel; else its first http one made https (`flows.core.urls`), with a note for the
+    manifest; else none, noting an http image that had to be left out."""
+    upgraded: tuple[str | None, str, str] | None = None
+    dropped = ""
     for url, alt in _image_candidates(entry, enclosures, content, summary_html):
-        absolute = absolute_url(url, base)
-        if absolute.startswith("https://"):
-            return absolute, alt
-    return None, ""
+        safe = safe_url(absolute_url(url, base), http_only_hosts, image=True)
+        if safe.change == "kept":
+            return safe.url, alt, ""
+        if safe.url and upgraded is None:
+            upgraded = (safe.url, alt, safe.note("image"))
+        elif not safe.url and not dropped and safe.original.lower().startswith("http://"):
+            dropped = safe.note("image")
+    return upgraded or (None, "", dropped)
 
 
 def _image_candidates(
@@ -124,23 +130,3 @@ def _inline_images(fragment: str) -> list[tuple[str, str]]:
             continue
         candidates.append((src, WHITESPACE.sub(" ", attrs.get("alt", "")).strip()))
     return candidates
-
-
-def secure_image(
-    post: Post, entry: Mapping[str, Any], base: str, http_only_hosts: Collection[str]
-) -> tuple[Post, str]:
-    """The post with its image made https (or another https image of the entry, or none),
-    and a note for the manifest when its image was changed."""
-    if post.image and post.image.startswith("https://"):
-        return post, ""
-    content = " ".join(c.get("value", "") for c in entry.get("content", []) or [])
-    enclosures = entry.get("enclosures", []) or []
-    summary_html = entry.get("summary", "") or content
-    dropped = ""
-    for url, alt in _image_candidates(entry, enclosures, content, summary_html):
-        safe = safe_url(absolute_url(url, base), http_only_hosts, image=True)
-        if safe.url:
-            return replace(post, image=safe.url, image_alt=alt or post.title), safe.note("image")
-        if not dropped and safe.original.lower().startswith("http://"):
-            dropped = safe.note("image")
-    return post, dropped

@@ -60,7 +60,7 @@ from flows.core.models import STOCKHOLM, Post, PostKind, SourceStatus
 from flows.core.settings import Settings
 from flows.core.text import one_line
 from flows.core.urls import safe_url
-from flows.newsletter.postimages import absolute_url, find_image, secure_image
+from flows.newsletter.postimages import absolute_url, find_image
 from flows.newsletter.sources import (
     YamlLoader,
     html_to_text,
@@ -319,8 +319,9 @@ def parse_posts(
             old += 1  # before the window: select_issue would drop it, so skip the costly part
         else:
             safe = safe_url(link, http_only_hosts)
-            post = _entry_to_post(entry, source, base, kind_map, published, safe.url)
-            post, image_note = secure_image(post, entry, base, http_only_hosts)
+            post, image_note = _entry_to_post(
+                entry, source, base, kind_map, published, safe.url, http_only_hosts
+            )
             notes += [note for note in (safe.note("link"), image_note) if note]
             posts.append(post)
 
@@ -393,7 +394,9 @@ def _entry_to_post(
     kind_map: Mapping[str, PostKind],
     published: datetime,
     link: str,
-) -> Post:
+    http_only_hosts: Collection[str],
+) -> tuple[Post, str]:
+    """The entry as a Post, and the manifest's note when its image had to be changed."""
     content = " ".join(c.get("value", "") for c in entry.get("content", []) or [])
     summary_html = entry.get("summary", "") or content
     summary_text = entry_text(entry, "summary") if entry.get("summary") else html_to_text(content)
@@ -405,13 +408,15 @@ def _entry_to_post(
     enclosures = entry.get("enclosures", []) or []
     kind = _entry_kind(entry, categories, enclosures, kind_map)
 
-    image, image_alt = find_image(entry, enclosures, content, summary_html, base)
+    image, image_alt, image_note = find_image(
+        entry, enclosures, content, summary_html, base, http_only_hosts
+    )
     day = published.date()
     content_text = html_to_text(content) if content != summary_html else ""
     deadline = _element_deadline(entry, day) or find_deadline(
         f"{title}\n{summary_text}\n{content_text}", day
     )
-    return Post(
+    post = Post(
         id=str(entry.get("id") or link).strip(),
         title=title,
         link=link,
@@ -424,6 +429,7 @@ def _entry_to_post(
         deadline=deadline,
         categories=categories,
     )
+    return post, image_note
 
 
 def _entry_kind(
