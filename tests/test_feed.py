@@ -401,9 +401,12 @@ def test_publishing_twice_uploads_nothing_the_second_time(place):
 
     first = publish(place, episodes, storage=recorder)
     assert first.uploaded and first.cover_uploaded
-    # The feed, the cover art, and the private record of what the feed was built from.
+    # The feed, the cover art, and the private record of what the feed was built from; the
+    # web pages beside it (flows.web: show page, episode pages, start page, their records).
+    pages = ["podcast/index.html", "podcast/episodes/avsnitt-1.html"]
+    pages += ["podcast/episodes/avsnitt-2.html", "podcast/pages.json", "index.html", "home.json"]
     assert sorted(recorder.puts) == sorted(
-        [FEED_KEY, FEED_STATE_KEY, first.cover_url.removeprefix(BASE)]
+        [FEED_KEY, FEED_STATE_KEY, first.cover_url.removeprefix(BASE), *pages]
     )
     assert re.fullmatch(r"podcast/art/cover-[0-9a-f]{8}\.jpg", first.cover_url.removeprefix(BASE))
     meta = place["storage"].metadata(FEED_KEY)
@@ -540,6 +543,7 @@ def test_removing_an_unknown_guid_changes_nothing(place):
     episodes = [make_episode(n) for n in (1, 2)]
     save_catalog(storage, Catalog(episodes, None), NOW - timedelta(days=1))
     data = storage.get_bytes(CATALOG_KEY)[0]
+    backups = storage.list_keys(BACKUP_PREFIX)  # the first version's
 
     with pytest.raises(CatalogError) as refused:
         remove_episodes(storage, [episodes[0].guid, "no-such-guid", "avsnitt-2"], NOW)
@@ -548,7 +552,7 @@ def test_removing_an_unknown_guid_changes_nothing(place):
     assert f"'avsnitt-2' is a slug; its guid is {episodes[1].guid}" in message
     assert CATALOG_KEY in message and "<guid>" in message  # where to find the real guids
     assert storage.get_bytes(CATALOG_KEY)[0] == data
-    assert storage.list_keys(BACKUP_PREFIX) == []
+    assert storage.list_keys(BACKUP_PREFIX) == backups  # no new backup
 
 
 def test_removing_an_already_removed_guid_is_a_noop_with_a_note(place):
@@ -557,11 +561,12 @@ def test_removing_an_already_removed_guid_is_a_noop_with_a_note(place):
     episodes = [removed(make_episode(1), earlier), make_episode(2)]
     save_catalog(storage, Catalog(episodes, None), earlier)
     before = storage.get_bytes(CATALOG_KEY)
+    backups = storage.list_keys(BACKUP_PREFIX)  # the first version's
 
     again = remove_episodes(storage, [episodes[0].guid, episodes[0].guid], NOW)
     assert (again.removed, again.already_removed) == ((), (episodes[0].guid,))
     assert storage.get_bytes(CATALOG_KEY) == before  # not rewritten, no backup
-    assert storage.list_keys(BACKUP_PREFIX) == []
+    assert storage.list_keys(BACKUP_PREFIX) == backups
     assert again.catalog.by_guid(episodes[0].guid).removed_at == earlier  # the first date stays
     note = FeedResult(BASE + FEED_KEY, 1, 0, False, "", already_removed=again.already_removed)
     assert f"already removed before, nothing to do: {episodes[0].guid}" in note.summary()

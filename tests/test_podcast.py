@@ -329,15 +329,15 @@ def test_replacement_keeps_the_guid_and_the_old_object(show_dir, audio, tmp_path
 
 def test_catalog_backups_are_pruned_to_the_setting(show_dir, audio, tmp_path):
     storage = LocalStorage(tmp_path / "storage")
-    for day in range(4):  # four catalog changes: three backups of earlier versions
+    for day in range(4):  # four catalog changes, each version kept as the newest backup
         put(show_dir, "ep.mp3", audio["mp3"])
         put(show_dir, "ep.md", f"---\ntitle: Titel {day}\n---\n")
         run(show_dir, storage, T0 + timedelta(days=day), catalog_backups_keep=2)
     backups = storage.list_keys(BACKUP_PREFIX)
     assert len(backups) == 2
-    # The newest two remain: they hold the versions titled 1 and 2 (3 is the catalog itself).
+    # The newest two remain: they hold the versions titled 2 and 3 (3 is the catalog itself).
     titles = {json.loads(storage.get_bytes(k)[0])["episodes"][0]["title"] for k in backups}
-    assert titles == {"Titel 1", "Titel 2"}
+    assert titles == {"Titel 2", "Titel 3"}
     assert load_catalog(storage).episodes[0].title == "Titel 3"
 
 
@@ -560,7 +560,13 @@ def test_catalog_changed_by_another_run_loses_nothing(show_dir, audio, tmp_path)
         upload_episode(storage, prepared)
         # ... meanwhile publishes its own episode.
         theirs = prepared.record.model_copy(  # their own audio: not a copy of ours
-            update={"slug": "theirs", "title": "Deras", "sha256": "f" * 64, "source_sha256": None}
+            update={
+                "guid": "",  # their run decides their own guid
+                "slug": "theirs",
+                "title": "Deras",
+                "sha256": "f" * 64,
+                "source_sha256": None,
+            }
         )
         save_catalog(storage, upsert(other, theirs, T0)[0], T0)
 

@@ -27,7 +27,13 @@ from lxml import etree
 from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, LocalStorage
-from flows.podcast.catalog import BACKUP_PREFIX, CATALOG_KEY, dump_catalog, load_catalog
+from flows.podcast.catalog import (
+    BACKUP_PREFIX,
+    CATALOG_KEY,
+    backup_keys,
+    dump_catalog,
+    load_catalog,
+)
 from flows.podcast.feed import FEED_KEY, feed_episodes
 from flows.podcast.feedgate import check_feed
 from flows.podcast.feedpublish import FEED_STATE_KEY, publish_feed
@@ -259,9 +265,11 @@ def test_a_later_run_extends_the_old_folder(storage, show_dir, tone_mp3):
     assert datetime.fromisoformat(new["first_published"]) == LATER
     catalog = load_catalog(storage)
     assert [ep.slug for ep in catalog.episodes] == [*OLD, "nyarsavsnitt"]
-    # The old catalog is kept as the first dated backup, byte for byte.
-    backups = [key for key in after if key.startswith(BACKUP_PREFIX)]
-    assert len(backups) == 1 and after[backups[0]] == ORIGINAL[CATALOG_KEY]
+    # The old catalog is kept as the first dated backup, byte for byte, and the new one as
+    # the newest (every version written is one).
+    backups = backup_keys(storage)
+    assert len(backups) == 2 and after[backups[0]] == ORIGINAL[CATALOG_KEY]
+    assert after[backups[1]] == after[CATALOG_KEY]
 
     # Every old object (audio, art, chapters, transcript) and its .meta is untouched.
     rewritten = {CATALOG_KEY, f".meta/{CATALOG_KEY}.json", *FEED_OBJECTS}

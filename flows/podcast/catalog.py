@@ -7,10 +7,14 @@ The feed is regenerated from this file, so it is written with care:
 - a private object (`public=False`, `CACHE_PRIVATE`);
 - a compare-and-swap write: `If-Match` the ETag it was read with (or `If-None-Match: *` when it
   is new), so a concurrent writer is detected instead of overwritten;
-- a dated backup of the previous version under `podcast/catalog-backups/` before each change
-  (a publish run that changed the catalog then prunes all but the newest ones). Backups are
-  named by the wall clock when they are written, never by a run's pinned `--now`: a
-  backfill's backup dated last year would sort oldest and be pruned at once.
+- every version written is also kept as the newest dated backup under
+  `podcast/catalog-backups/` (the first one too), so a lost catalog is its newest backup
+  (`flows.podcast.recover`). Before a change the previous version is backed up if it is not
+  the newest backup already (a run that stopped between the two writes; `heal_backup` mends
+  that on a run with nothing to change). A publish run that changed the catalog then prunes
+  all but the newest ones. Backups are named by the wall clock when they are written, never
+  by a run's pinned `--now`: a backfill's backup dated last year would sort oldest and be
+  pruned at once.
 - a missing catalog is never silently started afresh where storage already holds a feed or
   catalog backups: that would give every episode a new guid. The run stops before any upload
   and points at the backups. (Audio alone is a first publish that stopped before writing its
@@ -81,8 +85,22 @@ class Catalog:
 
 
 def new_guid() -> str:
-    """A fresh episode guid (UUID4). Called once per episode, at its first publish."""
+    """A fresh episode guid (UUID4), for a record that comes without one."""
     return str(uuid.uuid4())
+
+
+_GUIDS = uuid.UUID("6f1c1d3e-5a0b-4c59-9b7e-4b7a2f0d9c11")  # this project's UUID namespace
+
+
+def episode_guid(slug: str, source_sha256: str) -> str:
+    """The guid of an episode at its first publish: decided when its audio is tagged (the
+    tags carry it), and the same for the same slug and dropped audio, so a run that stopped
+    before its catalog was saved gives the same guid and the same audio bytes next time.
+
+    >>> episode_guid("avsnitt-1", "ab" * 32) == episode_guid("avsnitt-1", "ab" * 32)
+    True
+    """
+    return str(uuid.uuid5(_GUIDS, f"{slug}\n{source_sha256}"))
 
 
 def sort_episodes(episodes: list[Episode]) -> list[Episode]:
@@ -197,9 +215,10 @@ def save_catalog(storage: Storage, catalog: Catalog, saved_at: datetime | None =
     """Write the catalog if its content changed; returns it with the new ETag.
 
     The write is conditional on the ETag the catalog was loaded with, so another run's
-    change in the meantime raises CatalogError (nothing is overwritten). The previous
-    version is first copied to a private backup named by `saved_at`: the wall clock, read
-    here when not given (never a run's pinned time, so backups sort as they were written).
+    change in the meantime raises CatalogError (nothing is overwritten). The version written
+    is then kept as the newest private backup (and the previous one first, if it is not the
+    newest backup yet), named by `saved_at`: the wall clock, read here when not given (never
+    a run's pinned time, so backups sort as they were written).
     """
     now = saved_at if saved_at is not None else system_clock()
     data = dump_catalog(catalog.episodes)
@@ -214,7 +233,7 @@ def save_catalog(storage: Storage, catalog: Catalog, saved_at: datetime | None =
             raise CatalogError(f"{where} changed while this run was working. {again}")
         if previous == data:
             return Catalog(list(catalog.episodes), etag)  # nothing to write
-        _put_backup(storage, previous, now)
+        _keep_backup(storage, previous, etag, now)  # normally the newest backup already
     try:
         info = storage.put_bytes(
             CATALOG_KEY,
@@ -227,7 +246,32 @@ def save_catalog(storage: Storage, catalog: Catalog, saved_at: datetime | None =
         )
     except ConcurrentWriteError as exc:
         raise CatalogError(f"{where} changed while this run was working. {again}") from exc
+    _put_backup(storage, data, now)
     return Catalog(sort_episodes(catalog.episodes), info.etag)
+
+
+def heal_backup(storage: Storage, catalog: Catalog, saved_at: datetime | None = None) -> bool:
+    """Make the loaded catalog the newest backup if it is not (a run stopped between writing
+    the catalog and its backup, or the backup was written by an older version); True when a
+    backup was written. Costs a listing and a HEAD when nothing is missing."""
+    if catalog.etag is None:
+        return False
+    found = storage.get_bytes(CATALOG_KEY) if not _newest_is(storage, catalog.etag) else None
+    if found is None or found[1] != catalog.etag:
+        return False  # nothing to heal, or another run changed it: its own save backs it up
+    _put_backup(storage, found[0], saved_at if saved_at is not None else system_clock())
+    return True
+
+
+def _newest_is(storage: Storage, etag: str) -> bool:
+    keys = backup_keys(storage)
+    newest = storage.head(keys[-1]) if keys else None
+    return newest is not None and newest.etag == etag
+
+
+def _keep_backup(storage: Storage, data: bytes, etag: str, now: datetime) -> None:
+    if not _newest_is(storage, etag):
+        _put_backup(storage, data, now)
 
 
 def _put_backup(storage: Storage, data: bytes, now: datetime) -> None:

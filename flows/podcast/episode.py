@@ -4,13 +4,12 @@ upload them.
 `prepare_episode` makes the audio to publish (`flows.podcast.encode`: a WAV/FLAC/AIFF
 master is encoded to a loudness-normalised MP3; an MP3/M4A is measured and published as it
 is, with a warning when it is off target, or re-encoded if the settings ask), inspects it,
-checks the metadata, tags a work copy, hashes it, and describes every object to upload (a
-master goes to private storage, for a later re-encode). Bad input becomes a `Failed` with the
-reason (`try_prepare`), a note in Swedish and English (`flows.podcast.limits`); a missing ffmpeg
-is the server's trouble, so its episode stays in the inbox (a retry). Nothing is uploaded yet.
-A title or description from the audio file's own tags is read as a sidecar's title is
-(`flows.podcast.limits.tag_text`). At most `max_parallel_encodes()` ffmpeg jobs
-run at once in this process, however many episodes are prepared concurrently.
+checks the metadata, decides a new episode's guid, tags a work copy (with the guid), hashes
+it, and describes every object to upload (a master goes to private storage). Bad input is a
+`Failed` with a note in Swedish and English (`try_prepare`, `flows.podcast.limits`); a missing
+ffmpeg is the server's trouble: its episode stays in the inbox. Nothing is uploaded yet. Tag
+texts are read as a sidecar's are (`limits.tag_text`). At most `max_parallel_encodes()`
+ffmpeg jobs run at once in this process, however many episodes are prepared concurrently.
 
 `upload_episode` uploads what storage does not have yet: keys are content-addressed, so a
 re-run uploads nothing (the encode is deterministic, so a re-dropped master gives the same
@@ -38,6 +37,7 @@ from flows.core.errors import AudioError, InputError
 from flows.core.models import Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, CACHE_PRIVATE, Storage
+from flows.podcast.catalog import episode_guid
 from flows.podcast.encode import PreparedAudio, max_parallel_encodes, prepare_audio
 from flows.podcast.ffmpeg import FfmpegMissing, waiting_for_ffmpeg
 from flows.podcast.inbox import Candidate, master_title_reason, open_regular, read_chunk
@@ -114,7 +114,7 @@ class Prepared:
     """An episode checked and tagged, with everything it needs uploaded."""
 
     candidate: Candidate
-    record: Episode  # guid "" for an episode not yet in the catalog
+    record: Episode  # a new episode's guid is decided here, as its audio's tags carry it
     uploads: tuple[Upload, ...]
     warnings: tuple[str, ...] = ()
     audio_note: str = ""  # how the published audio was made, for the report
@@ -136,11 +136,8 @@ class Failed:
 
 def sha256_file(path: Path) -> str:
     """The SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def copy_dropped(path: Path, folder: Path, target: Path) -> str:
@@ -325,7 +322,9 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
     _check_chapters(candidate, info.duration)
 
     publish_at = meta.publish_at or (existing.publish_at if existing else context.now)
-    work = _tag_work_copy(candidate, context, prepared_audio, info, title, description, publish_at)
+    guid = existing.guid if existing else episode_guid(candidate.slug, source_sha256)
+    texts = (title, description, guid)
+    work = _tag_work_copy(candidate, context, prepared_audio, info, texts, publish_at)
     digest = sha256_file(work)
     key = audio_key(candidate.slug, digest, info.extension.lstrip("."))
     uploads = [Upload(key, info.mime_type, path=work)]
@@ -338,7 +337,7 @@ def prepare_episode(candidate: Candidate, context: RunContext) -> Prepared:
 
     show = context.show
     record = Episode(
-        guid=existing.guid if existing else "",
+        guid=guid,
         slug=candidate.slug,
         title=title,
         description=description,
@@ -427,14 +426,15 @@ def _tag_work_copy(
     context: RunContext,
     prepared_audio: PreparedAudio,
     info: Any,
-    title: str,
-    description: str,
+    texts: tuple[str, str, str],
     publish_at: datetime,
 ) -> Path:
-    """Tag a copy of the audio to publish into the work folder, named after the slug."""
+    """Tag a copy of the audio into the work folder, named after the slug (`texts`: the
+    title, the description and the guid)."""
     from flows.podcast.tags import EpisodeTags, tag_audio
 
     meta, show = candidate.meta, context.show
+    title, description, guid = texts
     tags = EpisodeTags(
         title=title,
         artist=show.author,
@@ -447,6 +447,7 @@ def _tag_work_copy(
         chapters=tuple(meta.chapters),
         cover=context.cover,
         cover_mime=context.cover_mime,
+        guid=guid,
     )
     work = context.workdir / f"{candidate.slug}.{info.extension.lstrip('.')}"
     tag_audio(prepared_audio.publish_path, work, tags, info)

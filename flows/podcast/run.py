@@ -56,7 +56,14 @@ from flows.core.models import STOCKHOLM, Episode
 from flows.core.settings import Settings
 from flows.core.storage import Storage
 from flows.core.storage import public_url as object_url
-from flows.podcast.catalog import Catalog, load_catalog, prune_backups, save_catalog, upsert
+from flows.podcast.catalog import (
+    Catalog,
+    heal_backup,
+    load_catalog,
+    prune_backups,
+    save_catalog,
+    upsert,
+)
 from flows.podcast.episode import (
     Failed,
     Prepared,
@@ -351,15 +358,12 @@ def commit_catalog(
     *,
     saved_at: datetime | None = None,
 ) -> CatalogUpdate:
-    """One catalog update for all good episodes, conditional on `base`'s ETag.
-
-    `now` dates the records (first published, last updated); the dated backup of the
-    previous catalog is named by the wall clock (`saved_at`, default: read when saving), so
-    a backfill's backup is never the oldest one and pruned at once.
-    Raises CatalogError when another run changed the catalog since `base` was read.
-    """
+    """One catalog update for all good episodes, conditional on `base`'s ETag (CatalogError
+    when another run changed it). `now` dates the records; backups are named by the wall
+    clock (`saved_at`), so a backfill's is never the oldest and pruned at once."""
     update = apply_records(base, records, now)
     if not update.changed:
+        heal_backup(storage, base, saved_at)
         return update
     saved = save_catalog(storage, update.catalog, saved_at)
     return CatalogUpdate(saved, update.changes, update.guids)

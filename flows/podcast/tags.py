@@ -34,6 +34,7 @@ from mutagen.id3 import (
     TALB,
     TCON,
     TDRC,
+    TGID,
     TIT2,
     TLAN,
     TPE1,
@@ -84,6 +85,9 @@ class EpisodeTags:
     chapters: tuple[Chapter, ...] = ()
     cover: bytes | None = None
     cover_mime: str | None = None  # image/jpeg or image/png; sniffed from the bytes when None
+    # The episode's feed guid (TGID / egid): with it the stored audio says which episode it
+    # is, so a lost catalog can be rebuilt with the same guids (`flows.podcast.recover`).
+    guid: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,6 +219,8 @@ def build_id3_frames(tags: EpisodeTags, duration: float) -> list[Frame]:
         frames.append(TDRC(encoding=enc, text=tag_date(tags.date)[:10]))
     if tags.url:
         frames.append(WOAS(url=tags.url))
+    if tags.guid:
+        frames.append(TGID(encoding=enc, text=tags.guid))
     if tags.cover is not None:
         frames.append(
             APIC(
@@ -278,6 +284,8 @@ def build_mp4_atoms(tags: EpisodeTags) -> dict[str, list]:
         atoms["©day"] = [tag_date(tags.date) + "Z"]
     if tags.url:
         atoms["purl"] = [tags.url]
+    if tags.guid:
+        atoms["egid"] = [tags.guid]
     if tags.cover is not None:
         fmt = {"image/jpeg": MP4Cover.FORMAT_JPEG, "image/png": MP4Cover.FORMAT_PNG}
         atoms["covr"] = [MP4Cover(tags.cover, fmt[cover_mime(tags.cover, tags.cover_mime)])]
