@@ -8,6 +8,8 @@ local storage folder `.demo/storage/`, and the newsletter, with the shipped intr
 real `newsletters/` (a production checkout's issue of that month stays as it is). Its
 posts and events are the files in `demo/`; no other command ever uses them by default.
 Running it twice works: the second run finds every episode already published and uploads nothing.
+With no Prefect server configured the three jobs run directly, without Prefect; with one,
+as three flows inside one `demo` flow run (`flows.runner`).
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-from prefect import flow
+from typing import TYPE_CHECKING
 
 from flows.core.errors import SettingsError
 from flows.core.models import STOCKHOLM
-from flows.newsletter.build import IssueResult
-from flows.newsletter.flow import newsletter
-from flows.podcast.feedpublish import FeedResult
-from flows.podcast.flow import publish_episodes, regenerate_feed
-from flows.podcast.report import PublishReport
+
+if TYPE_CHECKING:
+    from flows.newsletter.build import IssueResult
+    from flows.podcast.feedpublish import FeedResult
+    from flows.podcast.report import PublishReport
+    from flows.runner import Jobs
 
 DEMO_MONTH = "2026-12"
 DEMO_NOW = datetime(2026, 12, 1, 8, 0, tzinfo=STOCKHOLM)
@@ -120,24 +122,23 @@ class DemoResult:
         return "\n".join(lines)
 
 
-@flow(name="demo", log_prints=False)
-def demo_flow(workdir: str = ".demo") -> DemoResult:
-    """Publish the demo episodes, then build the demo month's newsletter (one Prefect start)."""
+def demo_body(workdir: str, jobs: Jobs) -> DemoResult:
+    """Publish the demo episodes, then build the demo month's newsletter."""
     root = find_checkout(Path.cwd())
     paths = prepare_demo(root / workdir, root)
     posts, events = demo_sources(root)
     storage, episodes = str(paths.storage), str(paths.episodes)
-    podcast = publish_episodes(
+    podcast = jobs.publish_episodes(
         episodes=episodes,
         storage=storage,
         public_url=DEMO_PUBLIC_URL,
         now=DEMO_NOW,
         settle_seconds=0,
     )
-    feed = regenerate_feed(
+    feed = jobs.regenerate_feed(
         episodes=episodes, storage=storage, public_url=DEMO_PUBLIC_URL, now=DEMO_NOW
     )
-    issue = newsletter(
+    issue = jobs.newsletter(
         month=DEMO_MONTH,
         out=str(paths.newsletters),
         posts=posts,
@@ -150,7 +151,17 @@ def demo_flow(workdir: str = ".demo") -> DemoResult:
     return DemoResult(paths, podcast, feed, issue)
 
 
-def run_demo(workdir: str = ".demo") -> DemoResult:
-    """Entry point of `python -m flows demo`; checks the checkout before Prefect starts."""
+def run_demo(workdir: str = ".demo", jobs: Jobs | None = None) -> DemoResult:
+    """Entry point of `python -m flows demo`; checks the checkout before anything starts.
+
+    `jobs` runs the three jobs (`flows.runner`): directly, or as flows inside one `demo`
+    flow run on a Prefect server (default: as `runner.choose` decides)."""
+    from flows.runner import choose
+
     find_checkout(Path.cwd())
-    return demo_flow(workdir)
+    chosen = jobs or choose()
+
+    def demo() -> DemoResult:
+        return demo_body(workdir, chosen)
+
+    return chosen.group("demo", demo)

@@ -6,9 +6,9 @@
   and its fix, what is waiting. Swedish first, English below. A run that did nothing sends
   nothing.
 - Operators and staff: the addresses in `KRAFTSAMLING_NOTIFY_FAILURES` get one email per
-  failed or crashed flow run (Prefect's `on_failure` / `on_crashed` hooks, so scheduled runs
-  are covered): the flow, the step, the error line and the run's page in the Prefect UI
-  when there is one.
+  failed or crashed run (Prefect's `on_failure` / `on_crashed` hooks, so scheduled runs
+  are covered; a command run without a Prefect server calls the same `notify_failed_run`):
+  the flow, the step, the error line and the run's page in the Prefect UI when there is one.
 - The newsletter's SMTP settings are used (`flows.newsletter.smtp`); no credential or other
   address is ever in a message. `KRAFTSAMLING_NOTIFY=false` turns all of it off. A
   notification that cannot be sent is logged and never changes the run's own outcome.
@@ -204,26 +204,39 @@ def send_notifications(
     return sent
 
 
-def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Prefect's `on_failure` / `on_crashed` hook: email the KRAFTSAMLING_NOTIFY_FAILURES
-    addresses. Never raises (a hook's error would hide the run's own)."""
+def notify_failed_run(
+    flow_name: str, run_name: str, error: BaseException | str, run_url: str = ""
+) -> None:
+    """Email the KRAFTSAMLING_NOTIFY_FAILURES addresses that a run failed: the one path for
+    both modes (the Prefect hook below, and a command run without a Prefect server,
+    `flows.runner`). `error` is the exception that ended the run, or a line saying how it
+    ended. Never raises: a notification's error must not hide the run's own."""
     try:
         settings = Settings.load()
         if not settings.notify_failures or not settings.notify:
             return
-        error = state.result(raise_on_failure=False)
-        step = getattr(error, "step", None) or flow.name
-        line = (
-            f"{type(error).__name__}: {error}"
-            if isinstance(error, BaseException)
-            else (state.message or state.name)
-        )
+        step = getattr(error, "step", None) or flow_name
+        line = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
         message = failure_email(
-            settings, flow.name, flow_run.name, step, " ".join(line.split()), _run_url(flow_run)
+            settings, flow_name, run_name, step, " ".join(line.split()), run_url
         )
         send_notifications([message], settings, settings.notify_failures)
     except Exception as exc:
         log.warning("Could not notify about the failed run: %s", exc)
+
+
+def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect's `on_failure` / `on_crashed` hook: `notify_failed_run` with the run's error,
+    name and page. Never raises (a hook's error would hide the run's own)."""
+    try:
+        error = state.result(raise_on_failure=False)
+        if not isinstance(error, BaseException):
+            error = str(state.message or state.name)
+        run_url = _run_url(flow_run)
+    except Exception as exc:
+        log.warning("Could not notify about the failed run: %s", exc)
+        return
+    notify_failed_run(flow.name, flow_run.name, error, run_url)
 
 
 def _run_url(flow_run: Any) -> str:

@@ -388,8 +388,9 @@ def test_the_feed_has_item_author_channel_pubdate_and_the_rss_image(show_dir):
     xml = build_feed(show, episodes, public_url="https://cdn.example/", now=T0, cover_key="c.jpg")
     channel = etree.fromstring(xml).find("channel")
     assert channel.findtext("pubDate") == "Sat, 28 Feb 2026 08:00:00 GMT"  # the newest item
+    # The image links where the channel does: the show's web page (issue 24).
     assert [channel.findtext(f"image/{t}") for t in ("url", "title", "link")] == [
-        "https://cdn.example/c.jpg", show.title, show.website,
+        "https://cdn.example/c.jpg", show.title, "https://cdn.example/podcast/index.html",
     ]  # fmt: skip
     authors = [i.findtext(f"{{{ITUNES}}}author") for i in channel.iter("item")]
     assert authors == [show.author, show.author]

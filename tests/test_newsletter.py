@@ -370,7 +370,7 @@ def test_newsletter_flow_runs_in_ephemeral_mode(prefect_harness, tmp_path):
     manifest = json.loads((result.issue_dir / MANIFEST_FILE).read_text())
     assert f"episode:{episode.guid}" in manifest["sections"]["listen"]
     text = (result.issue_dir / "newsletter.txt").read_text()
-    assert "https://kraftsamling.example/podcast/audio/digitalsamtal-15-aaaaaaaa.mp3" in text
+    assert "https://kraftsamling.example/podcast/episodes/digitalsamtal-15.html" in text
     assert "42 min" in text
     artifact = Artifact.get(f"newsletter-{DEMO_MONTH}")
     assert artifact is not None

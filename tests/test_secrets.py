@@ -54,10 +54,15 @@ PUBLIC_PREFIXES = (
     "podcast/feed.xml",
     "newsletters/index.html",
     "newsletters/feed.xml",
+    "index.html",  # the start page (issue 25)
+    "podcast/index.html",  # the show page and the episode pages (issue 24)
+    "podcast/episodes/",
 )
 PRIVATE_PREFIXES = (
     "podcast/catalog.json",
     "podcast/feed-state.json",
+    "podcast/pages.json",  # the hashes of the web pages
+    "home.json",  # what each channel shows on the start page
     "podcast/catalog-backups/",
     "podcast/masters/",
     "newsletters/archive.json",

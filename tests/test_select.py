@@ -199,7 +199,7 @@ def test_listen_merges_posts_and_catalog_episodes_without_duplicates(settings):
     )
     assert [i.id for i in selection.listen] == ["vid", "pod", "episode:e-new"]
     item = selection.listen[2]
-    assert item.link == "https://kraftsamling.example/podcast/audio/e-new.mp3"
+    assert item.link == "https://kraftsamling.example/podcast/episodes/e-new.html"  # its page
     assert item.duration == 1800
     assert selection.listen[0].kind == "video"
 

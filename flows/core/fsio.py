@@ -78,9 +78,16 @@ def atomic_write_json(
     return atomic_write(path, text.encode("utf-8"))
 
 
-def atomic_replace(temporary: Path, path: Path, *, mode: int = 0o644) -> None:
-    """Publish a temporary file that a tool (ffmpeg, mutagen) wrote beside `path`."""
+def atomic_replace(
+    temporary: Path, path: Path, *, mode: int = 0o644, durable: bool = True
+) -> None:
+    """Publish a temporary file that a tool (ffmpeg, mutagen) wrote beside `path`.
+
+    `durable=False` skips the fsync, for a work copy that a crash makes worthless anyway (the
+    run starts over): the rename alone keeps readers from ever seeing half of it.
+    """
     os.chmod(temporary, mode)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
+    if durable:
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
     os.replace(temporary, path)

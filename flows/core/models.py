@@ -113,6 +113,10 @@ class Show(BaseModel):
     # Podcasting 2.0 guid of the show. Set it once the feed is live, so that a later move of
     # the feed to another host keeps it; when unset it is derived from the feed URL.
     podcast_guid: str | None = None
+    # The show's pages in Apple Podcasts and Spotify, linked from the show's web page
+    # (podcast/index.html) under "Prenumerera" when set.
+    apple_podcasts_url: str | None = Field(default=None, pattern=r"^https://")
+    spotify_url: str | None = Field(default=None, pattern=r"^https://")
 
 
 class Chapter(BaseModel):

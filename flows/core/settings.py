@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flows.core.errors import SettingsError
@@ -190,6 +190,22 @@ class Settings(BaseSettings):
         description="A publish run's lock (podcast/.lock) older than this is taken over.",
     )
 
+    # --- apps told of a changed feed (flows/podcast/announce.py) ------------------------
+    websub_hub: str | None = Field(
+        default=None,
+        description="WebSub hub (https URL): named in the feed, and told of every feed change.",
+    )
+    podping_url: str | None = Field(
+        default=None,
+        description="Podping endpoint (e.g. https://podping.cloud/) told of every feed change; "
+        "needs KRAFTSAMLING_PODPING_TOKEN.",
+    )
+    podping_token: SecretStr | None = Field(
+        default=None,
+        description="Podping token, sent as the Authorization header (from the environment, "
+        "never in files).",
+    )
+
     # --- sending ------------------------------------------------------------------------
     smtp_host: str = Field(default="127.0.0.1", description="SMTP server.")
     smtp_port: int = Field(default=25, description="SMTP port.")
@@ -247,10 +263,11 @@ class Settings(BaseSettings):
             return json.loads(text) if text.startswith("[") else text.split()
         return value
 
-    @field_validator("edition", mode="before")
+    @field_validator("edition", "websub_hub", "podping_url", "podping_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
-        # KRAFTSAMLING_EDITION= (empty) selects the Swedish edition, as unset does.
+        # KRAFTSAMLING_EDITION= (empty) selects the Swedish edition, as unset does; an empty
+        # hub or Podping setting tells no one.
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("newsletters_dir", "episodes_dir")
@@ -284,6 +301,30 @@ class Settings(BaseSettings):
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("websub_hub", "podping_url")
+    @classmethod
+    def _https_announcements(cls, value: str | None) -> str | None:
+        # The Podping token travels in a header: only a test server on this machine may go
+        # without TLS, as for public_url.
+        if value is None:
+            return None
+        scheme, host = urlsplit(value).scheme.lower(), (urlsplit(value).hostname or "").lower()
+        loopback = scheme == "http" and host in ("localhost", "127.0.0.1", "::1")
+        if not host or (scheme != "https" and not loopback):
+            raise ValueError(f"must be an absolute https URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _podping_pair(self) -> Settings:
+        if (self.podping_url is None) != (self.podping_token is None):
+            missing = "TOKEN" if self.podping_token is None else "URL"
+            raise ValueError(
+                f"Podping needs both its URL and its token; set KRAFTSAMLING_PODPING_{missing} "
+                "as well, or unset "
+                "the other to tell Podping nothing"
+            )
+        return self
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

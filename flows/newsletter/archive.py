@@ -36,7 +36,9 @@ from flows.newsletter.issue import (
     web_copy_url,
     without_indexing,
 )
-from flows.newsletter.render import format_day, issue_subject, render_template
+from flows.newsletter.render import format_day, issue_subject
+from flows.web.home import publish_home
+from flows.web.render import Chrome, FeedLink, PageMeta, render_page
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -83,15 +85,22 @@ def render_archive_page(state: dict[str, Any], settings: Settings, edition: Edit
                 "when": format_day(when, edition),
             }
         )
+    feed_url = public_url(settings.public_url, archive_feed_key(edition))
+    meta = PageMeta(  # the site's layout (flows.web): navigation, canonical, Open Graph
+        title=f"{settings.newsletter_title} – {edition.words.all_issues}",
+        description=edition.words.archive_intro,
+        url=public_url(settings.public_url, archive_page_key(edition)),
+        feeds=(FeedLink(settings.newsletter_title, feed_url, "application/atom+xml"),),
+    )
     context = {
-        "lang": edition.language,
+        **Chrome(settings.public_url).context(edition.language, "newsletter", meta),
         "title": settings.newsletter_title,
         "words": edition.words.model_dump(),
         "issues": issues,
-        "feed_url": public_url(settings.public_url, archive_feed_key(edition)),
+        "feed_url": feed_url,
         "site_url": settings.site_url,
     }
-    return render_template("archive.html.j2", context, edition).encode("utf-8")
+    return render_page("archive.html.j2", context, edition.template_folders)
 
 
 def render_archive_feed(state: dict[str, Any], settings: Settings, edition: Edition) -> bytes:
@@ -216,7 +225,41 @@ def publish_web_copy(
         cache_control=CACHE_SHORT,
         public=True,
     )
+    section = archive_home_section(state, settings, edition)  # the start page (flows.web)
+    base, site = settings.public_url, settings.site_url
+    publish_home(storage, edition.storage_prefix, section, base, site_url=site)
     return web_copy_url(settings, month, edition)
+
+
+def archive_home_section(
+    state: dict[str, Any], settings: Settings, edition: Edition
+) -> dict[str, Any]:
+    """What the start page (`flows.web.home`) shows of this edition: its archive, its Atom
+    feed and its newest issue."""
+    newest = next(iter(_newest_first(state)), None)
+    latest = None
+    if newest is not None:
+        when = _entry_time(newest).astimezone(STOCKHOLM)
+        latest = {
+            "title": newest["title"],
+            "url": public_url(settings.public_url, newest["key"]),
+            "iso": when.date().isoformat(),
+            "date": format_day(when, edition),
+        }
+    return {
+        "kind": "newsletter",
+        "title": settings.newsletter_title,
+        "lang": edition.language,
+        "description": edition.words.feed_subtitle,
+        "page_url": public_url(settings.public_url, archive_page_key(edition)),
+        "page_label": "Alla nummer",
+        "feed_url": public_url(settings.public_url, archive_feed_key(edition)),
+        "feed_label": "Följ i en flödesläsare (Atom)",
+        "image_url": None,
+        "image_alt": "",
+        "latest": latest,
+        "latest_label": "Senaste numret",
+    }
 
 
 def replace_previews(storage: Storage, issue_dir: Path, web_html: str) -> int:

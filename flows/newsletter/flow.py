@@ -1,18 +1,18 @@
 """The newsletter's Prefect wrappers: fetch, render, send and publish tasks, the flow.
 
-The work is done by plain functions (`build.build_issue`, `release.release_issue`); these
-wrappers only add retries, artifacts and the run's start time (read once, through
-`flows.core.clock.system_clock`). The flow resolves the edition once (`edition_for`, from
-the `edition` parameter or setting) and passes it to every step. Retries: fetching retries
-network and disk hiccups; reading the catalog and publishing retry storage failures
-(`retry_on_storage_error`, the one storage policy); a test copy retries SMTP failures, but
-not a server that does not answer (fixed by a setting); the send never retries (it resumes
-from its own progress).
+The job is a plain function (`job.newsletter`: `build.build_issue`, then
+`release.release_issue`), which a command run without a Prefect server calls directly; the
+flow runs the same job with `TASK_STEPS`: its steps as tasks with retries, artifacts for the
+draft and the review, and the run's logger. The job resolves the edition once
+(`edition_for`, from the `edition` parameter or setting) and passes it to every step.
+Retries: fetching retries network and disk hiccups; reading the catalog and publishing
+retry storage failures (`retry_on_storage_error`, the one storage policy); a test copy
+retries SMTP failures, but not a server that does not answer (fixed by a setting); the send
+never retries (it resumes from its own progress).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,28 +23,17 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.core.backends import open_storage
-from flows.core.clock import system_clock
-from flows.core.errors import DeliveryError, InputError, KraftsamlingError
-from flows.core.models import STOCKHOLM, Episode, Event, Post, SourceStatus
+from flows.core.errors import DeliveryError, KraftsamlingError
+from flows.core.models import Episode, Event, Post, SourceStatus
 from flows.core.settings import Settings
 from flows.core.storage import retry_on_storage_error
-from flows.newsletter.build import IssueResult, build_issue, require_sources
+from flows.newsletter import job
+from flows.newsletter.build import IssueResult
 from flows.newsletter.delivery import DeliveryReport, send_issue, send_test_copy
-from flows.newsletter.edition import Edition, edition_for
+from flows.newsletter.edition import Edition
 from flows.newsletter.events import read_events
-from flows.newsletter.issue import (
-    INTRO_FILE,
-    MANIFEST_FILE,
-    awaiting_review,
-    ensure_issue_open,
-    issue_dir,
-    month_start,
-    read_issue,
-    record_earlier_sent_states,
-)
 from flows.newsletter.posts import read_posts
-from flows.newsletter.release import check_release_request, publish_to_storage, release_issue
+from flows.newsletter.release import publish_to_storage
 from flows.newsletter.render import RenderedIssue, render_issue
 from flows.newsletter.select import Selection
 from flows.newsletter.smtp import SmtpUnreachableError
@@ -106,42 +95,7 @@ def render_task(selection: Selection, settings: Settings, *, intro_md: str | Non
 )
 def read_catalog_task(settings: Settings) -> list[Episode]:
     """The podcast catalog's episodes (empty when there is no catalog yet)."""
-    from flows.podcast.catalog import load_catalog
-
-    return list(load_catalog(open_storage(settings)).episodes)
-
-
-def read_catalog_episodes(settings: Settings) -> list[Episode] | None:
-    """The catalog's episodes for the listen section; None when it cannot be read."""
-    try:
-        return read_catalog_task(settings)
-    except KraftsamlingError as exc:  # the issue is still built, from the site's posts
-        get_run_logger().warning("Podcast catalog not used: %s", exc)
-        return None
-
-
-def existing_draft(
-    folder: Path, month: str, edition: Edition, *, reason: str
-) -> IssueResult | None:
-    """The draft already in `folder` as an IssueResult, None when there is none to reuse."""
-    try:
-        issue = read_issue(folder)
-    except DeliveryError:
-        return None  # no draft, or one edited by hand: build a new one
-    if issue.month != month or issue.manifest.get("status") != "draft":
-        return None
-    intro = folder / INTRO_FILE
-    if intro.exists() and intro.stat().st_mtime_ns > (folder / MANIFEST_FILE).stat().st_mtime_ns:
-        return None  # staff edited the intro after the build (e.g. after a rejection)
-    return IssueResult(
-        month=month,
-        issue_dir=folder,
-        written=True,
-        message=f"Draft of {month} {reason} from {folder}.",
-        edition=edition,
-        counts=dict(issue.manifest.get("counts", {})),
-        files=dict(issue.manifest.get("files", {})),
-    )
+    return job.read_catalog(settings)
 
 
 def _retry_smtp(task: Any, task_run: Any, state: Any) -> bool:
@@ -218,45 +172,26 @@ def review_artifact(edition: Edition) -> Callable[[str, str], None]:
     return show
 
 
-def _draft(
-    settings: Settings,
-    folder: Path,
-    month: str,
-    now: datetime,
-    edition: Edition,
-    *,
-    send: bool,
-    force: bool,
-) -> IssueResult:
-    """The draft a run works on: for a send, the one already built when there is one (and
-    not `force`); else a new build, reported as a Markdown artifact."""
-    result = None
-    if send and awaiting_review(folder):
-        # A run resumed after suspension starts from the top: reuse the draft under review
-        # instead of rendering a different one.
-        result = existing_draft(folder, month, edition, reason="under review reused")
-    elif send and not force:
-        result = existing_draft(folder, month, edition, reason="goes to review as built")
-    if result is not None:
-        return result
-    episodes = read_catalog_episodes(settings)
-    result = build_issue(
-        settings,
-        month,
-        now,
-        force=force,
-        read_posts=fetch_posts,
-        read_events=fetch_events,
-        episodes=episodes,
-        render=render_task,
-        edition=edition,
-    )
+def _draft_artifact(result: IssueResult, edition: Edition, month: str) -> None:
     create_markdown_artifact(
         markdown=result.markdown(),
         key=f"newsletter-{edition.label(month)}",
         description=f"Newsletter {month}",
     )
-    return result
+
+
+TASK_STEPS = job.Steps(
+    read_posts=fetch_posts,
+    read_events=fetch_events,
+    render=render_task,
+    read_catalog=read_catalog_task,
+    send_test_copy=send_test_copy_task,
+    publish_web_copy=publish_web_copy_task,
+    send_issue=send_issue_task,
+    show_review=review_artifact,
+    show_draft=_draft_artifact,
+    logger=get_run_logger,
+)
 
 
 # A failed or crashed run (a schedule's too) tells the KRAFTSAMLING_NOTIFY_FAILURES addresses.
@@ -287,48 +222,21 @@ def newsletter(
     `edition` is an edition's YAML file (default: the `edition` setting, else Swedish).
     `link_check` False skips the check of the draft's links (default: the setting).
     """
-    settings = Settings.load(
-        posts=posts,
-        events=events,
-        newsletters_dir=out,
-        storage=storage,
-        public_url=public_url,
-        edition=edition,
-        link_check=link_check,
+    return job.newsletter(
+        month,
+        posts,
+        events,
+        out,
+        force,
+        storage,
+        public_url,
+        now,
+        send,
+        to,
+        reviewers,
+        approve,
+        approval_timeout_seconds,
+        edition,
+        link_check,
+        steps=TASK_STEPS,
     )
-    the_edition = edition_for(settings)
-    # The run's start, read once (through flows.core.clock.system_clock, like every clock
-    # read); later moments (a test copy, an upload, the send) come from release_issue's clock.
-    now = (now or system_clock()).astimezone(STOCKHOLM)
-    month = month or now.strftime("%Y-%m")
-    month_start(month)
-    if send:
-        check_release_request(to)
-    require_sources(settings)
-    folder = issue_dir(settings, month)
-    store = open_storage(settings)
-    record_earlier_sent_states(store, settings.newsletters_dir, month, the_edition)
-    ensure_issue_open(store, folder, month, the_edition)
-    result = _draft(settings, folder, month, now, the_edition, send=send, force=force)
-    if send and not result.written:
-        raise InputError(
-            f"Nothing new for {month} and no draft of it to send, so nothing was sent. Wait "
-            "for new posts, or build one anyway with "
-            f"`python -m flows newsletter --month {month} --force` and send that."
-        )
-    if send:
-        released = release_issue(
-            settings,
-            month,
-            recipients=list(to or []),
-            reviewers=list(reviewers or []),
-            approve=approve,
-            timeout_seconds=approval_timeout_seconds,
-            send_test_copy=send_test_copy_task,
-            publish_web_copy=publish_web_copy_task,
-            send_issue=send_issue_task,
-            show_review=review_artifact(the_edition),
-            edition=the_edition,
-        )
-        result = dataclasses.replace(result, release=released)
-    return result

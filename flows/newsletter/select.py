@@ -36,6 +36,7 @@ from flows.core.storage import public_url
 from flows.newsletter.edition import Edition, Section, edition_for
 from flows.newsletter.issue import month_start
 from flows.newsletter.sources import html_to_text
+from flows.web.keys import episode_page_key
 
 if TYPE_CHECKING:
     from flows.core.settings import Settings
@@ -134,11 +135,12 @@ def _norm_title(title: str) -> str:
 
 
 def episode_item(episode: Episode, settings: Settings) -> ListenItem:
-    """A catalog episode as a listen item, linked to its published audio."""
+    """A catalog episode as a listen item, linked to its web page (player, chapters,
+    transcript, how to subscribe: `flows.web`), published with the feed."""
     return ListenItem(
         id=f"episode:{episode.guid}",
         title=episode.title,
-        link=public_url(settings.public_url, episode.audio_key),
+        link=public_url(settings.public_url, episode_page_key(episode.slug)),
         published=episode.publish_at.astimezone(STOCKHOLM),
         # The producer's description is Markdown: its sanitised HTML gives the plain text
         # (no "**" or list numbers in the email); a record without HTML keeps the raw text.

@@ -41,15 +41,17 @@ never reused and no later run (hourly feed, re-drop of the audio) brings it back
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flows.core.clock import system_clock
 from flows.core.errors import CatalogError, ConcurrentWriteError
@@ -118,12 +120,72 @@ def dump_catalog(episodes: list[Episode]) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
+_RESTORE = (
+    f"Restore the newest good copy from {BACKUP_PREFIX} (copy it over {CATALOG_KEY}) "
+    "and run again."
+)
+
+
+class _CatalogDocument(BaseModel):
+    """The catalog file's shape, for reading it in one pass (`_read_fast`)."""
+
+    # Only keys are worth pydantic's string cache: guids, slugs and keys are all different,
+    # and looking each up in a full cache made a long catalog slower per episode.
+    model_config = ConfigDict(extra="ignore", cache_strings="keys")
+
+    version: Any = CATALOG_VERSION
+    episodes: list[Episode]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile. Reading makes many objects and no cycles, and
+    collections over a heap that grows with the catalog made a long one superlinear to read."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc.get_freeze_count() == 0:  # (never thaw what the program froze itself)
+            # What was read is long-lived: freezing and thawing moves it to the oldest
+            # generation as it is, where the young collection that its many new objects
+            # would set off next (one more pass over all of them) would only have put it.
+            gc.freeze()
+            gc.unfreeze()
+        if enabled:
+            gc.enable()
+
+
+def _read_fast(data: bytes) -> list[Episode] | None:
+    """The episodes of a well-formed catalog, read by pydantic's JSON parser in one pass (it
+    refuses invalid UTF-8 and lone surrogate escapes as well); None when anything is off."""
+    try:
+        with _gc_paused():
+            document = _CatalogDocument.model_validate_json(data)
+    except ValidationError:
+        return None
+    return document.episodes if document.version == CATALOG_VERSION else None
+
+
 def parse_catalog(data: bytes, source: str = CATALOG_KEY) -> list[Episode]:
     """Episodes from catalog bytes; CatalogError naming the key and the way back."""
-    restore = (
-        f"Restore the newest good copy from {BACKUP_PREFIX} (copy it over {CATALOG_KEY}) "
-        "and run again."
-    )
+    episodes = _read_fast(data)
+    if episodes is None:  # something is off: read it step by step, to say exactly what
+        episodes = _read_checked(data, source)
+    guids = [ep.guid for ep in episodes]
+    slugs = [ep.slug for ep in episodes]
+    for label, values in (("guid", guids), ("slug", slugs)):
+        twice = sorted(value for value, n in Counter(values).items() if n > 1)
+        if twice:
+            raise CatalogError(
+                f"{source}: {label} {', '.join(twice)} appears more than once. {_RESTORE}"
+            )
+    return episodes
+
+
+def _read_checked(data: bytes, source: str) -> list[Episode]:
+    """Episodes from catalog bytes, each step checked: CatalogError says what is wrong."""
+    restore = _RESTORE
     try:
         document: Any = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -160,14 +222,6 @@ def parse_catalog(data: bytes, source: str = CATALOG_KEY) -> list[Episode]:
             raise CatalogError(
                 f"{source}: episode #{index + 1} ({name}) is invalid: {problems}. {restore}"
             ) from None
-    guids = [ep.guid for ep in episodes]
-    slugs = [ep.slug for ep in episodes]
-    for label, values in (("guid", guids), ("slug", slugs)):
-        twice = sorted(value for value, n in Counter(values).items() if n > 1)
-        if twice:
-            raise CatalogError(
-                f"{source}: {label} {', '.join(twice)} appears more than once. {restore}"
-            )
     return episodes
 
 

@@ -4,7 +4,8 @@
 pure builder (`flows.podcast.feed`) and the gate (`flows.podcast.feedgate`): it uploads the
 cover art under its content hash, screens each episode's item, and uploads `podcast/feed.xml`
 only when its bytes changed and the gate passes, with one put conditional on the live feed it
-compared with.
+compared with. Right after that upload (and only then) the WebSub hub and Podping, when
+configured, are told of the change (`flows.podcast.announce`; a failure warns, never fails).
 
 One episode never holds the feed, and the feed never shrinks by accident. Each due episode is
 screened first: its record against `flows.podcast.limits.record_problems`, and its enclosure
@@ -16,11 +17,13 @@ each new item is gated alone and the ones refused alone are left out too; a prob
 channel (or the shrink gate) still refuses the whole feed, and the live one stays.
 
 Beside the feed, a small private object (`FEED_STATE_KEY`) records what the live feed was built
-from: a hash of its inputs (the catalog's ETag, show.yaml, the cover art's key, the public URL
-and analytics prefix, and the builder's own code), the feed's ETag, and the window of "now"
-in which no episode becomes due. `feed_staleness` compares that record with storage in three
-requests (HEAD catalog, HEAD feed, GET record), whatever the catalog's size; a publish run
-with an empty inbox rebuilds the feed only when they disagree.
+from: a hash of its inputs (the catalog's ETag, show.yaml, the cover art's key, the public URL,
+analytics prefix and WebSub hub, and the builder's own code), the feed's ETag, and the window
+of "now" in which no episode becomes due. `feed_staleness` compares that record with storage in
+three requests (HEAD catalog, HEAD feed, GET record), whatever the catalog's size; a publish run
+with an empty inbox rebuilds the feed only when they disagree. The web pages of the show and
+its episodes (`flows.web.publish`, one GET when none changed) go up after the feed and before
+that record, and the builder's version includes the pages' templates, so it covers them too.
 
 Removal is lasting and lives in the catalog: `regenerate_feed(remove_guids=[...])`
 (`python -m flows feed --remove GUID`) first sets `removed_at` on those records and saves the
@@ -56,7 +59,9 @@ from flows.core.storage import CACHE_LONG, CACHE_PRIVATE, CACHE_SHORT, Storage, 
 from flows.core.text import clean_text
 from flows.podcast import feed as feed_module
 from flows.podcast import feedgate as feedgate_module
+from flows.podcast import feeditems as feeditems_module
 from flows.podcast import limits as limits_module
+from flows.podcast.announce import Announcement, announce_feed_change
 from flows.podcast.catalog import CATALOG_KEY, Catalog
 from flows.podcast.feed import (
     FEED_CONTENT_TYPE,
@@ -71,6 +76,8 @@ from flows.podcast.feed import (
 from flows.podcast.feedgate import COVER_FORMATS, check_cover_art, check_feed, cover_format
 from flows.podcast.inbox import read_regular
 from flows.podcast.limits import record_note, record_problems
+from flows.web.publish import publish_feed_pages
+from flows.web.render import site_version
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +112,7 @@ class FeedResult:
     removed: tuple[str, ...] = field(default_factory=tuple)  # removed for good by this run
     already_removed: tuple[str, ...] = field(default_factory=tuple)  # named, but removed before
     unfit: tuple[Unfit, ...] = field(default_factory=tuple)  # left out, or kept as they were
+    announced: tuple[Announcement, ...] = field(default_factory=tuple)  # hub, Podping told
 
     @property
     def left_out(self) -> tuple[Unfit, ...]:
@@ -128,6 +136,7 @@ class FeedResult:
         if self.cover_uploaded:
             parts.append(f"cover art uploaded to {self.cover_url}")
         parts += [u.describe().rstrip(".") for u in self.unfit]
+        parts += [a.describe() for a in self.announced]
         return "; ".join(parts) + "."
 
 
@@ -312,6 +321,7 @@ def publish_feed(
             feed_url=feed_url,
             cover_key=cover_key,
             kept=kept,
+            hub=settings.websub_hub,
         )
 
     live = storage.get_bytes(FEED_KEY)
@@ -353,8 +363,10 @@ def publish_feed(
             if_match=live[1] if live else None,
             if_none_match=live is None,
         ).etag
-        result = replace(result, uploaded=True)
-    inputs = feed_inputs(catalog.etag, show, cover_key, base, settings.analytics_prefix)
+        result = replace(result, uploaded=True, announced=announce_feed_change(feed_url, settings))
+    # The web pages follow the feed (flows.web.publish); its state is recorded after them.
+    publish_feed_pages(storage, show, settings, base, cover_key, catalog, items.due)
+    inputs = feed_inputs(catalog.etag, show, cover_key, base, settings)
     record_state(storage, FeedState.of(inputs, etag, catalog.episodes, now))
     return result
 
@@ -396,11 +408,12 @@ def _gated(
 def builder_version() -> str:
     """A hash of the code that decides the feed's bytes (builder, screening, gate): a new
     version of it makes every live feed stale once, so the next run rebuilds it."""
-    modules = (feed_module, feedgate_module, limits_module)
+    modules = (feed_module, feeditems_module, feedgate_module, limits_module)
     digest = hashlib.sha256()
     for module in modules:
         digest.update(Path(str(module.__file__)).read_bytes())
     digest.update(Path(__file__).read_bytes())
+    digest.update(site_version().encode())  # the web pages' templates and code (flows.web)
     return digest.hexdigest()
 
 
@@ -409,18 +422,20 @@ def feed_inputs(
     show: Show,
     cover_key: str,
     base_url: str,
-    analytics_prefix: str | None,
+    settings: Settings,
 ) -> str:
     """A hash of everything the feed is built from, apart from "now" (see `FeedState`).
 
-    The catalog is stood for by its ETag, so checking it is one HEAD request.
+    The catalog is stood for by its ETag, so checking it is one HEAD request. Of the
+    settings, the analytics prefix and the WebSub hub are in the feed's bytes.
     """
     document = {
         "catalog_etag": catalog_etag,
         "show": show.model_dump(mode="json"),
         "cover_key": cover_key,
         "base_url": base_url,
-        "analytics_prefix": analytics_prefix,
+        "analytics_prefix": settings.analytics_prefix,
+        "websub_hub": settings.websub_hub,
         "builder": builder_version(),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
@@ -525,7 +540,7 @@ def feed_staleness(
     _, cover_key, _ = read_cover_art(Path(show_dir) / show.image)
     base = resolve_public_url(show, settings)
     etag = catalog.etag if catalog else None
-    if state.inputs != feed_inputs(etag, show, cover_key, base, settings.analytics_prefix):
+    if state.inputs != feed_inputs(etag, show, cover_key, base, settings):
         return "the catalog, show.yaml, the cover art or a feed setting changed since it was built"
     if live.etag != state.feed_etag:
         return "it is not the feed last built from the catalog"

@@ -1,13 +1,14 @@
 """The podcast's Prefect wrappers: `publish-episodes` and `regenerate-feed`.
 
-The work is done by plain functions (`run.publish`, `feedpublish.publish_feed`); these wrappers add
-tasks with retries, artifacts and the run's start time. `publish-episodes` runs the one run
-loop (`run.run_episodes`) with `TaskSteps`: its prepare and upload steps as submitted tasks.
+The jobs are plain functions (`jobs.publish_episodes`, `jobs.regenerate_feed`), which a
+command run without a Prefect server calls directly; these wrappers run the same jobs with
+their steps as tasks (retries, states in the UI) and show the result as an artifact.
+`publish-episodes` runs the one run loop (`run.run_episodes`) with `TaskSteps`: its prepare
+and upload steps as submitted tasks.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -18,20 +19,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
-from flows.core.backends import open_storage
-from flows.core.clock import system_clock
-from flows.core.errors import PublishIncompleteError
 from flows.core.models import Episode, Show
 from flows.core.settings import Settings
 from flows.core.storage import Storage, retry_on_storage_error
-from flows.notify import notify_failure, notify_producers
+from flows.notify import notify_failure
+from flows.podcast import jobs
 from flows.podcast.catalog import Catalog, Removal, load_catalog, remove_episodes
 from flows.podcast.episode import Failed, Prepared, RunContext, try_prepare, upload_episode
 from flows.podcast.feedpublish import FeedResult, publish_feed
 from flows.podcast.inbox import Candidate
 from flows.podcast.report import PublishReport
-from flows.podcast.run import CatalogUpdate, Pending, commit_catalog, publish
-from flows.podcast.show import load_show
+from flows.podcast.run import CatalogUpdate, Pending, commit_catalog
 
 T = TypeVar("T")
 
@@ -117,30 +115,21 @@ def publish_episodes(
     If another run is publishing to the same storage, this run does nothing and ends
     successfully, saying so.
     """
-    settings = Settings.load(
-        episodes_dir=episodes,
-        storage=storage,
-        public_url=public_url,
-        settle_seconds=settle_seconds,
+    return jobs.publish_episodes(
+        episodes, storage, public_url, now, settle_seconds, steps=TaskSteps(), show=_table
     )
-    started = system_clock()  # the run's start: read once, passed down
-    scan_time = started.timestamp()
-    now = now or started
-    store = open_storage(settings)
-    report = publish(settings, store, now, scan_time, steps=TaskSteps())
+
+
+def _table(report: PublishReport) -> None:
+    """The run's episodes as a table artifact; a run that did nothing makes none (as it
+    emails no one), so the latest version is the last run that did something."""
+    if not (report.outcomes or report.notes or report.feed or report.locked_by):
+        return
     create_table_artifact(
         table=_artifact_rows(report),
         key="publish-episodes",
         description=report.summary().splitlines()[0],
     )
-    show_dir = Path(settings.episodes_dir)
-    if report.outcomes and (show_dir / "show.yaml").is_file():
-        notify_producers(report, load_show(show_dir / "show.yaml").producers, show_dir, settings)
-    if report.failed or report.feed_error:
-        raise PublishIncompleteError(
-            "Some episodes were not published (the others were):\n" + report.summary()
-        )
-    return report
 
 
 # --- Prefect: thin wrappers -------------------------------------------------------------
@@ -179,6 +168,9 @@ def publish_feed_task(
     return publish_feed(storage, show, show_dir, catalog, settings, now)
 
 
+_TASK_STEPS = jobs.FeedSteps(load_catalog_task, remove_episodes_task, publish_feed_task)
+
+
 @flow(name="regenerate-feed", on_failure=[notify_failure], on_crashed=[notify_failure])
 def regenerate_feed(
     episodes: str | None = None,
@@ -194,24 +186,19 @@ def regenerate_feed(
     changes), then the feed is built without them. The removal stands even if the feed is
     then refused for another reason; the next run publishes it. No audio is deleted.
     """
-    settings = Settings.load(episodes_dir=episodes, storage=storage, public_url=public_url)
-    now = now or system_clock()  # the run's start: read once, passed down
-    show_dir = Path(settings.episodes_dir)
-    show = load_show(show_dir / "show.yaml")
-    store = open_storage(settings)
-    removal: Removal | None = None
-    if remove_guids:
-        removal = remove_episodes_task(store, tuple(remove_guids), now)
-        catalog = removal.catalog
-    else:
-        catalog = load_catalog_task(store)
-    result = publish_feed_task(store, show, show_dir, catalog, settings, now)
-    if removal is not None:
-        result = replace(result, removed=removal.removed, already_removed=removal.already_removed)
+    return jobs.regenerate_feed(
+        episodes, storage, public_url, remove_guids, now, steps=_TASK_STEPS, show=_feed_link
+    )
+
+
+def _feed_link(result: FeedResult, show: Show) -> None:
+    """The feed's link and summary as an artifact, when the run changed something."""
+    changed = result.uploaded or result.cover_uploaded or result.removed or result.unfit
+    if not changed:
+        return
     create_link_artifact(
         link=result.feed_url,
         link_text=f"{show.title}: the podcast feed",
         key="podcast-feed",
         description=result.summary(),
     )
-    return result

@@ -59,6 +59,8 @@ SHOW_EXAMPLES = {
     "complete": "false",
     "hosts": "[Anna Exempelsson, Bo Testström]",
     "podcast_guid": "917393e3-1b1e-5cef-ace4-edaa54e1f810",
+    "apple_podcasts_url": "https://podcasts.apple.com/se/podcast/digitalsamtal/id1234567890",
+    "spotify_url": "https://open.spotify.com/show/4rOoJ6Egrf8K2IrywzwOMk",
 }
 # What to do when a show file cannot be read (`read_regular`'s fix).
 _CHECK_FILE: Text = (

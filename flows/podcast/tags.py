@@ -14,6 +14,8 @@ wrong, the fix and an example, in Swedish and English (`flows.podcast.report.fil
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import itertools
 import os
@@ -307,7 +309,32 @@ def id3_tag_bytes(frames: list[Frame]) -> bytes:
 # Writing
 
 
+# copy_file_range's answers for "not here" (an old kernel, another file system, a file system
+# without it): the copy then goes through a buffer instead.
+_NO_KERNEL_COPY = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+def _kernel_copy(src: int, dst: int, start: int, end: int) -> int:
+    """Append src[start:end] to dst inside the kernel (no pass through Python, a reflink where
+    the file system has them); the bytes copied, fewer when the kernel cannot (or src ends)."""
+    copy = getattr(os, "copy_file_range", None)  # Linux only
+    done = 0
+    while copy is not None and start + done < end:
+        try:
+            copied = copy(src, dst, end - start - done, start + done)
+        except OSError as exc:
+            if exc.errno in _NO_KERNEL_COPY:
+                break
+            raise
+        if copied == 0:
+            break
+        done += copied
+    return done
+
+
 def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
+    dst.flush()  # the kernel copy appends at the file's own position
+    start += _kernel_copy(src.fileno(), dst.fileno(), start, end)
     src.seek(start)
     remaining = end - start
     while remaining > 0:
@@ -321,9 +348,26 @@ def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
 def _write_mp3(src: Path, tmp: Path, tags: EpisodeTags, info: AudioInfo) -> None:
     header = id3_tag_bytes(build_id3_frames(tags, info.duration))
     start, end = mp3_audio_range(src)
-    with src.open("rb") as fin, tmp.open("wb") as fout:
+    # "r+b", not "wb": `tmp` is new and empty, and truncating it anyway makes ext4 start
+    # writing the whole file back to disk when it is closed (its auto_da_alloc).
+    with src.open("rb") as fin, tmp.open("r+b") as fout:
         fout.write(header)
+        fout.flush()
+        _reserve(fout.fileno(), len(header) + end - start)
         _copy_range(fin, fout, start, end)
+        fout.flush()
+        # A source that ended early (it changed meanwhile) leaves reserved room: cut it off.
+        os.ftruncate(fout.fileno(), os.lseek(fout.fileno(), 0, os.SEEK_CUR))
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Give the file its blocks at once, so the copy only fills them: on ext4 a fifth faster
+    than allocating as the copy goes. Where it cannot be done, the copy allocates as before."""
+    allocate = getattr(os, "posix_fallocate", None)  # not on macOS
+    if allocate is None:
+        return
+    with contextlib.suppress(OSError):  # no such call for this file system
+        allocate(fd, 0, size)
 
 
 def _write_m4a(src: Path, tmp: Path, tags: EpisodeTags) -> None:
@@ -361,7 +405,9 @@ def tag_audio(src: Path, dst: Path, tags: EpisodeTags, info: AudioInfo) -> None:
         else:
             what = (f"okänt ljudformat {info.format!r}", f"unknown audio format {info.format!r}")
             raise AudioError(file_note(src, what, ("Ge mp3 eller m4a", "Expected mp3 or m4a")))
-        atomic_replace(tmp, dst)
+        # A tagged copy is a work file (uploaded, then dropped): no fsync, which cost more
+        # than the copy itself for a long episode.
+        atomic_replace(tmp, dst, durable=False)
     except AudioError as exc:
         if str(exc).startswith(str(src)):
             raise

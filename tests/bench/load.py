@@ -14,7 +14,21 @@ builds its inputs, runs the operation once to warm up, then:
 Scenarios, each at a small and a large size (10x apart):
 - podcast no-op: `flows.podcast.run.publish` with an empty inbox over a catalog of 1,000 and
   10,000 realistic `Episode` records, in LocalStorage and in moto's in-process S3.
-  Target (from the 500-episode benchmark): zero uploads, under 200 ms.
+  Target (from the 500-episode benchmark): zero uploads, under 200 ms. (An empty inbox
+  reads no catalog: these rows show that nothing grows when there is nothing to read.)
+- catalog: `load_catalog` of the same catalogs from LocalStorage. Target (issue 23): the
+  large one costs at most 11x the small one; peak memory grows no faster than the data.
+- feed run, nothing new: what the hourly `feed` command does (`load_catalog`, then
+  `publish_feed`) over a published feed of 1,000 and 10,000 episodes (+1 real one), with
+  its storage requests counted. Target: the same requests at both sizes, no upload.
+- re-drop: `publish` with a published episode dropped again into the inbox (inspected,
+  tagged, found unchanged), over the same storage. Target: the same requests at both sizes,
+  no upload.
+  Both are set up with one publish run whose storage answers HEAD for the catalog's audio as
+  if it were uploaded, and reads its transcripts (10,000 files of 28 MB are not written;
+  the web pages are made then); the measured runs see plain storage, so a run that looked
+  at every enclosure again would find them missing and upload a changed feed. The set-up
+  run's feed gate is skipped (the measured runs never call it: their feed is unchanged).
 - feed build: `flows.podcast.feed.build_feed` for the same catalogs (the feed-vs-feedgen rows are
   in bench_feed.py's part of the table, at 100/1,000/10,000 episodes).
 - newsletter: `build_issue` (read/select/render/MJML/write) on a generated 2,000-entry (and
@@ -60,6 +74,7 @@ NOW = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
 EPISODES = (1_000, 10_000)
 POSTS = (200, 2_000)
 NOOP_TARGET_MS = 200.0
+CATALOG_TARGET = 11.0  # loading 10x the episodes costs at most this many times as much
 NEWSLETTER_TARGET_MS = 50.0
 GMAIL_CLIP = 102_000
 
@@ -199,6 +214,161 @@ def _noop(size: int, work: Path, where: str) -> tuple[Callable[[], Any], dict[st
     return operation, {"data_bytes": data, "uploads": lambda: sum(uploads)}  # type: ignore[dict-item]
 
 
+def _catalog(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
+    from flows.core.storage import LocalStorage
+    from flows.podcast.catalog import load_catalog
+
+    # Written by another process (once for all samples, in BENCH_CATALOGS), as a run finds
+    # it: the records made to write it would leave memory behind for the load to reuse.
+    where = Path(os.environ.get("BENCH_CATALOGS", work))
+    for count in (size, 10):
+        if not (where / f"catalog-{count}").exists():
+            command = [sys.executable, __file__, "write-catalog", str(where), str(count)]
+            subprocess.run(command, check=True, cwd=ROOT)
+    storage, small = LocalStorage(where / f"catalog-{size}"), LocalStorage(where / "catalog-10")
+    data = len(storage.get_bytes("podcast/catalog.json")[0])
+    facts = {"data_bytes": data, "warm_up": lambda: load_catalog(small)}
+    return lambda: load_catalog(storage), facts  # type: ignore[return-value]
+
+
+def write_catalog(folder: str, count: int) -> None:
+    from flows.core.storage import LocalStorage
+    from flows.podcast.catalog import Catalog, save_catalog
+
+    save_catalog(LocalStorage(Path(folder) / f"catalog-{count}"), Catalog(episodes(count)), NOW)
+
+
+class _Counting:
+    """A storage that counts the requests made through it, and passes them on."""
+
+    REQUESTS = ("head", "get_bytes", "put_bytes", "put_file", "list_keys", "delete")
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.requests, self.puts = inner, 0, 0
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.inner, name)
+        if name not in self.REQUESTS:
+            return found
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.requests += 1
+            # An upload changes something published; the run lock is only taken and freed.
+            self.puts += name in ("put_bytes", "put_file") and args[0] != "podcast/.lock"
+            return found(*args, **kwargs)
+
+        return counted
+
+
+class _AudioThere:
+    """A storage where each catalog episode's audio is found with its size (HEAD), and its
+    transcript can be read (set-up only: they are not written)."""
+
+    TRANSCRIPT = b"WEBVTT\n\n00:00.000 --> 00:05.000\nHej och v\xc3\xa4lkommen.\n"
+
+    def __init__(self, inner: Any, records: list[Any]) -> None:
+        self.inner = inner
+        self.sizes = {e.audio_key: e.size for e in records}
+        self.transcripts = {e.transcript_key for e in records if e.transcript_key}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def head(self, key: str) -> Any:
+        from flows.core.storage import ObjectInfo
+
+        if key in self.sizes:
+            return ObjectInfo(key, self.sizes[key], "bench")
+        return self.inner.head(key)
+
+    def get_bytes(self, key: str) -> Any:
+        if key in self.transcripts:
+            return self.TRANSCRIPT, "bench"
+        return self.inner.get_bytes(key)
+
+
+_REDROP = "avsnitt-igen"  # the real episode that the re-drop scenario drops again
+
+
+def _published(size: int, work: Path) -> tuple[Any, Any, Path]:
+    """LocalStorage with a catalog of `size` episodes and one real one, and the live feed of
+    them all, as a publish run leaves it; the settings and the episodes folder."""
+    from unittest import mock
+
+    from bench_podcast import episodes_folder, tone_mp3
+
+    from flows.core.settings import Settings
+    from flows.core.storage import LocalStorage
+    from flows.podcast.catalog import Catalog, save_catalog
+    from flows.podcast.run import publish
+
+    show_dir = episodes_folder(work)
+    settings = Settings.load(episodes_dir=str(show_dir), settle_seconds=0)
+    storage = LocalStorage(work / "storage")
+    records = episodes(size)
+    save_catalog(storage, Catalog(records), NOW)
+    tone_mp3(work / "igen.mp3")
+    _drop(work, show_dir)
+    there = _AudioThere(storage, records)
+    with mock.patch("flows.podcast.feedpublish.check_feed", return_value=[]):
+        report = publish(settings, there, NOW)
+    assert [o.status for o in report.outcomes] == ["published"], report.summary()
+    return storage, settings, show_dir
+
+
+def _drop(work: Path, show_dir: Path) -> None:
+    import shutil
+
+    shutil.copy(work / "igen.mp3", show_dir / "inbox" / f"{_REDROP}.mp3")
+    (show_dir / "inbox" / f"{_REDROP}.md").write_text("---\ntitle: Igen\n---\n")
+
+
+def _feed_noop(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
+    from flows.podcast.catalog import load_catalog
+    from flows.podcast.feedpublish import publish_feed
+    from flows.podcast.show import load_show
+
+    storage, settings, show_dir = _published(size, work)
+    show = load_show(show_dir / "show.yaml")
+    seen: list[_Counting] = []
+
+    def operation() -> Any:
+        counting = _Counting(storage)
+        seen.append(counting)
+        catalog = load_catalog(counting)
+        return publish_feed(counting, show, show_dir, catalog, settings, NOW)
+
+    return operation, _request_facts(storage, seen)
+
+
+def _redrop(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
+    from flows.podcast.run import publish
+
+    storage, settings, show_dir = _published(size, work)
+    seen: list[_Counting] = []
+
+    def operation() -> Any:
+        _drop(work, show_dir)
+        counting = _Counting(storage)
+        seen.append(counting)
+        report = publish(settings, counting, NOW)
+        assert [o.status for o in report.outcomes] == ["unchanged"], report.summary()
+        return report
+
+    return operation, _request_facts(storage, seen)
+
+
+def _request_facts(storage: Any, seen: list[_Counting]) -> dict[str, float]:
+    """The catalog's size, the last run's requests and every run's uploads."""
+    data = len(storage.get_bytes("podcast/catalog.json")[0])
+    facts = {
+        "data_bytes": data,
+        "requests": lambda: seen[-1].requests,
+        "uploads": lambda: sum(c.puts for c in seen),
+    }
+    return facts  # type: ignore[return-value]
+
+
 def _feed(size: int, work: Path) -> tuple[Callable[[], Any], dict[str, float]]:
     from flows.podcast.feed import build_feed
     from flows.podcast.show import load_show
@@ -256,6 +426,9 @@ def _stages(size: int, work: Path, runs: int) -> dict[str, float]:
 SCENARIOS = {
     "noop-local": lambda size, work: _noop(size, work, "local"),
     "noop-s3": lambda size, work: _noop(size, work, "s3"),
+    "catalog": _catalog,
+    "feed-noop": _feed_noop,
+    "redrop": _redrop,
     "feed": _feed,
     "newsletter": _newsletter,
 }
@@ -280,22 +453,29 @@ def _release() -> None:
 
 
 def child(name: str, size: int, runs: int) -> dict[str, Any]:
-    """Set up, warm up, time `runs` runs, then measure one run's peak memory (two ways)."""
+    """Set up, warm up, measure one run's peak resident memory, time `runs` runs, then
+    measure one more run's peak of Python allocations."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         operation, facts = SCENARIOS[name](size, Path(tmp))
-        operation()  # warm-up: imports, template compilation, caches
-        walls, cpus = [0.0], [0.0]
+        # Imports, template compilation, caches; a scenario may warm up on smaller input, so
+        # that the run measured next is, as in a real run, the first of its size.
+        facts.pop("warm_up", operation)()
+        _release()
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        before, first_cpu = _status("VmRSS"), time.process_time()
+        result = operation()
+        first_cpu = time.process_time() - first_cpu
+        rss_peak = _status("VmHWM") - before
+        del result
+        walls: list[float] = []
+        cpus: list[float] = []
         # The newsletter is timed stage by stage below (`_stages`), not here.
         for _ in range(runs if name != "newsletter" else 0):
             wall, cpu = time.perf_counter(), time.process_time()
-            operation()
+            result = operation()
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
-        _release()
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        before = _status("VmRSS")
-        operation()
-        rss_peak = _status("VmHWM") - before
+            del result  # freeing what the operation returned is not its work: after the clock
         gc.collect()
         tracemalloc.start()
         operation()
@@ -305,15 +485,16 @@ def child(name: str, size: int, runs: int) -> dict[str, Any]:
         if name == "newsletter":
             found["stages"] = _stages(size, Path(tmp), runs)
     return {
-        "wall": statistics.median(walls),
-        "cpu": statistics.median(cpus),
+        "wall": statistics.median(walls) if walls else 0.0,
+        "cpu": statistics.median(cpus) if cpus else 0.0,
+        "first_cpu": first_cpu,  # the first run of its size in the process (no warm memory)
         "rss_peak": rss_peak,
         "traced_peak": traced_peak,
         **found,
     }
 
 
-def measure(name: str, size: int, runs: int) -> dict[str, Any]:
+def measure(name: str, size: int, runs: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one scenario at one size in a fresh process; its figures as a dict."""
     done = subprocess.run(
         [sys.executable, __file__, "child", name, str(size), str(runs)],
@@ -321,6 +502,7 @@ def measure(name: str, size: int, runs: int) -> dict[str, Any]:
         text=True,
         check=False,
         cwd=ROOT,
+        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"load scenario {name} ({size}) failed:\n{done.stderr[-3000:]}")
@@ -354,6 +536,69 @@ def _memory_rows(
     return rows
 
 
+def _catalog_rows(runs: int) -> list[Row]:
+    """A run loads its catalog once, in a new process: each sample is the first load in a
+    fresh process (after a 10-episode warm-up), the two sizes alternating; the ratio is the
+    median of the pairs' ratios. Repeated loads in one process (shown for information) time
+    the small catalog with its memory still in the CPU's cache and the large one without."""
+    small_n, large_n = EPISODES
+    bench = f"load: catalog ({large_n:,} episodes)"
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-catalogs-") as catalogs:
+        env = {**os.environ, "BENCH_CATALOGS": catalogs}
+        for _ in range(max(3, runs)):
+            pairs.append((measure("catalog", small_n, 3, env), measure("catalog", large_n, 3, env)))
+
+    def medians(size: int) -> dict[str, Any]:  # 0: the small catalog, 1: the large one
+        return {key: statistics.median(p[size][key] for p in pairs) for key in pairs[0][size]}
+
+    small, large = medians(0), medians(1)
+    ratio = statistics.median(b["first_cpu"] / a["first_cpu"] for a, b in pairs)
+    row = Row(
+        bench,
+        f"load_catalog, first in a process, LocalStorage (CPU), "
+        f"{large['data_bytes'] / 2**20:.1f} MiB catalog",
+        ms(large["first_cpu"]),
+        ms(small["first_cpu"]) + f" ({small_n:,})",
+        factor(ratio),
+        f"<= {CATALOG_TARGET:g}x",
+        verdict(ratio <= CATALOG_TARGET),
+    )
+    again = Row(
+        bench,
+        "load_catalog, again in the same process (CPU)",
+        ms(large["cpu"]),
+        ms(small["cpu"]) + f" ({small_n:,})",
+        factor(statistics.median(b["cpu"] / a["cpu"] for a, b in pairs)),
+    )
+    return [row, again, *_memory_rows(bench, "load_catalog", small, large, EPISODES)]
+
+
+def _request_rows(runs: int) -> list[Row]:
+    """The feed run with nothing new and the re-drop: time and storage requests by size."""
+    small_n, large_n = EPISODES
+    rows = []
+    for name, bench, what in (
+        ("feed-noop", "feed run, nothing new", "load_catalog + publish_feed"),
+        ("redrop", "re-drop of a published episode", "publish"),
+    ):
+        small, large = measure(name, small_n, runs), measure(name, large_n, runs)
+        same = large["requests"] == small["requests"]
+        rows.append(
+            Row(
+                f"load: {bench} ({large_n:,} episodes)",
+                f"{what}, LocalStorage (CPU; requests: {large['requests']}, "
+                f"uploads: {large['uploads']})",
+                ms(large["cpu"]),
+                ms(small["cpu"]) + f" ({small_n:,}; requests: {small['requests']})",
+                factor(large["cpu"] / small["cpu"]),
+                f"requests as at {small_n:,}, 0 uploads",
+                verdict(same and large["uploads"] == 0 and small["uploads"] == 0),
+            )
+        )
+    return rows
+
+
 def run(quick: bool = False) -> list[Row]:
     """The load rows of the benchmark table."""
     runs = 1 if quick else 7
@@ -374,6 +619,9 @@ def run(quick: bool = False) -> list[Row]:
             )
         )
         rows += _memory_rows(bench, where, small, large, EPISODES)
+
+    rows += _catalog_rows(runs)
+    rows += _request_rows(runs)
 
     bench = f"load: feed build ({large_n:,} episodes)"
     small, large = measure("feed", small_n, runs), measure("feed", large_n, runs)
@@ -433,6 +681,9 @@ def run(quick: bool = False) -> list[Row]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         print(json.dumps(child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "write-catalog":
+        write_catalog(sys.argv[2], int(sys.argv[3]))
         return
     from table import format_table, machine_line
 

@@ -2,15 +2,16 @@
 
     python tests/bench/run_all.py [--quick] [--only NAME ...] [--markdown]
 
-NAME is one of: newsletter, feed, storage, loudness, load, podcast (the default runs all,
-in that order; podcast last because it leaves Prefect's temporary server running in this
-process). `--quick` takes smaller inputs and fewer runs (about 3 minutes on 2 cores); the
-full run takes about 10-15. The table goes to stdout, the benches' own chatter and progress
-to stderr. The exit status is 1 when a benchmark failed to run (its row says ERROR), else 0;
-a missed target is a verdict in the table, not a failure.
+NAME is one of: newsletter, feed, tag, storage, loudness, load, commands, podcast (the
+default runs all, in that order; podcast last because it leaves Prefect's temporary server
+running in this process). `--quick` takes smaller inputs and fewer runs (about 3 minutes
+on 2 cores); the full run takes about 10-15. The table goes to stdout, the benches' own
+chatter and progress to stderr. The exit status is 1 when a benchmark failed to run (its row
+says ERROR), else 0; a missed target is a verdict in the table, not a failure.
 
-Peers: feed build vs feedgen and a string-join floor (bench_feed.py); S3 upload throughput
-vs plain boto3 to the same moto server, peak memory vs file size (bench_storage.py);
+Peers: feed build vs feedgen and a string-join floor (bench_feed.py); the first tag of a
+60 MB MP3 vs `cat` of the same file (bench_tag.py); S3 upload throughput vs plain boto3
+to the same moto server, peak memory vs file size (bench_storage.py);
 newsletter build split by stage (bench_newsletter.py); no-op podcast runs vs reading the
 catalog alone (bench_podcast.py); encode+normalise vs the same ffmpeg commands by hand
 (bench_loudness.py, run as a subprocess and read from its output); the load scenarios at
@@ -56,6 +57,12 @@ def _feed(quick: bool) -> list[Row]:
     return bench_feed.run(quick)
 
 
+def _tag(quick: bool) -> list[Row]:
+    import bench_tag
+
+    return bench_tag.run(quick)
+
+
 def _storage(quick: bool) -> list[Row]:
     import bench_storage
 
@@ -66,6 +73,12 @@ def _load(quick: bool) -> list[Row]:
     import load
 
     return load.run(quick)
+
+
+def _commands(quick: bool) -> list[Row]:
+    import bench_commands
+
+    return bench_commands.run(quick)
 
 
 def _podcast(quick: bool) -> list[Row]:
@@ -136,9 +149,11 @@ def _loudness(quick: bool) -> list[Row]:
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "newsletter": _newsletter,
     "feed": _feed,
+    "tag": _tag,
     "storage": _storage,
     "loudness": _loudness,
     "load": _load,
+    "commands": _commands,
     "podcast": _podcast,
 }
 
