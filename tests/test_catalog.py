@@ -14,13 +14,13 @@ from flows.podcast.catalog import (
     BACKUP_PREFIX,
     CATALOG_KEY,
     Catalog,
+    backup_keys,
     dump_catalog,
+    heal_backup,
     load_catalog,
     mark_removed,
     new_guid,
     parse_catalog,
-    backup_keys,
-    heal_backup,
     prune_backups,
     remove_episodes,
     save_catalog,
@@ -143,7 +143,10 @@ def test_save_then_load_round_trip_private(tmp_path):
     assert meta["public"] is False and meta["cache_control"] == CACHE_PRIVATE
     # The first version is a backup too: a lost catalog is its newest backup.
     assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260301T080000Z.json"]
-    assert storage.get_bytes(BACKUP_PREFIX + "catalog-20260301T080000Z.json")[0] == storage.get_bytes(CATALOG_KEY)[0]
+    assert (
+        storage.get_bytes(BACKUP_PREFIX + "catalog-20260301T080000Z.json")[0]
+        == storage.get_bytes(CATALOG_KEY)[0]
+    )
 
 
 def test_every_version_written_is_the_newest_backup(tmp_path):
@@ -151,9 +154,15 @@ def test_every_version_written_is_the_newest_backup(tmp_path):
     first = save_catalog(storage, upsert(Catalog(), record("a"), T0)[0], T0)
     before = storage.get_bytes(CATALOG_KEY)[0]
     second = save_catalog(storage, upsert(first, record("b", episode=2), T1)[0], T1)
-    assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260301T080000Z.json", BACKUP_PREFIX + "catalog-20260302T080000Z.json"]
+    assert storage.list_keys(BACKUP_PREFIX) == [
+        BACKUP_PREFIX + "catalog-20260301T080000Z.json",
+        BACKUP_PREFIX + "catalog-20260302T080000Z.json",
+    ]
     assert storage.get_bytes(BACKUP_PREFIX + "catalog-20260301T080000Z.json")[0] == before
-    assert storage.get_bytes(BACKUP_PREFIX + "catalog-20260302T080000Z.json")[0] == storage.get_bytes(CATALOG_KEY)[0]
+    assert (
+        storage.get_bytes(BACKUP_PREFIX + "catalog-20260302T080000Z.json")[0]
+        == storage.get_bytes(CATALOG_KEY)[0]
+    )
     assert storage.metadata(BACKUP_PREFIX + "catalog-20260302T080000Z.json")["public"] is False
     # A second save in the same second gets its own backup, never overwriting one.
     save_catalog(storage, upsert(second, record("c", episode=3), T1)[0], T1)
@@ -167,7 +176,9 @@ def test_a_version_missing_from_the_backups_is_backed_up(tmp_path):
     up the previous version first, and a run with nothing to change mends it too."""
     storage = LocalStorage(tmp_path)
     first = save_catalog(storage, upsert(Catalog(), record("a"), T0)[0], T0)
-    storage.delete(BACKUP_PREFIX + "catalog-20260301T080000Z.json")  # as if the run had stopped before the backup
+    storage.delete(
+        BACKUP_PREFIX + "catalog-20260301T080000Z.json"
+    )  # as if the run had stopped before the backup
     before = storage.get_bytes(CATALOG_KEY)[0]
     save_catalog(storage, upsert(first, record("b", episode=2), T1)[0], T1)
     assert [storage.get_bytes(k)[0] == before for k in backup_keys(storage)] == [
@@ -178,7 +189,10 @@ def test_a_version_missing_from_the_backups_is_backed_up(tmp_path):
         storage.delete(key)
     loaded = load_catalog(storage)
     assert heal_backup(storage, loaded, T1) is True
-    assert storage.get_bytes(BACKUP_PREFIX + "catalog-20260302T080000Z.json")[0] == storage.get_bytes(CATALOG_KEY)[0]
+    assert (
+        storage.get_bytes(BACKUP_PREFIX + "catalog-20260302T080000Z.json")[0]
+        == storage.get_bytes(CATALOG_KEY)[0]
+    )
     assert heal_backup(storage, loaded, T1) is False  # the newest backup is it: nothing to do
 
 
@@ -232,7 +246,9 @@ def test_save_of_unchanged_content_writes_nothing(tmp_path):
     again = save_catalog(storage, load_catalog(storage), T1)
     assert again.etag == saved.etag
     assert storage.path_of(CATALOG_KEY).stat().st_mtime_ns == mtime
-    assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260301T080000Z.json"]  # the first version's, no more
+    assert storage.list_keys(BACKUP_PREFIX) == [
+        BACKUP_PREFIX + "catalog-20260301T080000Z.json"
+    ]  # the first version's, no more
 
 
 def test_concurrent_writer_is_detected_and_nothing_is_lost(tmp_path):
@@ -299,7 +315,10 @@ def test_save_and_conflict_on_s3(request, fixture):
     with pytest.raises(CatalogError, match="Run again"):
         save_catalog(storage, upsert(stale, record("c", episode=3), T1)[0], T1)
     assert {ep.slug for ep in load_catalog(storage).episodes} == {"a", "b"}
-    assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260301T080000Z.json", BACKUP_PREFIX + "catalog-20260302T080000Z.json"]
+    assert storage.list_keys(BACKUP_PREFIX) == [
+        BACKUP_PREFIX + "catalog-20260301T080000Z.json",
+        BACKUP_PREFIX + "catalog-20260302T080000Z.json",
+    ]
 
 
 # --- removal: lasting, the record stays -----------------------------------------------------
@@ -363,7 +382,10 @@ def test_remove_episodes_saves_with_a_backup_and_detects_a_concurrent_writer(tmp
     removal = remove_episodes(storage, [guid], T1, saved_at=T1)
     assert removal.removed == (guid,) and removal.catalog.etag != saved.etag
     assert load_catalog(storage).by_guid(guid).removed_at == T1
-    assert storage.list_keys(BACKUP_PREFIX) == [BACKUP_PREFIX + "catalog-20260301T080000Z.json", BACKUP_PREFIX + "catalog-20260302T080000Z.json"]
+    assert storage.list_keys(BACKUP_PREFIX) == [
+        BACKUP_PREFIX + "catalog-20260301T080000Z.json",
+        BACKUP_PREFIX + "catalog-20260302T080000Z.json",
+    ]
 
     with pytest.raises(CatalogError, match=r"No episode in .*podcast/catalog\.json has the guid x"):
         remove_episodes(storage, ["x"], T1)

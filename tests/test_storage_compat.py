@@ -28,7 +28,6 @@ from flows.core.models import STOCKHOLM
 from flows.core.settings import Settings
 from flows.core.storage import CACHE_LONG, LocalStorage
 from flows.podcast.catalog import (
-    BACKUP_PREFIX,
     CATALOG_KEY,
     backup_keys,
     dump_catalog,

@@ -78,9 +78,7 @@ def atomic_write_json(
     return atomic_write(path, text.encode("utf-8"))
 
 
-def atomic_replace(
-    temporary: Path, path: Path, *, mode: int = 0o644, durable: bool = True
-) -> None:
+def atomic_replace(temporary: Path, path: Path, *, mode: int = 0o644, durable: bool = True) -> None:
     """Publish a temporary file that a tool (ffmpeg, mutagen) wrote beside `path`.
 
     `durable=False` skips the fsync, for a work copy that a crash makes worthless anyway (the

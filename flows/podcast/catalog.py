@@ -121,8 +121,7 @@ def dump_catalog(episodes: list[Episode]) -> bytes:
 
 
 _RESTORE = (
-    f"Restore the newest good copy from {BACKUP_PREFIX} (copy it over {CATALOG_KEY}) "
-    "and run again."
+    f"Restore the newest good copy from {BACKUP_PREFIX} (copy it over {CATALOG_KEY}) and run again."
 )
 
 
