@@ -86,7 +86,11 @@ def test_publishing_through_thirty_percent_failures_converges(
     guids: dict[str, str] = {}
     runs = errors = locked = 0
     started = time.monotonic()
-    while runs < MAX_RUNS and any((show_dir / "inbox").iterdir()):
+    # The schedule runs again while drops wait or the feed is not out yet (an empty inbox
+    # rebuilds a stale feed: `feed_staleness`).
+    while runs < MAX_RUNS and (
+        any((show_dir / "inbox").iterdir()) or direct.head(FEED_KEY) is None
+    ):
         now = T0 + timedelta(minutes=15 * runs)
         runs += 1
         try:
@@ -106,9 +110,9 @@ def test_publishing_through_thirty_percent_failures_converges(
     )
     print(summary)  # shown with -s: the figures for the report
 
-    # About 170 requests, 30% of them failed (a feed build HEADs only the enclosures the
-    # live feed does not carry yet, so there are fewer requests than the 190 of before).
-    assert proxy.faults > 40, f"too few faults to mean anything: {summary}"
+    # About 120 requests, 30% of them failed (a feed build HEADs only the enclosures the
+    # live feed does not carry yet, and a no-op compares first, so fewer than before).
+    assert proxy.faults > 25, f"too few faults to mean anything: {summary}"
     assert not any((show_dir / "inbox").iterdir()), f"inbox not empty after {summary}"
     assert not (show_dir / "failed").exists(), f"an episode was refused: {summary}"
     # (A published episode with warnings also gets a `.notes.txt` beside it.)
