@@ -171,6 +171,22 @@ def test_every_version_written_is_the_newest_backup(tmp_path):
     assert storage.get_bytes(keys[-1])[0] == storage.get_bytes(CATALOG_KEY)[0]
 
 
+def test_a_backup_after_pruning_in_the_same_second_is_still_the_newest(tmp_path):
+    """Pruning leaves a gap in one second's numbers; the next backup must not fill it, or it
+    would sort as the oldest and be the next one pruned."""
+    storage = LocalStorage(tmp_path)
+    catalog = Catalog()
+    for n, slug in enumerate("abc", start=1):
+        catalog = save_catalog(storage, upsert(catalog, record(slug, episode=n), T1)[0], T1)
+    prune_backups(storage, keep=2)  # the un-numbered first one of that second goes
+    catalog = save_catalog(storage, upsert(catalog, record("d", episode=4), T1)[0], T1)
+    newest = backup_keys(storage)[-1]
+    assert newest == BACKUP_PREFIX + "catalog-20260302T080000Z-4.json"
+    assert storage.get_bytes(newest)[0] == storage.get_bytes(CATALOG_KEY)[0]
+    prune_backups(storage, keep=2)
+    assert storage.get_bytes(backup_keys(storage)[-1])[0] == storage.get_bytes(CATALOG_KEY)[0]
+
+
 def test_a_version_missing_from_the_backups_is_backed_up(tmp_path):
     """A run that stopped between writing the catalog and its backup: the next save backs
     up the previous version first, and a run with nothing to change mends it too."""

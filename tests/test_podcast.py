@@ -336,8 +336,8 @@ def test_catalog_backups_are_pruned_to_the_setting(show_dir, audio, tmp_path):
     backups = storage.list_keys(BACKUP_PREFIX)
     assert len(backups) == 2
     # The newest two remain: they hold the versions titled 2 and 3 (3 is the catalog itself).
-    titles = {json.loads(storage.get_bytes(k)[0])["episodes"][0]["title"] for k in backups}
-    assert titles == {"Titel 2", "Titel 3"}
+    titles = {k: json.loads(storage.get_bytes(k)[0])["episodes"][0]["title"] for k in backups}
+    assert set(titles.values()) == {"Titel 2", "Titel 3"}, titles
     assert load_catalog(storage).episodes[0].title == "Titel 3"
 
 

@@ -328,9 +328,11 @@ def _keep_backup(storage: Storage, data: bytes, etag: str, now: datetime) -> Non
 
 
 def _put_backup(storage: Storage, data: bytes, now: datetime) -> None:
-    attempt = 1
-    while storage.head(backup_key(now, attempt)) is not None:
-        attempt += 1
+    # Numbered after the newest of the same second, never into a gap that pruning left:
+    # a reused lower number would sort as older and be pruned first.
+    stamp, _ = _backup_order(backup_key(now))
+    taken = [n for s, n in map(_backup_order, backup_keys(storage)) if s == stamp]
+    attempt = max(taken, default=0) + 1
     storage.put_bytes(
         backup_key(now, attempt),
         data,
