@@ -129,8 +129,8 @@ def _clean_body(body: str) -> etree.CDATA:
         return etree.CDATA(clean_text(body))
 
 
-# The audio type, episode type, explicit flag, whether there is an episode number, the season.
-_Shape = tuple[str, str, bool, bool, int | None]
+# The audio type, episode type, explicit flag, whether there is an episode number and a season.
+_Shape = tuple[str, str, bool, bool, bool]
 
 
 class _Slot:
@@ -193,8 +193,15 @@ class _Slot:
         number, season = episode.episode, episode.season
         if number is not None:
             self.number.text = str(number)
-        has_number = number is not None
-        shape = (episode.mime_type, episode.episode_type, episode.explicit, has_number, season)
+        if season is not None:
+            self.season.text = str(season)
+        shape = (
+            episode.mime_type,
+            episode.episode_type,
+            episode.explicit,
+            number is not None,
+            season is not None,
+        )
         if shape != self.shape:  # most items have the shape of the one before
             self._reshape(shape)
         optional = episode.image_key or episode.transcript_key or episode.chapters_key
@@ -205,21 +212,19 @@ class _Slot:
         """The values that most items share, and which of itunes:episode and itunes:season
         the item has."""
         self.shape = shape
-        mime_type, kind, explicit, has_number, season = shape
+        mime_type, kind, explicit, has_number, has_season = shape
         self.enclosure.set("type", clean_text(mime_type))
         self.kind.text = kind
         self.explicit.text = "true" if explicit else "false"
-        if season is not None:
-            self.season.text = str(season)
         if has_number != self.has_number:
             self.has_number = has_number
             if has_number:
                 self.duration.addnext(self.number)
             else:
                 self.item.remove(self.number)
-        if (season is not None) != self.has_season:
-            self.has_season = season is not None
-            if self.has_season:
+        if has_season != self.has_season:
+            self.has_season = has_season
+            if has_season:
                 (self.number if has_number else self.duration).addnext(self.season)
             else:
                 self.item.remove(self.season)
