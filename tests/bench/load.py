@@ -38,8 +38,9 @@ Scenarios, each at a small and a large size (10x apart):
   the demo target of 50 ms is shown beside it.
 
 "Memory stays flat" is read as: the peak grows no faster than the data. A 10x larger
-catalog is 10x more records to parse and keep, so the peak may grow up to 10x, not more;
-the table shows the peak ratio beside the data ratio.
+catalog is 10x more records to parse and keep, so the peak may grow up to 10x; the check
+allows 10% over the data ratio for the allocator's and the page size's granularity, and
+the target column says so.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ TINY = 100  # the feed no-op's and re-drop's requests are counted at this size t
 POSTS = (200, 2_000)
 NOOP_TARGET_MS = 200.0
 CATALOG_TARGET = 11.0  # loading 10x the episodes costs at most this many times as much
+FEED_TARGET = 11.0  # building the feed of 10x the episodes: linear, with 10% for noise
+MEMORY_SLACK = 1.1  # a peak may grow 10% more than the data (allocator and page granularity)
 NEWSLETTER_TARGET_MS = 50.0
 GMAIL_CLIP = 102_000
 
@@ -531,11 +534,28 @@ def _memory_rows(
                 mib(large[key]),
                 f"{mib(small[key])} ({sizes[0]:,})",
                 factor(ratio),
-                f"<= data ratio {data_ratio:.1f}x",
-                verdict(ratio <= data_ratio * 1.1),
+                f"<= {data_ratio * MEMORY_SLACK:.1f}x (data ratio {data_ratio:.1f}x + 10%)",
+                verdict(ratio <= data_ratio * MEMORY_SLACK),
             )
         )
     return rows
+
+
+def _pairs(
+    name: str, count: int, runs: int, env: dict[str, str] | None = None
+) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], dict[str, Any], dict[str, Any]]:
+    """`count` pairs of fresh processes, the small size then the large one, alternating, so
+    that a pair's ratio compares runs made seconds apart on a shared machine; the pairs and
+    the median of each figure at each size."""
+    small_n, large_n = EPISODES
+    pairs = [
+        (measure(name, small_n, runs, env), measure(name, large_n, runs, env)) for _ in range(count)
+    ]
+
+    def medians(size: int) -> dict[str, Any]:  # 0: the small size, 1: the large one
+        return {key: statistics.median(p[size][key] for p in pairs) for key in pairs[0][size]}
+
+    return pairs, medians(0), medians(1)
 
 
 def _catalog_rows(runs: int) -> list[Row]:
@@ -545,16 +565,9 @@ def _catalog_rows(runs: int) -> list[Row]:
     the small catalog with its memory still in the CPU's cache and the large one without."""
     small_n, large_n = EPISODES
     bench = f"load: catalog ({large_n:,} episodes)"
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-catalogs-") as catalogs:
         env = {**os.environ, "BENCH_CATALOGS": catalogs}
-        for _ in range(max(3, runs)):
-            pairs.append((measure("catalog", small_n, 3, env), measure("catalog", large_n, 3, env)))
-
-    def medians(size: int) -> dict[str, Any]:  # 0: the small catalog, 1: the large one
-        return {key: statistics.median(p[size][key] for p in pairs) for key in pairs[0][size]}
-
-    small, large = medians(0), medians(1)
+        pairs, small, large = _pairs("catalog", max(3, runs), 3, env)
     ratio = statistics.median(b["first_cpu"] / a["first_cpu"] for a, b in pairs)
     row = Row(
         bench,
@@ -630,16 +643,18 @@ def run(quick: bool = False) -> list[Row]:
     rows += _request_rows(runs)
 
     bench = f"load: feed build ({large_n:,} episodes)"
-    small, large = measure("feed", small_n, runs), measure("feed", large_n, runs)
+    # Paired processes, as for the catalog: two lone processes minutes apart differed 6x-14x.
+    pairs, small, large = _pairs("feed", max(3, runs), 3)
+    ratio = statistics.median(b["cpu"] / a["cpu"] for a, b in pairs)
     rows.append(
         Row(
             bench,
             f"build_feed (CPU), {large['data_bytes'] / 2**20:.1f} MiB feed",
             ms(large["cpu"]),
             ms(small["cpu"]) + f" ({small_n:,})",
-            factor(large["cpu"] / small["cpu"]),
-            "<= 10x (linear)",
-            verdict(large["cpu"] / small["cpu"] <= 11),
+            factor(ratio),
+            f"<= {FEED_TARGET:g}x (linear, 10% for noise)",
+            verdict(ratio <= FEED_TARGET),
         )
     )
     rows += _memory_rows(bench, "build_feed", small, large, EPISODES)
