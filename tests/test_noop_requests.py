@@ -1,5 +1,6 @@
 """Work that does not grow with the archive (issue 23): a feed run with nothing to do makes
-the same storage requests for 100 episodes as for 400 (the bench compares 1,000 with 10,000).
+the same storage requests for 100 episodes as for 400 (the bench counts them at 100, 1,000
+and 10,000).
 
 The `feed` command's steps run as its job runs them (`load_catalog`, then `publish_feed`)
 on a real LocalStorage, through a wrapper that counts every request. The setup publishes
