@@ -41,8 +41,9 @@ def mib(size: float) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-def factor(value: float) -> str:
-    return f"{value:.2f}x"
+def factor(value: float, digits: int = 2) -> str:
+    """A ratio such as 1.23x; a row near its target asks for more digits (1.304x is not 1.30x)."""
+    return f"{value:.{digits}f}x"
 
 
 def machine_line() -> str:
